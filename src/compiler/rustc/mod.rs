@@ -1,0 +1,564 @@
+//! rustc: from an invocation to a direct-mode key (spec D1, K1–K7), and after a miss, to the
+//! recorded inputs of a manifest entry (D2–D4, K5).
+
+pub mod args;
+pub mod identity;
+
+use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::compiler::{Uncacheable, depinfo};
+use crate::fsutil::{NanoTime, resolve};
+use crate::hash::{Digest, KeyHasher};
+use crate::hashcache::{FileStat, HashCache, HashError};
+use crate::store::manifest::{Binding, FileDep, Inputs};
+
+pub use args::RustcArgs;
+pub use identity::{IdentityCache, RustcIdentity};
+
+/// Version of the key schema; bump to invalidate every entry.
+const KEY_VERSION: &str = "zcfs-rustc-key-v1";
+
+/// A cacheable rustc invocation with its key computed.
+#[derive(Debug)]
+pub struct RustcJob {
+    pub args: RustcArgs,
+    pub cwd: PathBuf,
+    /// Absolute out-dir.
+    pub out_dir: PathBuf,
+    pub identity: Arc<RustcIdentity>,
+    /// The direct-mode manifest key.
+    pub key: Digest,
+    /// Extern files as hashed for the key: (absolute path, stat, digest).
+    pub externs: Vec<(PathBuf, FileStat, Digest)>,
+    /// Newest mtime among the extern inputs: the floor for output mtimes (spec M5).
+    pub inputs_mtime_floor: NanoTime,
+}
+
+/// Inputs to a key computation.
+pub struct KeyInputs<'a> {
+    pub argv: &'a [OsString],
+    pub cwd: &'a Path,
+    pub env: &'a HashMap<OsString, OsString>,
+    pub hashes: &'a HashCache,
+    pub identities: &'a IdentityCache,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("{0}")]
+    Uncacheable(Uncacheable),
+    #[error("{0:#}")]
+    Internal(anyhow::Error),
+}
+
+impl From<Uncacheable> for KeyError {
+    fn from(u: Uncacheable) -> Self {
+        KeyError::Uncacheable(u)
+    }
+}
+
+/// Environment variables that cargo sets for rustc and that therefore go into the key
+/// (spec K1-8, W5). Cargo's own configuration variables (`CARGO_TARGET_DIR`, `CARGO_LOG`,
+/// `CARGO_BUILD_*`, ...) are left out: what they change reaches rustc through argv.
+pub fn is_keyed_env(name: &str) -> bool {
+    matches!(
+        name,
+        "CARGO"
+            | "CARGO_CRATE_NAME"
+            | "CARGO_PRIMARY_PACKAGE"
+            | "CARGO_SBOM_PATH"
+            | "CARGO_TARGET_TMPDIR"
+            | "CARGO_RUSTC_CURRENT_DIR"
+            | "RUSTC_BOOTSTRAP"
+            | "RUSTC_FORCE_RUSTC_VERSION"
+    ) || name.starts_with("CARGO_PKG_")
+        || name.starts_with("CARGO_MANIFEST_")
+        || name.starts_with("CARGO_BIN_")
+}
+
+/// Environment variables the linker reads (spec K5).
+const LINKER_ENV: &[&str] = &["LIBRARY_PATH", "COMPILER_PATH", "GCC_EXEC_PREFIX"];
+
+fn hash_err(e: HashError) -> KeyError {
+    KeyError::Uncacheable(Uncacheable::new("unreadable input", e.to_string()))
+}
+
+/// Parses and keys a rustc invocation. `argv[0]` is the rustc path.
+pub fn prepare(inp: &KeyInputs<'_>) -> Result<RustcJob, KeyError> {
+    let rustc = PathBuf::from(&inp.argv[0]);
+    if inp.env.contains_key(OsStr::new("RUSTC_LOG")) {
+        return Err(Uncacheable::new("RUSTC_LOG", "RUSTC_LOG is set").into());
+    }
+    let expanded = args::expand_argfiles(&inp.argv[1..], inp.cwd)?;
+    let args = args::parse(&expanded)?;
+    let identity = inp
+        .identities
+        .get(&rustc, inp.env, inp.cwd, inp.hashes)
+        .map_err(KeyError::Internal)?;
+
+    let mut h = KeyHasher::new(KEY_VERSION);
+    h.digest("identity", &identity.digest);
+    for a in &args.key_args {
+        h.field("arg", a);
+    }
+
+    let mut env: Vec<(&OsString, &OsString)> = inp
+        .env
+        .iter()
+        .filter(|(k, _)| k.to_str().is_some_and(is_keyed_env))
+        .collect();
+    env.sort();
+    for (k, v) in env {
+        h.field("env-name", k.as_bytes());
+        h.field("env-value", v.as_bytes());
+    }
+
+    // --extern contents (spec K1-5), sorted by name.
+    let mut externs = Vec::new();
+    let mut floor: NanoTime = 0;
+    let mut ext: Vec<&args::Extern> = args.externs.iter().collect();
+    ext.sort_by(|a, b| (&a.name, &a.opts).cmp(&(&b.name, &b.opts)));
+    for e in ext {
+        h.field("extern", format!("{}:{}", e.opts, e.name).as_bytes());
+        if let Some(p) = &e.path {
+            let abs = resolve(inp.cwd, p);
+            let (digest, stat) = inp.hashes.digest(&abs).map_err(hash_err)?;
+            h.digest("extern-digest", &digest);
+            floor = floor.max(stat.mtime);
+            externs.push((abs, stat, digest));
+        }
+    }
+
+    // Static native libraries that rustc bundles into rlibs and staticlibs (spec K1-6).
+    for lib in args.native_libs.iter().filter(|l| l.kind == "static") {
+        let file = format!("lib{}.a", lib.name.split(':').next().unwrap_or(&lib.name));
+        let found = args
+            .search_paths
+            .iter()
+            .filter(|(kind, _)| kind == "native" || kind == "all")
+            .map(|(_, dir)| resolve(inp.cwd, &dir.join(&file)))
+            .find(|p| p.is_file());
+        let Some(path) = found else {
+            return Err(Uncacheable::new(
+                "static lib not found",
+                format!("{file} not in any -L native dir"),
+            )
+            .into());
+        };
+        let digest = inp.hashes.digest_only(&path).map_err(hash_err)?;
+        h.field("static-lib", file.as_bytes());
+        h.digest("static-lib-digest", &digest);
+    }
+
+    // Target: a JSON spec is keyed by content; the std libs of the target by listing.
+    let target = args.target.clone().unwrap_or_else(|| identity.host.clone());
+    if target.ends_with(".json") {
+        let digest = inp
+            .hashes
+            .digest_only(&resolve(inp.cwd, Path::new(&target)))
+            .map_err(hash_err)?;
+        h.digest("target-json", &digest);
+    } else {
+        h.digest(
+            "target-libs",
+            &identity::target_libs_digest(&identity.sysroot, &target),
+        );
+    }
+
+    for p in &args.profile_use {
+        let digest = inp
+            .hashes
+            .digest_only(&resolve(inp.cwd, p))
+            .map_err(hash_err)?;
+        h.digest("profile-use", &digest);
+    }
+
+    if args.native_cpu {
+        h.field("host-cpu", host_cpu().as_bytes());
+    }
+
+    if args.runs_linker() {
+        // The linker's identity and environment (spec K5). Its inputs are recorded from its
+        // dependency file after the compile.
+        let linker = args.linker.clone().unwrap_or_else(|| PathBuf::from("cc"));
+        let resolved = identity::resolve_program(&linker, inp.env, inp.cwd)
+            .ok_or_else(|| Uncacheable::new("linker not found", linker.display().to_string()))?;
+        let digest = inp.hashes.digest_only(&resolved).map_err(hash_err)?;
+        h.field("linker", linker.as_os_str().as_bytes());
+        h.digest("linker-digest", &digest);
+        if let Some(ld) = identity::resolve_program(Path::new("ld"), inp.env, inp.cwd)
+            && let Ok(d) = inp.hashes.digest_only(&ld)
+        {
+            h.digest("ld-digest", &d);
+        }
+        for name in LINKER_ENV {
+            if let Some(v) = inp.env.get(OsStr::new(name)) {
+                h.field("linker-env", name.as_bytes());
+                h.field("linker-env-value", v.as_bytes());
+            }
+        }
+        for path in files_in_link_args(&args.link_args, inp.cwd) {
+            let digest = inp.hashes.digest_only(&path).map_err(hash_err)?;
+            h.field("link-arg-file", path.as_os_str().as_bytes());
+            h.digest("link-arg-digest", &digest);
+        }
+    }
+
+    let out_dir = resolve(inp.cwd, &args.out_dir);
+    Ok(RustcJob {
+        args,
+        cwd: inp.cwd.to_path_buf(),
+        out_dir,
+        identity,
+        key: h.finish(),
+        externs,
+        inputs_mtime_floor: floor,
+    })
+}
+
+/// Files named in linker arguments (`-Wl,--version-script=x`, `-Tfoo.ld`, plain paths).
+fn files_in_link_args(link_args: &[String], cwd: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for a in link_args {
+        let words: Vec<&str> = match a.strip_prefix("-Wl,") {
+            Some(rest) => rest.split(',').collect(),
+            None => vec![a.as_str()],
+        };
+        for w in words {
+            let cand = match w.find('=') {
+                Some(p) if w.starts_with('-') => &w[p + 1..],
+                _ => w.strip_prefix("-T").unwrap_or(w),
+            };
+            if cand.starts_with('-') || !cand.contains('/') && !cand.contains('.') {
+                continue;
+            }
+            let p = resolve(cwd, Path::new(cand));
+            if p.is_file() {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+fn host_cpu() -> String {
+    let text = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let mut out = String::new();
+    for line in text.lines() {
+        if line.starts_with("model name") || line.starts_with("flags") {
+            out.push_str(line);
+            out.push('\n');
+        }
+        if line.is_empty() && !out.is_empty() {
+            break;
+        }
+    }
+    out
+}
+
+/// The path of the linker dependency file used for a miss.
+pub fn link_depfile_args(path: &Path) -> Vec<Vec<u8>> {
+    let mut arg = b"link-arg=-Wl,--dependency-file=".to_vec();
+    arg.extend_from_slice(path.as_os_str().as_bytes());
+    vec![b"-C".to_vec(), arg]
+}
+
+/// True if a path (from a linker dependency file) is one of rustc's own temporaries in the
+/// out-dir: CGU objects and `rustcXXXXXX/` scratch dirs (spec W10, K5).
+fn is_rustc_temp(path: &Path, out_dir: &Path) -> bool {
+    let Ok(rel) = path.strip_prefix(out_dir) else {
+        return false;
+    };
+    let mut comps = rel.components();
+    let first = comps
+        .next()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned());
+    let nested = comps.next().is_some();
+    match first {
+        Some(f) if nested => {
+            f.starts_with("rustc") || f.starts_with(".tmp") || f.starts_with("rmeta")
+        }
+        Some(f) => f.ends_with(".rcgu.o") || f.ends_with(".o") && f.contains(".rcgu"),
+        None => false,
+    }
+}
+
+/// After a successful compile: the inputs that the manifest entry records (spec D1–D4, K5).
+///
+/// `start` is the kernel-clock time when the compile began; any input modified at or after
+/// it makes the result unstorable ("too new", D3).
+pub fn collect_inputs(
+    job: &RustcJob,
+    hashes: &HashCache,
+    start: NanoTime,
+    link_depfile: Option<&Path>,
+) -> Result<Inputs, Uncacheable> {
+    let a = &job.args;
+    if !a.emit.dep_info {
+        return Err(Uncacheable::new("no dep-info", "--emit has no dep-info"));
+    }
+    let d_path = job
+        .out_dir
+        .join(format!("{}{}.d", a.crate_name, a.extra_filename));
+    let text = std::fs::read_to_string(&d_path)
+        .map_err(|e| Uncacheable::new("missing output", format!("{}: {e}", d_path.display())))?;
+    let info = depinfo::parse(&text);
+
+    let mut files = Vec::new();
+    let mut absent = Vec::new();
+    let crate_root = resolve(&job.cwd, &a.input);
+    for dep in &info.deps {
+        let spelled = PathBuf::from(dep);
+        let abs = resolve(&job.cwd, &spelled);
+        let f = record_file(hashes, &spelled, &abs, start, true)?;
+        files.push(f);
+        if abs != crate_root
+            && let Some(alt) = module_alternative(&spelled)
+            && !resolve(&job.cwd, &alt).exists()
+        {
+            absent.push(alt.into_os_string().into_vec());
+        }
+    }
+
+    if let Some(ld) = link_depfile {
+        let text = std::fs::read_to_string(ld).map_err(|e| {
+            Uncacheable::new("linker dependency file", format!("{}: {e}", ld.display()))
+        })?;
+        let info = depinfo::parse(&text);
+        let outputs: Vec<PathBuf> = a
+            .expected_outputs()
+            .iter()
+            .map(|n| job.out_dir.join(n))
+            .collect();
+        for dep in &info.deps {
+            let p = resolve(&job.cwd, Path::new(dep));
+            if is_rustc_temp(&p, &job.out_dir) || outputs.contains(&p) {
+                continue;
+            }
+            // Build artifacts may be hard-linked by incremental sessions: check mtime only.
+            let check_ctime = !p.starts_with(&job.out_dir);
+            let f = record_file(hashes, &p, &p, start, check_ctime)?;
+            if !files.iter().any(|x: &FileDep| x.path == f.path) {
+                files.push(f);
+            }
+        }
+    }
+
+    // Externs must still hold the bytes that were keyed (K4: compare content, not ctime).
+    for (path, _stat, digest) in &job.externs {
+        let now = hashes
+            .digest_only(path)
+            .map_err(|e| Uncacheable::new("input modified during compile", e.to_string()))?;
+        if now != *digest {
+            return Err(Uncacheable::new(
+                "input modified during compile",
+                format!("{} changed", path.display()),
+            ));
+        }
+    }
+
+    Ok(Inputs {
+        files,
+        env: info.env,
+        absent,
+        bindings: vec![
+            Binding::new("cwd", job.cwd.as_os_str().as_bytes()),
+            Binding::new("out-dir", job.out_dir.as_os_str().as_bytes()),
+        ],
+    })
+}
+
+fn record_file(
+    hashes: &HashCache,
+    spelled: &Path,
+    abs: &Path,
+    start: NanoTime,
+    check_ctime: bool,
+) -> Result<FileDep, Uncacheable> {
+    let (digest, stat) = hashes
+        .digest(abs)
+        .map_err(|e| Uncacheable::new("unreadable input", e.to_string()))?;
+    if stat.mtime >= start || (check_ctime && stat.ctime >= start) {
+        return Err(Uncacheable::new(
+            "input modified during compile",
+            format!("{} is newer than the compile's start", abs.display()),
+        ));
+    }
+    Ok(FileDep {
+        path: spelled.as_os_str().as_bytes().to_vec(),
+        size: stat.size,
+        digest,
+    })
+}
+
+/// The other file that would define the same module: `a/b.rs` ↔ `a/b/mod.rs` (spec D4).
+/// Creating it makes rustc fail with E0761, so a hit must not hide that.
+pub fn module_alternative(p: &Path) -> Option<PathBuf> {
+    if p.extension()? != "rs" {
+        return None;
+    }
+    let name = p.file_name()?.to_str()?;
+    let parent = p.parent()?;
+    if name == "mod.rs" {
+        let dir = parent.file_name()?;
+        let mut alt = parent.parent()?.join(dir);
+        alt.set_extension("rs");
+        Some(alt)
+    } else {
+        let stem = p.file_stem()?;
+        Some(parent.join(stem).join("mod.rs"))
+    }
+}
+
+/// Paths of the `artifact` notifications in rustc's JSON stderr (spec R4).
+pub fn artifact_paths(stderr: &[u8]) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for line in stderr.split(|b| *b == b'\n') {
+        if !line.starts_with(b"{\"$message_type\":\"artifact\"") {
+            continue;
+        }
+        #[derive(serde::Deserialize)]
+        struct Artifact {
+            artifact: PathBuf,
+        }
+        if let Ok(a) = serde_json::from_slice::<Artifact>(line) {
+            out.push(a.artifact);
+        }
+    }
+    out
+}
+
+/// The names (in the out-dir) of every output to store: the expected set plus artifacts
+/// (spec W10). Errors if an output lies outside the out-dir or is missing.
+pub fn output_names(job: &RustcJob, stderr: &[u8]) -> Result<Vec<String>, Uncacheable> {
+    let mut names = job.args.expected_outputs();
+    for p in artifact_paths(stderr) {
+        let p = resolve(&job.cwd, &p);
+        let rel = p
+            .strip_prefix(&job.out_dir)
+            .map_err(|_| Uncacheable::new("output outside out-dir", p.display().to_string()))?;
+        let name = rel
+            .to_str()
+            .filter(|n| !n.contains('/'))
+            .ok_or_else(|| Uncacheable::new("output outside out-dir", p.display().to_string()))?
+            .to_string();
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    for n in &names {
+        if !job.out_dir.join(n).is_file() {
+            return Err(Uncacheable::new(
+                "missing output",
+                format!("{} was not produced", job.out_dir.join(n).display()),
+            ));
+        }
+    }
+    Ok(names)
+}
+
+/// Reads the value of an env var from a request's env (unset is `None`).
+pub fn env_value(env: &HashMap<OsString, OsString>, name: &str) -> Option<String> {
+    env.get(OsStr::new(name))
+        .map(|v| v.to_string_lossy().into_owned())
+}
+
+/// Context for error messages.
+pub fn describe(job: &RustcJob) -> String {
+    format!(
+        "{}{} ({})",
+        job.args.crate_name,
+        job.args.extra_filename,
+        job.args
+            .crate_types
+            .iter()
+            .map(|t| format!("{t:?}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    )
+}
+
+impl RustcJob {
+    pub fn output_path(&self, name: &str) -> PathBuf {
+        self.out_dir.join(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn module_alternatives() {
+        assert_eq!(
+            module_alternative(Path::new("src/foo.rs")),
+            Some(PathBuf::from("src/foo/mod.rs"))
+        );
+        assert_eq!(
+            module_alternative(Path::new("src/foo/mod.rs")),
+            Some(PathBuf::from("src/foo.rs"))
+        );
+        assert_eq!(
+            module_alternative(Path::new("/o/a/b.rs")),
+            Some(PathBuf::from("/o/a/b/mod.rs"))
+        );
+        assert_eq!(module_alternative(Path::new("data.bin")), None);
+    }
+
+    #[test]
+    fn rustc_temps() {
+        let out = Path::new("/t/deps");
+        assert!(is_rustc_temp(
+            Path::new("/t/deps/rustcAbC123/symbols.o"),
+            out
+        ));
+        assert!(is_rustc_temp(
+            Path::new("/t/deps/app-1.app.5a-cgu.0.rcgu.o"),
+            out
+        ));
+        assert!(!is_rustc_temp(Path::new("/t/deps/libdep-1.rlib"), out));
+        assert!(!is_rustc_temp(Path::new("/usr/lib/crt1.o"), out));
+    }
+
+    #[test]
+    fn artifacts_from_stderr() {
+        let stderr = b"{\"$message_type\":\"artifact\",\"artifact\":\"/o/x.d\",\"emit\":\"dep-info\"}\n\
+                       {\"$message_type\":\"diagnostic\",\"message\":\"w\"}\n\
+                       {\"$message_type\":\"artifact\",\"artifact\":\"/o/libx.rmeta\",\"emit\":\"metadata\"}\n";
+        assert_eq!(
+            artifact_paths(stderr),
+            vec![PathBuf::from("/o/x.d"), PathBuf::from("/o/libx.rmeta")]
+        );
+    }
+
+    #[test]
+    fn keyed_env() {
+        assert!(is_keyed_env("CARGO_PKG_NAME"));
+        assert!(is_keyed_env("CARGO_MANIFEST_DIR"));
+        assert!(is_keyed_env("CARGO"));
+        assert!(!is_keyed_env("CARGO_MAKEFLAGS"));
+        assert!(!is_keyed_env("CARGO_TARGET_DIR"));
+        assert!(!is_keyed_env("CARGO_LOG"));
+        assert!(!is_keyed_env("LD_LIBRARY_PATH"));
+        assert!(!is_keyed_env("TMPDIR"));
+    }
+
+    #[test]
+    fn link_arg_files() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("v.map"), "x").unwrap();
+        let got = files_in_link_args(
+            &[
+                "-Wl,--version-script=v.map".to_string(),
+                "-Wl,-z,now".to_string(),
+                "-lfoo".to_string(),
+            ],
+            dir.path(),
+        );
+        assert_eq!(got, vec![dir.path().join("v.map")]);
+    }
+}

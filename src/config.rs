@@ -1,0 +1,364 @@
+//! Configuration: defaults, then the TOML file, then `ZCFS_*` environment variables.
+//!
+//! Every key is listed in `docs/config.md`; keep the two in step.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+
+/// Default size cap of the store: 10 GiB.
+pub const DEFAULT_MAX_SIZE: u64 = 10 << 30;
+/// Default idle time after which a daemon without mounts exits.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(900);
+/// Default time a wrapper waits for a daemon reply before running the compiler itself.
+pub const DEFAULT_CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Root of the store, logs and stats (`ZCFS_DIR`).
+    pub cache_dir: PathBuf,
+    /// Where sockets and lock files live (`ZCFS_RUNTIME_DIR`).
+    pub runtime_dir: PathBuf,
+    /// Size cap of the packs, in bytes (`ZCFS_MAX_SIZE`).
+    pub max_size: u64,
+    /// Idle time before the daemon exits; `None` means never (`ZCFS_IDLE_TIMEOUT`).
+    pub idle_timeout: Option<Duration>,
+    /// Pure pass-through: run the compiler, never contact a daemon (`ZCFS_DISABLE`).
+    pub disable: bool,
+    /// Never serve hits, but store results (`ZCFS_RECACHE`).
+    pub recache: bool,
+    /// Daemon log filter, tracing syntax (`ZCFS_LOG`).
+    pub log: String,
+    /// How long a wrapper waits for a reply (`ZCFS_CLIENT_TIMEOUT`).
+    pub client_timeout: Duration,
+    /// The file the settings came from, if any.
+    pub config_file: Option<PathBuf>,
+}
+
+/// The TOML file's shape. Unknown keys are an error, so typos are caught.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    cache_dir: Option<PathBuf>,
+    runtime_dir: Option<PathBuf>,
+    max_size: Option<SizeValue>,
+    idle_timeout: Option<u64>,
+    disable: Option<bool>,
+    recache: Option<bool>,
+    log: Option<String>,
+    client_timeout: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum SizeValue {
+    Bytes(u64),
+    Text(String),
+}
+
+/// Reads environment variables through a closure, so tests need not touch the process env.
+pub trait EnvSource {
+    fn var(&self, name: &str) -> Option<String>;
+}
+
+pub struct ProcessEnv;
+
+impl EnvSource for ProcessEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
+    }
+}
+
+impl<F: Fn(&str) -> Option<String>> EnvSource for F {
+    fn var(&self, name: &str) -> Option<String> {
+        self(name)
+    }
+}
+
+impl Config {
+    /// Loads the configuration of this process.
+    pub fn load() -> Result<Config> {
+        Self::load_from(&ProcessEnv)
+    }
+
+    pub fn load_from(env: &dyn EnvSource) -> Result<Config> {
+        let home = env.var("HOME").map(PathBuf::from);
+        let uid = rustix::process::getuid().as_raw();
+
+        let config_file = match env.var("ZCFS_CONFIG") {
+            Some(p) if !p.is_empty() => Some(PathBuf::from(p)),
+            _ => env
+                .var("XDG_CONFIG_HOME")
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from)
+                .or_else(|| home.as_ref().map(|h| h.join(".config")))
+                .map(|d| d.join("zcfs").join("config.toml")),
+        };
+        let (file, config_file) = match &config_file {
+            Some(path) => match std::fs::read_to_string(path) {
+                Ok(text) => {
+                    let parsed: FileConfig = toml::from_str(&text)
+                        .with_context(|| format!("invalid config file {}", path.display()))?;
+                    (parsed, Some(path.clone()))
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => (FileConfig::default(), None),
+                Err(e) => {
+                    return Err(e).with_context(|| format!("reading {}", path.display()));
+                }
+            },
+            None => (FileConfig::default(), None),
+        };
+
+        let cache_dir = match env.var("ZCFS_DIR").filter(|s| !s.is_empty()) {
+            Some(d) => PathBuf::from(d),
+            None => match file.cache_dir {
+                Some(d) => d,
+                None => env
+                    .var("XDG_CACHE_HOME")
+                    .filter(|s| !s.is_empty())
+                    .map(PathBuf::from)
+                    .or_else(|| home.as_ref().map(|h| h.join(".cache")))
+                    .map(|d| d.join("zcfs"))
+                    .context("cannot find a cache directory: set ZCFS_DIR or HOME")?,
+            },
+        };
+        let cache_dir = absolute(&cache_dir)?;
+
+        let runtime_dir = match env.var("ZCFS_RUNTIME_DIR").filter(|s| !s.is_empty()) {
+            Some(d) => PathBuf::from(d),
+            None => match file.runtime_dir {
+                Some(d) => d,
+                None => match env.var("XDG_RUNTIME_DIR").filter(|s| !s.is_empty()) {
+                    Some(d) => PathBuf::from(d).join("zcfs"),
+                    None => PathBuf::from(format!("/tmp/zcfs-{uid}")),
+                },
+            },
+        };
+        let runtime_dir = absolute(&runtime_dir)?;
+
+        let max_size = match env.var("ZCFS_MAX_SIZE").filter(|s| !s.is_empty()) {
+            Some(s) => parse_size(&s).context("invalid ZCFS_MAX_SIZE")?,
+            None => match file.max_size {
+                Some(SizeValue::Bytes(b)) => b,
+                Some(SizeValue::Text(s)) => parse_size(&s).context("invalid max_size")?,
+                None => DEFAULT_MAX_SIZE,
+            },
+        };
+
+        let idle_secs = match env.var("ZCFS_IDLE_TIMEOUT").filter(|s| !s.is_empty()) {
+            Some(s) => Some(parse_secs(&s).context("invalid ZCFS_IDLE_TIMEOUT")?),
+            None => file.idle_timeout,
+        };
+        let idle_timeout = match idle_secs {
+            Some(0) => None,
+            Some(s) => Some(Duration::from_secs(s)),
+            None => Some(DEFAULT_IDLE_TIMEOUT),
+        };
+
+        let client_timeout = match env.var("ZCFS_CLIENT_TIMEOUT").filter(|s| !s.is_empty()) {
+            Some(s) => Duration::from_secs(parse_secs(&s).context("invalid ZCFS_CLIENT_TIMEOUT")?),
+            None => file
+                .client_timeout
+                .map(Duration::from_secs)
+                .unwrap_or(DEFAULT_CLIENT_TIMEOUT),
+        };
+
+        let disable = match env.var("ZCFS_DISABLE") {
+            Some(v) => parse_bool(&v).context("invalid ZCFS_DISABLE")?,
+            None => file.disable.unwrap_or(false),
+        };
+        let recache = match env.var("ZCFS_RECACHE") {
+            Some(v) => parse_bool(&v).context("invalid ZCFS_RECACHE")?,
+            None => file.recache.unwrap_or(false),
+        };
+        let log = env
+            .var("ZCFS_LOG")
+            .filter(|s| !s.is_empty())
+            .or(file.log)
+            .unwrap_or_else(|| "info".to_string());
+
+        Ok(Config {
+            cache_dir,
+            runtime_dir,
+            max_size,
+            idle_timeout,
+            disable,
+            recache,
+            log,
+            client_timeout,
+            config_file,
+        })
+    }
+}
+
+fn absolute(p: &Path) -> Result<PathBuf> {
+    if p.is_absolute() {
+        Ok(p.to_path_buf())
+    } else {
+        Ok(std::env::current_dir()?.join(p))
+    }
+}
+
+/// Parses `1`, `yes`, `true`, `on` (and the empty string, as "set") as true; `0`, `no`, `false`,
+/// `off` as false.
+pub fn parse_bool(s: &str) -> Result<bool> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "" | "1" | "yes" | "true" | "on" => Ok(true),
+        "0" | "no" | "false" | "off" => Ok(false),
+        other => bail!("expected a boolean (1/0, true/false), got {other:?}"),
+    }
+}
+
+/// Parses a number of seconds, with an optional `s`, `m`, `h` or `d` suffix.
+pub fn parse_secs(s: &str) -> Result<u64> {
+    let s = s.trim();
+    let (num, mult) = match s.char_indices().last() {
+        Some((i, 's')) => (&s[..i], 1),
+        Some((i, 'm')) => (&s[..i], 60),
+        Some((i, 'h')) => (&s[..i], 3600),
+        Some((i, 'd')) => (&s[..i], 86400),
+        _ => (s, 1),
+    };
+    let n: u64 = num
+        .trim()
+        .parse()
+        .with_context(|| format!("expected seconds, got {s:?}"))?;
+    n.checked_mul(mult).context("duration too large")
+}
+
+/// Parses a size: plain bytes, or a number with K, M, G, T (powers of 1024; an optional
+/// trailing `B` or `iB` is accepted).
+pub fn parse_size(s: &str) -> Result<u64> {
+    let t = s.trim();
+    let upper = t.to_ascii_uppercase();
+    let stripped = upper
+        .strip_suffix("IB")
+        .or_else(|| upper.strip_suffix('B'))
+        .unwrap_or(&upper);
+    let (num, mult) = match stripped.chars().last() {
+        Some('K') => (&stripped[..stripped.len() - 1], 1u64 << 10),
+        Some('M') => (&stripped[..stripped.len() - 1], 1 << 20),
+        Some('G') => (&stripped[..stripped.len() - 1], 1 << 30),
+        Some('T') => (&stripped[..stripped.len() - 1], 1 << 40),
+        _ => (stripped, 1),
+    };
+    let num = num.trim();
+    if num.is_empty() {
+        bail!("expected a size like 10G, got {s:?}");
+    }
+    let value: f64 = num
+        .parse()
+        .with_context(|| format!("expected a size like 10G, got {s:?}"))?;
+    if !value.is_finite() || value < 0.0 {
+        bail!("expected a non-negative size, got {s:?}");
+    }
+    Ok((value * mult as f64) as u64)
+}
+
+/// Human-readable size, for `zcfs stats` and messages.
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = bytes as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k: &str| map.get(k).cloned()
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("10G").unwrap(), 10 << 30);
+        assert_eq!(parse_size("10GiB").unwrap(), 10 << 30);
+        assert_eq!(parse_size("512m").unwrap(), 512 << 20);
+        assert_eq!(parse_size("1.5K").unwrap(), 1536);
+        assert_eq!(parse_size("4096").unwrap(), 4096);
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("G").is_err());
+        assert!(parse_size("-1G").is_err());
+    }
+
+    #[test]
+    fn durations_and_bools() {
+        assert_eq!(parse_secs("90").unwrap(), 90);
+        assert_eq!(parse_secs("2m").unwrap(), 120);
+        assert_eq!(parse_secs("1h").unwrap(), 3600);
+        assert!(parse_secs("soon").is_err());
+        assert!(parse_bool("1").unwrap());
+        assert!(!parse_bool("off").unwrap());
+        assert!(parse_bool("maybe").is_err());
+    }
+
+    #[test]
+    fn env_overrides_file_and_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(
+            &file,
+            "max_size = \"2G\"\nidle_timeout = 30\nlog = \"debug\"\n",
+        )
+        .unwrap();
+        let f = file.to_str().unwrap().to_string();
+        let c = Config::load_from(&env_of(&[
+            ("HOME", "/home/u"),
+            ("ZCFS_CONFIG", &f),
+            ("ZCFS_IDLE_TIMEOUT", "0"),
+        ]))
+        .unwrap();
+        assert_eq!(c.max_size, 2 << 30);
+        assert_eq!(c.idle_timeout, None, "env 0 means never");
+        assert_eq!(c.log, "debug");
+        assert_eq!(c.cache_dir, PathBuf::from("/home/u/.cache/zcfs"));
+        assert_eq!(c.config_file.as_deref(), Some(file.as_path()));
+
+        let c = Config::load_from(&env_of(&[
+            ("HOME", "/home/u"),
+            ("ZCFS_CONFIG", &f),
+            ("ZCFS_DIR", "/x/cache"),
+            ("ZCFS_MAX_SIZE", "1M"),
+            ("ZCFS_DISABLE", "1"),
+        ]))
+        .unwrap();
+        assert_eq!(c.cache_dir, PathBuf::from("/x/cache"));
+        assert_eq!(c.max_size, 1 << 20);
+        assert_eq!(c.idle_timeout, Some(Duration::from_secs(30)));
+        assert!(c.disable);
+    }
+
+    #[test]
+    fn bad_file_is_an_error_with_its_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "max_sise = 3\n").unwrap();
+        let f = file.to_str().unwrap().to_string();
+        let err = Config::load_from(&env_of(&[("HOME", "/h"), ("ZCFS_CONFIG", &f)])).unwrap_err();
+        assert!(format!("{err:#}").contains("c.toml"), "{err:#}");
+    }
+
+    #[test]
+    fn human_sizes() {
+        assert_eq!(human_size(10), "10 B");
+        assert_eq!(human_size(1536), "1.5 KiB");
+        assert_eq!(human_size(10 << 30), "10.0 GiB");
+    }
+}

@@ -1,0 +1,176 @@
+//! Daemon lifecycle helpers: the single-instance lock, log files, the lifecycle log.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::fd::AsFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use rustix::fs::{FlockOperation, flock};
+
+use crate::paths::Paths;
+
+/// Log files of former daemons kept in `logs/`.
+const KEEP_LOGS: usize = 10;
+
+/// Opens (creating) a lock file.
+pub fn open_lock(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(path)
+}
+
+/// Takes an exclusive flock, waiting up to `max`.
+pub fn lock_within(file: &File, max: Duration) -> io::Result<bool> {
+    let deadline = Instant::now() + max;
+    loop {
+        match flock(file.as_fd(), FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => return Ok(true),
+            Err(rustix::io::Errno::WOULDBLOCK) => {
+                if Instant::now() >= deadline {
+                    return Ok(false);
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Whether some process holds the lock at `path` (a live daemon).
+pub fn is_locked(path: &Path) -> bool {
+    let Ok(f) = open_lock(path) else { return false };
+    match flock(f.as_fd(), FlockOperation::NonBlockingLockShared) {
+        Ok(()) => false,
+        Err(_) => true,
+    }
+}
+
+/// Opens this daemon's log file: `logs/daemon-<unix>-<pid>.log` under the cache dir, or in
+/// the runtime dir if the cache dir is not writable. Removes all but the newest logs.
+pub fn open_log(paths: &Paths) -> (File, PathBuf) {
+    let name = format!(
+        "daemon-{:012}-{}.log",
+        crate::store::unix_now(),
+        std::process::id()
+    );
+    let dir = paths.logs_dir();
+    let primary = fs::create_dir_all(&dir).and_then(|()| {
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join(&name))
+    });
+    match primary {
+        Ok(f) => {
+            prune_logs(&dir);
+            (f, dir.join(name))
+        }
+        Err(_) => {
+            let p = paths.runtime_dir.join(format!("zcfs-{}.{name}", paths.id));
+            let f = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&p)
+                .or_else(|_| OpenOptions::new().write(true).open("/dev/null"))
+                .expect("/dev/null opens");
+            (f, p)
+        }
+    }
+}
+
+fn prune_logs(dir: &Path) {
+    let Ok(rd) = fs::read_dir(dir) else { return };
+    let mut logs: Vec<PathBuf> = rd
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("daemon-") && n.ends_with(".log"))
+        })
+        .collect();
+    logs.sort();
+    let excess = logs.len().saturating_sub(KEEP_LOGS);
+    for p in &logs[..excess] {
+        let _ = fs::remove_file(p);
+    }
+}
+
+/// Appends a line to the lifecycle log (why each daemon started, was replaced, exited).
+/// Falls back to the runtime dir's client log if the cache dir is read-only.
+pub fn lifecycle(paths: &Paths, event: &str) {
+    let line = format!(
+        "{} pid={} version={} {event}\n",
+        fmt_utc(crate::store::unix_now()),
+        std::process::id(),
+        crate::version::current()
+    );
+    let write = |p: &Path| -> io::Result<()> {
+        if let Some(d) = p.parent() {
+            fs::create_dir_all(d)?;
+        }
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p)?
+            .write_all(line.as_bytes())
+    };
+    if write(&paths.lifecycle_log()).is_err() {
+        let _ = write(&paths.client_log());
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` for unix seconds (UTC).
+pub fn fmt_utc(secs: u64) -> String {
+    let days = (secs / 86400) as i64;
+    let rem = secs % 86400;
+    // Civil-from-days (proleptic Gregorian).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_format() {
+        assert_eq!(fmt_utc(0), "1970-01-01T00:00:00Z");
+        assert_eq!(fmt_utc(1_795_271_720), "2026-11-21T14:35:20Z");
+        assert_eq!(fmt_utc(951_782_400), "2000-02-29T00:00:00Z");
+    }
+
+    #[test]
+    fn lock_is_exclusive() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("l");
+        let a = open_lock(&p).unwrap();
+        assert!(lock_within(&a, Duration::ZERO).unwrap());
+        assert!(is_locked(&p));
+        let b = open_lock(&p).unwrap();
+        assert!(!lock_within(&b, Duration::from_millis(20)).unwrap());
+        drop(a);
+        assert!(!is_locked(&p));
+        assert!(lock_within(&b, Duration::ZERO).unwrap());
+    }
+}

@@ -1,0 +1,181 @@
+//! Delivery as real files: each output is cloned (FICLONERANGE) or copied from its pack into
+//! a temp file in the out-dir, given its mode and mtime, and renamed into place.
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::PathBuf;
+
+use super::{Deliver, Delivered, Delivery, Report};
+use crate::fsutil::{CopyMethod, clone_or_copy, mtime_ns, set_times};
+use crate::hashcache::FileStat;
+
+pub struct Restore;
+
+struct Temp {
+    path: PathBuf,
+    file: File,
+    dest: PathBuf,
+}
+
+impl Drop for Temp {
+    fn drop(&mut self) {
+        // Only still present if the delivery failed before the rename.
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+impl Deliver for Restore {
+    fn name(&self) -> &'static str {
+        "restore"
+    }
+
+    fn deliver(&self, d: &Delivery<'_>) -> io::Result<Report> {
+        fs::create_dir_all(d.out_dir)?;
+        let mut report = Report::default();
+        let mut temps = Vec::with_capacity(d.pack.header.entries.len());
+        for entry in &d.pack.header.entries {
+            let tmp_path = d
+                .out_dir
+                .join(format!(".{}.zcfs-{:08x}", entry.name, rand_u32()));
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .custom_flags(libc::O_CLOEXEC)
+                .open(&tmp_path)?;
+            let temp = Temp {
+                path: tmp_path,
+                file,
+                dest: d.out_dir.join(&entry.name),
+            };
+            let method = clone_or_copy(
+                &d.pack.file,
+                entry.offset,
+                entry.size,
+                entry.padded_size(),
+                &temp.file,
+            )?;
+            temp.file
+                .set_permissions(fs::Permissions::from_mode(entry.mode & 0o7777))?;
+            report.bytes += entry.size;
+            if method == CopyMethod::Reflink {
+                report.reflinked_bytes += entry.size;
+            }
+            temps.push(temp);
+        }
+        // One mtime for the whole delivery: the kernel stamped each temp as it was written,
+        // so the newest of those stamps is the kernel clock's "now" (spec M4), raised to
+        // the newest input (M5).
+        let mut mtime = d.mtime_floor;
+        for t in &temps {
+            mtime = mtime.max(mtime_ns(&t.file.metadata()?));
+        }
+        for t in &temps {
+            set_times(&t.file, mtime)?;
+        }
+        for t in &temps {
+            fs::rename(&t.path, &t.dest)?;
+        }
+        for (t, entry) in temps.iter().zip(&d.pack.header.entries) {
+            report.files.push(Delivered {
+                path: t.dest.clone(),
+                stat: FileStat::of(&t.file.metadata()?),
+                digest: entry.digest,
+            });
+        }
+        Ok(report)
+    }
+}
+
+fn rand_u32() -> u32 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let c = COUNTER.fetch_add(1, Ordering::Relaxed);
+    std::process::id().wrapping_mul(2_654_435_761) ^ c.wrapping_mul(40503)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::pack::{self, Pack};
+    use std::io::Write;
+    use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn restores_content_mode_and_one_kernel_mtime() {
+        let dir = tempfile::tempdir().unwrap();
+        let mk = |name: &str, data: &[u8], mode: u32| {
+            let p = dir.path().join(name);
+            File::create(&p).unwrap().write_all(data).unwrap();
+            fs::set_permissions(&p, fs::Permissions::from_mode(mode)).unwrap();
+            File::open(&p).unwrap()
+        };
+        let bin = mk("bin", &vec![9u8; 70000], 0o755);
+        let d = mk("d", b"x.d: src/lib.rs\n", 0o644);
+        let pack_path = dir.path().join("p.pack");
+        let out = File::create(&pack_path).unwrap();
+        pack::write(
+            &out,
+            &[
+                pack::Source {
+                    name: "app-1".into(),
+                    file: &bin,
+                },
+                pack::Source {
+                    name: "app-1.d".into(),
+                    file: &d,
+                },
+            ],
+            vec![],
+            vec![],
+            vec![],
+        )
+        .unwrap();
+        let p = Pack::open(&pack_path).unwrap();
+        let out_dir = dir.path().join("target/debug/deps");
+        // A stale file at the destination is replaced.
+        fs::create_dir_all(&out_dir).unwrap();
+        fs::write(out_dir.join("app-1"), b"stale").unwrap();
+
+        let before = crate::fsutil::KernelClock::open(&dir.path().join("clock"))
+            .unwrap()
+            .now()
+            .unwrap();
+        let r = Restore
+            .deliver(&Delivery {
+                pack: &p,
+                out_dir: &out_dir,
+                mtime_floor: 0,
+            })
+            .unwrap();
+        assert_eq!(r.bytes, 70000 + 16);
+        let m1 = fs::metadata(out_dir.join("app-1")).unwrap();
+        let m2 = fs::metadata(out_dir.join("app-1.d")).unwrap();
+        assert_eq!(fs::read(out_dir.join("app-1")).unwrap(), vec![9u8; 70000]);
+        assert_eq!(m1.mode() & 0o777, 0o755);
+        assert_eq!(m2.mode() & 0o777, 0o644);
+        assert_eq!(mtime_ns(&m1), mtime_ns(&m2), "one mtime per delivery");
+        assert!(
+            mtime_ns(&m1) >= before,
+            "not older than the kernel clock before"
+        );
+        // No temp files left.
+        assert_eq!(fs::read_dir(&out_dir).unwrap().count(), 2);
+
+        // The floor wins when it is newer.
+        let floor = mtime_ns(&m1) + 5_000_000_000;
+        Restore
+            .deliver(&Delivery {
+                pack: &p,
+                out_dir: &out_dir,
+                mtime_floor: floor,
+            })
+            .unwrap();
+        assert_eq!(
+            mtime_ns(&fs::metadata(out_dir.join("app-1")).unwrap()),
+            floor
+        );
+    }
+}

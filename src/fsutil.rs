@@ -1,0 +1,264 @@
+//! Small filesystem helpers: the kernel's file clock, reflink-or-copy, atomic publication.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::fd::AsFd;
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{Timespec, Timestamps, UTIME_NOW};
+
+/// A file timestamp in nanoseconds since the epoch, as the kernel records it.
+pub type NanoTime = i128;
+
+pub fn mtime_ns(meta: &fs::Metadata) -> NanoTime {
+    meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128
+}
+
+pub fn ctime_ns(meta: &fs::Metadata) -> NanoTime {
+    meta.ctime() as i128 * 1_000_000_000 + meta.ctime_nsec() as i128
+}
+
+pub fn timespec(t: NanoTime) -> Timespec {
+    Timespec {
+        tv_sec: t.div_euclid(1_000_000_000) as i64,
+        tv_nsec: t.rem_euclid(1_000_000_000) as _,
+    }
+}
+
+/// A file whose mtime is stamped by the kernel on demand: the one clock that cargo compares
+/// (spec M4). `SystemTime::now()` runs ahead of the kernel's coarse file clock by up to a
+/// tick, so it must never be used for timestamps that cargo will compare.
+pub struct KernelClock {
+    file: File,
+}
+
+impl KernelClock {
+    /// Opens (creating) the stamp file at `path`.
+    pub fn open(path: &Path) -> io::Result<KernelClock> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(path)?;
+        Ok(KernelClock { file })
+    }
+
+    /// The kernel's file clock, now.
+    pub fn now(&self) -> io::Result<NanoTime> {
+        stamp_now(&self.file)
+    }
+}
+
+/// Sets a file's atime and mtime to the kernel's "now" and returns that mtime.
+pub fn stamp_now(file: &File) -> io::Result<NanoTime> {
+    let now = Timespec {
+        tv_sec: 0,
+        tv_nsec: UTIME_NOW,
+    };
+    rustix::fs::futimens(
+        file.as_fd(),
+        &Timestamps {
+            last_access: now,
+            last_modification: now,
+        },
+    )?;
+    Ok(mtime_ns(&file.metadata()?))
+}
+
+/// Sets atime and mtime of an open file.
+pub fn set_times(file: &File, mtime: NanoTime) -> io::Result<()> {
+    let t = timespec(mtime);
+    rustix::fs::futimens(
+        file.as_fd(),
+        &Timestamps {
+            last_access: t,
+            last_modification: t,
+        },
+    )?;
+    Ok(())
+}
+
+/// How a byte range was copied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CopyMethod {
+    Reflink,
+    CopyFileRange,
+    ReadWrite,
+}
+
+/// Copies `len` bytes at `src_off` of `src` into the start of the empty file `dst`.
+///
+/// Tries a reflink first (FICLONERANGE). Reflinks need block-aligned ranges, so the caller
+/// passes `padded_len`: the length rounded up to the source's alignment, whose tail is known
+/// to be padding; the clone covers the padded range and `dst` is then cut to `len`. Falls
+/// back to `copy_file_range`, then to plain reads and writes.
+pub fn clone_or_copy(
+    src: &File,
+    src_off: u64,
+    len: u64,
+    padded_len: u64,
+    dst: &File,
+) -> io::Result<CopyMethod> {
+    if len > 0
+        && src_off.is_multiple_of(4096)
+        && padded_len.is_multiple_of(4096)
+        && padded_len >= len
+    {
+        let r = ficlonerange(src, src_off, padded_len, dst);
+        if r.is_ok() {
+            dst.set_len(len)?;
+            return Ok(CopyMethod::Reflink);
+        }
+    }
+    if len == 0 {
+        return Ok(CopyMethod::ReadWrite);
+    }
+    let mut copied = 0u64;
+    let mut use_cfr = true;
+    while copied < len {
+        if use_cfr {
+            let mut off_in = src_off + copied;
+            let mut off_out = copied;
+            match rustix::fs::copy_file_range(
+                src.as_fd(),
+                Some(&mut off_in),
+                dst.as_fd(),
+                Some(&mut off_out),
+                (len - copied).min(1 << 30) as usize,
+            ) {
+                Ok(0) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "source shorter than expected",
+                    ));
+                }
+                Ok(n) => {
+                    copied += n as u64;
+                    continue;
+                }
+                Err(e) if copied == 0 => {
+                    // EXDEV, ENOSYS, EINVAL, EOPNOTSUPP...: fall back to plain I/O.
+                    let _ = e;
+                    use_cfr = false;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let mut buf = vec![0u8; (len - copied).min(1 << 20) as usize];
+        src.read_exact_at(&mut buf, src_off + copied)?;
+        dst.write_all_at(&buf, copied)?;
+        copied += buf.len() as u64;
+    }
+    Ok(if use_cfr {
+        CopyMethod::CopyFileRange
+    } else {
+        CopyMethod::ReadWrite
+    })
+}
+
+fn ficlonerange(src: &File, src_off: u64, len: u64, dst: &File) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    #[repr(C)]
+    struct FileCloneRange {
+        src_fd: i64,
+        src_offset: u64,
+        src_length: u64,
+        dest_offset: u64,
+    }
+    // _IOW(0x94, 13, struct file_clone_range)
+    const FICLONERANGE: libc::c_ulong = 0x4020_940d;
+    let arg = FileCloneRange {
+        src_fd: src.as_raw_fd() as i64,
+        src_offset: src_off,
+        src_length: len,
+        dest_offset: 0,
+    };
+    // SAFETY: FICLONERANGE reads a file_clone_range struct that lives for the call.
+    let r = unsafe { libc::ioctl(dst.as_raw_fd(), FICLONERANGE, &arg) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Writes `bytes` to `path` atomically: a temp file in the same directory, fsync, rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(dir)?;
+    let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+/// fsyncs a directory, so that a rename into it is durable.
+pub fn fsync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Joins a possibly relative path onto `base`; absolute paths stay as they are.
+pub fn resolve(base: &Path, p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    }
+}
+
+/// Removes a file, ignoring "not found".
+pub fn remove_if_exists(path: &Path) -> io::Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn kernel_clock_is_monotonic_and_matches_new_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = KernelClock::open(&dir.path().join("clock")).unwrap();
+        let a = clock.now().unwrap();
+        let f = File::create(dir.path().join("x")).unwrap();
+        let created = mtime_ns(&f.metadata().unwrap());
+        let b = clock.now().unwrap();
+        assert!(a <= created, "a file made after a stamp is not older");
+        assert!(created <= b, "a stamp taken after a file is not older");
+    }
+
+    #[test]
+    fn copy_range_with_padding() {
+        let mut src = tempfile::tempfile().unwrap();
+        let mut data = vec![0u8; 8192];
+        for (i, b) in data.iter_mut().enumerate() {
+            *b = (i % 13) as u8;
+        }
+        src.write_all(&data).unwrap();
+        let dst = tempfile::tempfile().unwrap();
+        let m = clone_or_copy(&src, 4096, 1000, 4096, &dst).unwrap();
+        let mut out = vec![0u8; 1000];
+        dst.read_exact_at(&mut out, 0).unwrap();
+        assert_eq!(out, &data[4096..5096]);
+        assert_eq!(dst.metadata().unwrap().len(), 1000, "via {m:?}");
+    }
+
+    #[test]
+    fn atomic_write_replaces() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a/b");
+        write_atomic(&p, b"one").unwrap();
+        write_atomic(&p, b"two").unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"two");
+        assert_eq!(fs::read_dir(dir.path().join("a")).unwrap().count(), 1);
+    }
+}

@@ -1,0 +1,229 @@
+//! The daemon's file-hash cache: a file whose (dev, ino, size, mtime, ctime) is unchanged
+//! since it was hashed is not hashed again (spec D2).
+//!
+//! The racy guard: a record is trusted only if it was taken more than [`RACY_WINDOW_NS`]
+//! after the file's mtime and ctime, because a write within the same tick of the kernel's
+//! coarse file clock may leave both unchanged. Records of files that the daemon itself wrote
+//! (restored outputs) or copied into a pack with an unchanged stat before and after are
+//! trusted at once: their bytes are known exactly.
+
+use std::fs::{self, File};
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use dashmap::DashMap;
+
+use crate::fsutil::{NanoTime, ctime_ns, mtime_ns};
+use crate::hash::{Digest, hash_file};
+
+/// Twice a 250 Hz tick and then some; see the module docs.
+pub const RACY_WINDOW_NS: NanoTime = 20_000_000;
+/// Upper bound on remembered files; beyond it the cache is cleared and refilled.
+const MAX_ENTRIES: usize = 500_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileStat {
+    pub dev: u64,
+    pub ino: u64,
+    pub size: u64,
+    pub mtime: NanoTime,
+    pub ctime: NanoTime,
+}
+
+impl FileStat {
+    pub fn of(meta: &fs::Metadata) -> FileStat {
+        FileStat {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.len(),
+            mtime: mtime_ns(meta),
+            ctime: ctime_ns(meta),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Record {
+    stat: FileStat,
+    digest: Digest,
+    /// When the record was taken (realtime ns), or `None` for trusted records.
+    taken: Option<NanoTime>,
+}
+
+#[derive(Default)]
+pub struct HashCache {
+    map: DashMap<PathBuf, Record>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HashError {
+    #[error("{0}: {1}")]
+    Io(PathBuf, io::Error),
+    #[error("{0} changed while it was being hashed")]
+    Changed(PathBuf),
+    #[error("{0} is not a regular file")]
+    NotAFile(PathBuf),
+}
+
+fn realtime_ns() -> NanoTime {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as NanoTime)
+        .unwrap_or(0)
+}
+
+impl HashCache {
+    pub fn new() -> HashCache {
+        HashCache::default()
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// The digest of the file at `path` (following symlinks), with its stat.
+    pub fn digest(&self, path: &Path) -> Result<(Digest, FileStat), HashError> {
+        let meta = fs::metadata(path).map_err(|e| HashError::Io(path.to_path_buf(), e))?;
+        if !meta.is_file() {
+            return Err(HashError::NotAFile(path.to_path_buf()));
+        }
+        let stat = FileStat::of(&meta);
+        if let Some(rec) = self.map.get(path)
+            && rec.stat == stat
+            && self.trustworthy(&rec)
+        {
+            return Ok((rec.digest, stat));
+        }
+        let file = File::open(path).map_err(|e| HashError::Io(path.to_path_buf(), e))?;
+        let before = FileStat::of(&file.metadata().map_err(|e| HashError::Io(path.into(), e))?);
+        let digest = hash_file(&file, before.size).map_err(|e| HashError::Io(path.into(), e))?;
+        let after = FileStat::of(&file.metadata().map_err(|e| HashError::Io(path.into(), e))?);
+        if before != after {
+            return Err(HashError::Changed(path.to_path_buf()));
+        }
+        self.insert(
+            path,
+            Record {
+                stat: after,
+                digest,
+                taken: Some(realtime_ns()),
+            },
+        );
+        Ok((digest, after))
+    }
+
+    /// Only the digest, for callers that do not need the stat.
+    pub fn digest_only(&self, path: &Path) -> Result<Digest, HashError> {
+        self.digest(path).map(|(d, _)| d)
+    }
+
+    /// Records a file whose bytes the daemon knows exactly (it wrote them, or copied them
+    /// with an unchanged stat before and after).
+    pub fn record_trusted(&self, path: &Path, stat: FileStat, digest: Digest) {
+        self.insert(
+            path,
+            Record {
+                stat,
+                digest,
+                taken: None,
+            },
+        );
+    }
+
+    pub fn forget(&self, path: &Path) {
+        self.map.remove(path);
+    }
+
+    fn trustworthy(&self, rec: &Record) -> bool {
+        match rec.taken {
+            None => true,
+            Some(taken) => taken - rec.stat.mtime.max(rec.stat.ctime) > RACY_WINDOW_NS,
+        }
+    }
+
+    fn insert(&self, path: &Path, rec: Record) {
+        if self.map.len() >= MAX_ENTRIES {
+            self.map.clear();
+        }
+        self.map.insert(path.to_path_buf(), rec);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn detects_changes_and_reuses_old_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        fs::write(&p, b"one").unwrap();
+        let cache = HashCache::new();
+        let (d1, _) = cache.digest(&p).unwrap();
+        assert_eq!(d1, Digest::of(b"one"));
+
+        // Same size, new content, same mtime forced back: ctime still changes.
+        let old = fs::metadata(&p).unwrap();
+        fs::write(&p, b"two").unwrap();
+        filetime::set_file_mtime(&p, filetime::FileTime::from_last_modification_time(&old))
+            .unwrap();
+        assert_eq!(cache.digest(&p).unwrap().0, Digest::of(b"two"));
+    }
+
+    #[test]
+    fn fresh_records_are_not_trusted_within_the_racy_window() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        fs::write(&p, b"aaaa").unwrap();
+        let cache = HashCache::new();
+        cache.digest(&p).unwrap();
+        // Overwrite in place, then put every stat field back as it was: the racy guard is
+        // what makes the cache re-hash (the record is younger than the window).
+        let meta = fs::metadata(&p).unwrap();
+        let mut f = fs::OpenOptions::new().write(true).open(&p).unwrap();
+        f.write_all(b"bbbb").unwrap();
+        drop(f);
+        filetime::set_file_mtime(&p, filetime::FileTime::from_last_modification_time(&meta))
+            .unwrap();
+        let rec = *cache.map.get(&p).unwrap();
+        let mut forged = rec;
+        forged.stat = FileStat::of(&fs::metadata(&p).unwrap());
+        cache.map.insert(p.clone(), forged);
+        assert_eq!(cache.digest(&p).unwrap().0, Digest::of(b"bbbb"));
+    }
+
+    #[test]
+    fn trusted_records_skip_hashing() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        fs::write(&p, b"real").unwrap();
+        let cache = HashCache::new();
+        let stat = FileStat::of(&fs::metadata(&p).unwrap());
+        let fake = Digest::of(b"recorded");
+        cache.record_trusted(&p, stat, fake);
+        assert_eq!(cache.digest(&p).unwrap().0, fake, "trusted record used");
+        fs::write(&p, b"changed!").unwrap();
+        assert_eq!(cache.digest(&p).unwrap().0, Digest::of(b"changed!"));
+    }
+
+    #[test]
+    fn missing_and_directories_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = HashCache::new();
+        assert!(matches!(
+            cache.digest(&dir.path().join("nope")),
+            Err(HashError::Io(..))
+        ));
+        assert!(matches!(
+            cache.digest(dir.path()),
+            Err(HashError::NotAFile(..))
+        ));
+    }
+}

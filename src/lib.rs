@@ -1,0 +1,21 @@
+//! zcfs: a local-first compiler cache whose hits are presented as files.
+//!
+//! The portable core lives here; OS mount backends live under `platform/`.
+//! See `docs/architecture.md` for the map.
+
+pub mod cli;
+pub mod client;
+pub mod compiler;
+pub mod config;
+pub mod daemon;
+pub mod deliver;
+pub mod engine;
+pub mod fsutil;
+pub mod hash;
+pub mod hashcache;
+pub mod paths;
+pub mod proto;
+pub mod stats;
+pub mod store;
+pub mod version;
+pub mod wrapper;

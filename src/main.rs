@@ -1,0 +1,27 @@
+//! `zcfs`: one binary for the wrapper (`zcfs <compiler> args...`) and the command line.
+
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStrExt;
+
+fn main() {
+    let args: Vec<OsString> = std::env::args_os().collect();
+    if is_wrapper_invocation(&args) {
+        zcfs::wrapper::main(args[1..].to_vec());
+    }
+    zcfs::cli::main();
+}
+
+/// `zcfs /path/to/rustc ...` or `zcfs cc ...` is the wrapper; `zcfs stats` is the CLI.
+fn is_wrapper_invocation(args: &[OsString]) -> bool {
+    let Some(first) = args.get(1) else {
+        return false;
+    };
+    let b = first.as_bytes();
+    if b.is_empty() || b.starts_with(b"-") {
+        return false;
+    }
+    if b.contains(&b'/') {
+        return true;
+    }
+    !zcfs::cli::SUBCOMMANDS.iter().any(|s| s.as_bytes() == b)
+}

@@ -1,0 +1,303 @@
+//! The wrapper ↔ daemon protocol: one frame per message over a Unix stream socket.
+//!
+//! Every frame starts with a fixed 32-byte header that never changes between versions, so
+//! that a daemon and a client of different versions can always tell each other apart:
+//!
+//! ```text
+//! magic u32 "ZCFS" | proto u32 | major u16 | minor u16 | patch u16 | kind u16 | stamp u64 | len u32 | reserved u32
+//! ```
+//!
+//! followed by `len` bytes of postcard-encoded [`Request`] or [`Reply`] (for `kind` =
+//! [`KIND_MESSAGE`]). `stamp` is the build stamp of the sender (mtime of its executable, ns),
+//! which orders two builds of the same version.
+
+use std::io::{self, Read, Write};
+
+use serde::{Deserialize, Serialize};
+
+pub const MAGIC: u32 = u32::from_le_bytes(*b"ZCFS");
+/// Bumped whenever [`Request`] or [`Reply`] change shape.
+pub const PROTO: u32 = 1;
+pub const HEADER_LEN: usize = 32;
+/// Frames larger than this are refused (a confused or hostile peer).
+pub const MAX_FRAME: u32 = 256 << 20;
+
+/// The frame carries a message.
+pub const KIND_MESSAGE: u16 = 0;
+/// Daemon → client: "I am older than you; I am shutting down so that you can replace me".
+pub const KIND_OUTDATED: u16 = 1;
+/// Daemon → client: "I cannot decode your protocol version".
+pub const KIND_INCOMPATIBLE: u16 = 2;
+
+/// The version of a zcfs build: the package version plus a build stamp.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Version {
+    pub major: u16,
+    pub minor: u16,
+    pub patch: u16,
+    pub stamp: u64,
+}
+
+impl std::fmt::Display for Version {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}.{}.{}+{}",
+            self.major, self.minor, self.patch, self.stamp
+        )
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    pub proto: u32,
+    pub version: Version,
+    pub kind: u16,
+    pub len: u32,
+}
+
+impl Header {
+    pub fn encode(&self) -> [u8; HEADER_LEN] {
+        let mut b = [0u8; HEADER_LEN];
+        b[0..4].copy_from_slice(&MAGIC.to_le_bytes());
+        b[4..8].copy_from_slice(&self.proto.to_le_bytes());
+        b[8..10].copy_from_slice(&self.version.major.to_le_bytes());
+        b[10..12].copy_from_slice(&self.version.minor.to_le_bytes());
+        b[12..14].copy_from_slice(&self.version.patch.to_le_bytes());
+        b[14..16].copy_from_slice(&self.kind.to_le_bytes());
+        b[16..24].copy_from_slice(&self.version.stamp.to_le_bytes());
+        b[24..28].copy_from_slice(&self.len.to_le_bytes());
+        b
+    }
+
+    pub fn decode(b: &[u8; HEADER_LEN]) -> Result<Header, ProtoError> {
+        let u32_at = |i: usize| u32::from_le_bytes(b[i..i + 4].try_into().unwrap());
+        let u16_at = |i: usize| u16::from_le_bytes(b[i..i + 2].try_into().unwrap());
+        if u32_at(0) != MAGIC {
+            return Err(ProtoError::BadMagic);
+        }
+        let len = u32_at(24);
+        if len > MAX_FRAME {
+            return Err(ProtoError::TooLarge(len));
+        }
+        Ok(Header {
+            proto: u32_at(4),
+            version: Version {
+                major: u16_at(8),
+                minor: u16_at(10),
+                patch: u16_at(12),
+                stamp: u64::from_le_bytes(b[16..24].try_into().unwrap()),
+            },
+            kind: u16_at(14),
+            len,
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProtoError {
+    #[error("not a zcfs frame (bad magic)")]
+    BadMagic,
+    #[error("frame of {0} bytes is larger than the limit")]
+    TooLarge(u32),
+    #[error("undecodable message: {0}")]
+    Decode(#[from] postcard::Error),
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+/// A request from a client.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Request {
+    /// A compiler invocation, as the wrapper received it.
+    Compile(CompileRequest),
+    /// The outcome of a miss that the wrapper compiled itself.
+    CompileDone {
+        token: u64,
+        outcome: CompileOutcome,
+    },
+    /// Sent after a hit without waiting for a reply: the wrapper's own view of the hit's
+    /// latency, from its `main` to the reply.
+    HitLatency {
+        micros: u64,
+    },
+    Status,
+    Stats {
+        zero: bool,
+    },
+    Gc,
+    Clear,
+    Shutdown,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CompileRequest {
+    /// argv without the wrapper itself: `[compiler, args...]`, raw bytes.
+    pub argv: Vec<Vec<u8>>,
+    pub cwd: Vec<u8>,
+    pub env: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum CompileOutcome {
+    /// The compiler exited 0.
+    Success { stdout: Vec<u8>, stderr: Vec<u8> },
+    /// The compiler failed (exit code, or 128+signal).
+    Failed { code: i32 },
+    /// The wrapper could not run the compile as planned.
+    Error { message: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Reply {
+    /// Outputs are in place; replay these and exit 0.
+    Hit {
+        stdout: Vec<u8>,
+        stderr: Vec<u8>,
+    },
+    /// Run the compiler with `extra_args` appended, then report with `CompileDone`.
+    /// With `buffer_stderr`, hold stderr until the end (the compile may be re-run without
+    /// the extra arguments if the linker refuses them).
+    Miss {
+        token: u64,
+        extra_args: Vec<Vec<u8>>,
+        buffer_stderr: bool,
+    },
+    /// Run the compiler unchanged; nothing will be cached.
+    PassThrough {
+        reason: String,
+    },
+    /// `CompileDone` processed.
+    Done {
+        stored: bool,
+    },
+    Status(StatusInfo),
+    /// A JSON document (stats, gc report).
+    Json(String),
+    Ok,
+    Error(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusInfo {
+    pub pid: u32,
+    pub version: String,
+    pub uptime_secs: u64,
+    pub socket: String,
+    pub cache_dir: String,
+    pub log_file: String,
+}
+
+pub fn encode_frame<T: Serialize>(version: Version, kind: u16, msg: Option<&T>) -> Vec<u8> {
+    let body = match msg {
+        Some(m) => postcard::to_stdvec(m).expect("postcard encoding of protocol types"),
+        None => Vec::new(),
+    };
+    let header = Header {
+        proto: PROTO,
+        version,
+        kind,
+        len: body.len() as u32,
+    };
+    let mut out = Vec::with_capacity(HEADER_LEN + body.len());
+    out.extend_from_slice(&header.encode());
+    out.extend_from_slice(&body);
+    out
+}
+
+/// Writes one frame (blocking).
+pub fn write_frame<T: Serialize>(
+    w: &mut impl Write,
+    version: Version,
+    kind: u16,
+    msg: Option<&T>,
+) -> io::Result<()> {
+    w.write_all(&encode_frame(version, kind, msg))
+}
+
+/// Reads one frame (blocking): the header and the raw body.
+pub fn read_frame(r: &mut impl Read) -> Result<(Header, Vec<u8>), ProtoError> {
+    let mut hb = [0u8; HEADER_LEN];
+    r.read_exact(&mut hb)?;
+    let header = Header::decode(&hb)?;
+    let mut body = vec![0u8; header.len as usize];
+    r.read_exact(&mut body)?;
+    Ok((header, body))
+}
+
+pub fn decode<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ProtoError> {
+    Ok(postcard::from_bytes(body)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const V: Version = Version {
+        major: 1,
+        minor: 2,
+        patch: 3,
+        stamp: 42,
+    };
+
+    #[test]
+    fn frame_round_trip() {
+        let req = Request::Compile(CompileRequest {
+            argv: vec![b"rustc".to_vec(), b"-vV".to_vec()],
+            cwd: b"/tmp".to_vec(),
+            env: vec![(b"A".to_vec(), b"".to_vec())],
+        });
+        let bytes = encode_frame(V, KIND_MESSAGE, Some(&req));
+        let (h, body) = read_frame(&mut &bytes[..]).unwrap();
+        assert_eq!(h.version, V);
+        assert_eq!(h.proto, PROTO);
+        assert_eq!(decode::<Request>(&body).unwrap(), req);
+    }
+
+    #[test]
+    fn garbage_is_refused() {
+        let garbage = [0xffu8; 64];
+        assert!(matches!(
+            read_frame(&mut &garbage[..]),
+            Err(ProtoError::BadMagic)
+        ));
+        let mut huge = Header {
+            proto: PROTO,
+            version: V,
+            kind: 0,
+            len: 0,
+        }
+        .encode();
+        huge[24..28].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(matches!(
+            read_frame(&mut &huge[..]),
+            Err(ProtoError::TooLarge(_))
+        ));
+        let truncated = &encode_frame(V, KIND_MESSAGE, Some(&Request::Status))[..HEADER_LEN];
+        assert!(matches!(
+            read_frame(&mut &truncated[..]),
+            Err(ProtoError::Io(_))
+        ));
+        let bad_body = {
+            let mut f = encode_frame::<Request>(V, KIND_MESSAGE, None);
+            f[24..28].copy_from_slice(&3u32.to_le_bytes());
+            f.extend_from_slice(&[0xff, 0xff, 0xff]);
+            f
+        };
+        let (_, body) = read_frame(&mut &bad_body[..]).unwrap();
+        assert!(decode::<Request>(&body).is_err());
+    }
+
+    #[test]
+    fn versions_order_by_stamp_last() {
+        let older = Version { stamp: 1, ..V };
+        let newer = Version { stamp: 2, ..V };
+        assert!(older < newer);
+        let next_minor = Version {
+            minor: 3,
+            stamp: 0,
+            ..V
+        };
+        assert!(newer < next_minor);
+    }
+}

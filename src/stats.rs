@@ -1,0 +1,360 @@
+//! Counters the daemon keeps, persisted in `stats.json`; shown by `zcfs stats`.
+
+use parking_lot::Mutex;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::compiler::Language;
+
+/// Latency histogram over microseconds with geometric buckets (ratio 2^(1/8) ≈ 1.09), so
+/// percentiles are exact to within 9%.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Histogram {
+    counts: Vec<u64>,
+    total: u64,
+    sum_us: u64,
+}
+
+const SUB: f64 = 8.0;
+
+impl Histogram {
+    fn bucket(us: u64) -> usize {
+        if us <= 1 {
+            0
+        } else {
+            ((us as f64).log2() * SUB).ceil() as usize
+        }
+    }
+
+    fn upper(bucket: usize) -> u64 {
+        2f64.powf(bucket as f64 / SUB).round() as u64
+    }
+
+    pub fn record(&mut self, d: Duration) {
+        let us = d.as_micros().min(u64::MAX as u128) as u64;
+        let b = Self::bucket(us);
+        if self.counts.len() <= b {
+            self.counts.resize(b + 1, 0);
+        }
+        self.counts[b] += 1;
+        self.total += 1;
+        self.sum_us = self.sum_us.saturating_add(us);
+    }
+
+    pub fn count(&self) -> u64 {
+        self.total
+    }
+
+    /// The `q` quantile (0..=1) in microseconds, as the upper bound of its bucket.
+    pub fn quantile(&self, q: f64) -> Option<u64> {
+        if self.total == 0 {
+            return None;
+        }
+        let rank = ((q * self.total as f64).ceil() as u64).clamp(1, self.total);
+        let mut seen = 0;
+        for (b, c) in self.counts.iter().enumerate() {
+            seen += c;
+            if seen >= rank {
+                return Some(Self::upper(b));
+            }
+        }
+        None
+    }
+
+    pub fn summary(&self) -> serde_json::Value {
+        serde_json::json!({
+            "count": self.total,
+            "p50_us": self.quantile(0.5),
+            "p90_us": self.quantile(0.9),
+            "p99_us": self.quantile(0.99),
+            "mean_us": (self.total > 0).then(|| self.sum_us / self.total),
+        })
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct LangStats {
+    pub hits: u64,
+    pub misses: u64,
+    pub uncacheable: u64,
+    pub errors: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct StatsData {
+    pub hits: u64,
+    pub misses: u64,
+    pub errors: u64,
+    pub uncacheable: BTreeMap<String, u64>,
+    /// Internal errors by kind (each one fell back to running the compiler).
+    pub error_reasons: BTreeMap<String, u64>,
+    /// Misses whose result was not stored, by reason.
+    pub not_stored: BTreeMap<String, u64>,
+    pub stored: u64,
+    pub failed_compiles: u64,
+    pub languages: BTreeMap<String, LangStats>,
+    pub bytes_stored: u64,
+    pub bytes_restored: u64,
+    pub bytes_reflinked: u64,
+    pub corrupt_packs: u64,
+    pub evicted_packs: u64,
+    pub evicted_bytes: u64,
+    /// Time the daemon spent on a hit, from request to reply.
+    pub hit_service: Histogram,
+    /// Time a wrapper saw for a hit, from its `main` to the reply.
+    pub hit_latency: Histogram,
+    /// Unix seconds of the last reset.
+    pub since: u64,
+}
+
+pub struct Stats {
+    data: Mutex<StatsData>,
+    dirty: Mutex<bool>,
+}
+
+impl Stats {
+    pub fn load(path: &Path) -> Stats {
+        let data = std::fs::read(path)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<StatsData>(&b).ok())
+            .unwrap_or_else(|| StatsData {
+                since: crate::store::unix_now(),
+                ..StatsData::default()
+            });
+        Stats {
+            data: Mutex::new(data),
+            dirty: Mutex::new(false),
+        }
+    }
+
+    pub fn update(&self, f: impl FnOnce(&mut StatsData)) {
+        f(&mut self.data.lock());
+        *self.dirty.lock() = true;
+    }
+
+    fn lang(data: &mut StatsData, lang: Language) -> &mut LangStats {
+        data.languages.entry(lang.name().to_string()).or_default()
+    }
+
+    pub fn hit(&self, lang: Language, service: Duration, bytes: u64, reflinked: u64) {
+        self.update(|d| {
+            d.hits += 1;
+            Self::lang(d, lang).hits += 1;
+            d.hit_service.record(service);
+            d.bytes_restored += bytes;
+            d.bytes_reflinked += reflinked;
+        });
+    }
+
+    pub fn miss(&self, lang: Language) {
+        self.update(|d| {
+            d.misses += 1;
+            Self::lang(d, lang).misses += 1;
+        });
+    }
+
+    pub fn uncacheable(&self, lang: Language, reason: &str) {
+        self.update(|d| {
+            *d.uncacheable.entry(reason.to_string()).or_default() += 1;
+            Self::lang(d, lang).uncacheable += 1;
+        });
+    }
+
+    pub fn error(&self, lang: Language, reason: &str) {
+        self.update(|d| {
+            d.errors += 1;
+            *d.error_reasons.entry(reason.to_string()).or_default() += 1;
+            Self::lang(d, lang).errors += 1;
+        });
+    }
+
+    pub fn not_stored(&self, reason: &str) {
+        self.update(|d| *d.not_stored.entry(reason.to_string()).or_default() += 1);
+    }
+
+    pub fn snapshot(&self) -> StatsData {
+        self.data.lock().clone()
+    }
+
+    pub fn zero(&self) {
+        self.update(|d| {
+            *d = StatsData {
+                since: crate::store::unix_now(),
+                ..StatsData::default()
+            }
+        });
+    }
+
+    /// Writes the stats if they changed.
+    pub fn flush(&self, path: &Path) {
+        let mut dirty = self.dirty.lock();
+        if !*dirty {
+            return;
+        }
+        let bytes = serde_json::to_vec(&*self.data.lock()).expect("stats encode");
+        match crate::fsutil::write_atomic(path, &bytes) {
+            Ok(()) => *dirty = false,
+            Err(e) => tracing::warn!("cannot write {}: {e}", path.display()),
+        }
+    }
+}
+
+/// The JSON document of `zcfs stats --json`.
+pub fn to_json(d: &StatsData, cache_size: u64, packs: u64, max_size: u64) -> serde_json::Value {
+    serde_json::json!({
+        "hits": d.hits,
+        "misses": d.misses,
+        "errors": d.errors,
+        "uncacheable": d.uncacheable,
+        "error_reasons": d.error_reasons,
+        "not_stored": d.not_stored,
+        "stored": d.stored,
+        "failed_compiles": d.failed_compiles,
+        "languages": d.languages,
+        "bytes_stored": d.bytes_stored,
+        "bytes_restored": d.bytes_restored,
+        "bytes_reflinked": d.bytes_reflinked,
+        "corrupt_packs": d.corrupt_packs,
+        "evicted_packs": d.evicted_packs,
+        "evicted_bytes": d.evicted_bytes,
+        "hit_latency": d.hit_latency.summary(),
+        "hit_service": d.hit_service.summary(),
+        "cache": { "size": cache_size, "packs": packs, "max_size": max_size },
+        "since": d.since,
+    })
+}
+
+/// The human-readable form of `zcfs stats`.
+pub fn to_text(v: &serde_json::Value) -> String {
+    use crate::config::human_size;
+    use std::fmt::Write;
+    let n = |k: &str| v[k].as_u64().unwrap_or(0);
+    let mut s = String::new();
+    let hits = n("hits");
+    let misses = n("misses");
+    let rate = if hits + misses > 0 {
+        format!(
+            " ({:.1}% of cacheable)",
+            100.0 * hits as f64 / (hits + misses) as f64
+        )
+    } else {
+        String::new()
+    };
+    let _ = writeln!(s, "Hits                 {hits}{rate}");
+    let _ = writeln!(s, "Misses               {misses}");
+    let _ = writeln!(s, "  stored             {}", n("stored"));
+    let _ = writeln!(s, "  compile failed     {}", n("failed_compiles"));
+    let section = |s: &mut String, title: &str, key: &str| {
+        if let Some(map) = v[key].as_object().filter(|m| !m.is_empty()) {
+            let total: u64 = map.values().filter_map(|x| x.as_u64()).sum();
+            let _ = writeln!(s, "{title:<21}{total}");
+            for (k, c) in map {
+                let _ = writeln!(s, "  {k:<19}{}", c.as_u64().unwrap_or(0));
+            }
+        }
+    };
+    section(&mut s, "Not stored", "not_stored");
+    section(&mut s, "Uncacheable", "uncacheable");
+    let _ = writeln!(s, "Errors               {}", n("errors"));
+    if let Some(map) = v["error_reasons"].as_object() {
+        for (k, c) in map {
+            let _ = writeln!(s, "  {k:<19}{}", c.as_u64().unwrap_or(0));
+        }
+    }
+    if let Some(langs) = v["languages"].as_object() {
+        for (lang, l) in langs {
+            let _ = writeln!(
+                s,
+                "Language {lang:<12}hits {} misses {} uncacheable {} errors {}",
+                l["hits"], l["misses"], l["uncacheable"], l["errors"]
+            );
+        }
+    }
+    let lat = |s: &mut String, title: &str, key: &str| {
+        let h = &v[key];
+        if h["count"].as_u64().unwrap_or(0) > 0 {
+            let ms = |k: &str| {
+                h[k].as_u64()
+                    .map(|us| format!("{:.2} ms", us as f64 / 1000.0))
+            };
+            let _ = writeln!(
+                s,
+                "{title:<21}p50 {}  p90 {}  p99 {}  ({} hits)",
+                ms("p50_us").unwrap_or_default(),
+                ms("p90_us").unwrap_or_default(),
+                ms("p99_us").unwrap_or_default(),
+                h["count"]
+            );
+        }
+    };
+    lat(&mut s, "Hit latency", "hit_latency");
+    lat(&mut s, "Hit service time", "hit_service");
+    let _ = writeln!(s, "Bytes stored         {}", human_size(n("bytes_stored")));
+    let _ = writeln!(
+        s,
+        "Bytes restored       {}",
+        human_size(n("bytes_restored"))
+    );
+    if n("corrupt_packs") > 0 {
+        let _ = writeln!(s, "Corrupt packs        {}", n("corrupt_packs"));
+    }
+    if n("evicted_packs") > 0 {
+        let _ = writeln!(
+            s,
+            "Evicted              {} packs, {}",
+            n("evicted_packs"),
+            human_size(n("evicted_bytes"))
+        );
+    }
+    let c = &v["cache"];
+    let _ = writeln!(
+        s,
+        "Cache size           {} of {} ({} packs)",
+        human_size(c["size"].as_u64().unwrap_or(0)),
+        human_size(c["max_size"].as_u64().unwrap_or(0)),
+        c["packs"]
+    );
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_are_within_a_bucket() {
+        let mut h = Histogram::default();
+        for us in 1..=1000u64 {
+            h.record(Duration::from_micros(us));
+        }
+        let p50 = h.quantile(0.5).unwrap();
+        assert!((500..=560).contains(&p50), "{p50}");
+        let p99 = h.quantile(0.99).unwrap();
+        assert!((990..=1090).contains(&p99), "{p99}");
+        assert_eq!(Histogram::default().quantile(0.5), None);
+    }
+
+    #[test]
+    fn json_has_the_documented_keys() {
+        let s = Stats::load(Path::new("/nonexistent"));
+        s.hit(Language::Rust, Duration::from_micros(300), 10, 0);
+        s.miss(Language::Rust);
+        s.uncacheable(Language::Rust, "probe");
+        s.error(Language::Rust, "corrupt pack");
+        let v = to_json(&s.snapshot(), 1, 2, 3);
+        assert_eq!(v["hits"], 1);
+        assert_eq!(v["misses"], 1);
+        assert_eq!(v["errors"], 1);
+        assert_eq!(v["uncacheable"]["probe"], 1);
+        assert_eq!(v["languages"]["rust"]["hits"], 1);
+        assert!(v["hit_service"]["p50_us"].as_u64().is_some());
+        let text = to_text(&v);
+        assert!(text.contains("Hits"), "{text}");
+        s.zero();
+        assert_eq!(s.snapshot().hits, 0);
+    }
+}

@@ -1,0 +1,121 @@
+//! Direct-mode manifests (spec D1): for one key, the entries seen so far, each with the
+//! inputs it was built from and the pack holding its result.
+
+use serde::{Deserialize, Serialize};
+
+use crate::hash::Digest;
+
+pub const MAGIC: &[u8; 8] = b"ZCFSMAN1";
+/// Entries kept per manifest; older ones are dropped first.
+pub const MAX_ENTRIES: usize = 16;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileDep {
+    /// As spelled in the dep-info: relative to the compile's cwd, or absolute.
+    pub path: Vec<u8>,
+    pub size: u64,
+    pub digest: Digest,
+}
+
+/// A value the entry's outputs depend on by path, which must match for a hit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Binding {
+    pub name: String,
+    pub value: Vec<u8>,
+}
+
+impl Binding {
+    pub fn new(name: &str, value: &[u8]) -> Binding {
+        Binding {
+            name: name.to_string(),
+            value: value.to_vec(),
+        }
+    }
+}
+
+/// What a compile read, recorded after it succeeded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Inputs {
+    pub files: Vec<FileDep>,
+    /// Env vars read (`# env-dep`): `None` = unset, which differs from empty (spec K2).
+    pub env: Vec<(String, Option<String>)>,
+    /// Paths that must still not exist (spec D4).
+    pub absent: Vec<Vec<u8>>,
+    pub bindings: Vec<Binding>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    pub inputs: Inputs,
+    pub pack: Digest,
+    /// Unix seconds.
+    pub created: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Manifest {
+    /// Newest first.
+    pub entries: Vec<Entry>,
+}
+
+impl Manifest {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = MAGIC.to_vec();
+        out.extend(postcard::to_stdvec(self).expect("manifest encodes"));
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Option<Manifest> {
+        let body = bytes.strip_prefix(MAGIC.as_slice())?;
+        postcard::from_bytes(body).ok()
+    }
+
+    /// Adds an entry in front, replacing an entry with identical inputs.
+    pub fn add(&mut self, entry: Entry) {
+        self.entries.retain(|e| e.inputs != entry.inputs);
+        self.entries.insert(0, entry);
+        self.entries.truncate(MAX_ENTRIES);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(n: u8) -> Entry {
+        Entry {
+            inputs: Inputs {
+                files: vec![FileDep {
+                    path: b"src/lib.rs".to_vec(),
+                    size: 3,
+                    digest: Digest([n; 32]),
+                }],
+                env: vec![("A".into(), None), ("B".into(), Some(String::new()))],
+                absent: vec![b"src/lib/mod.rs".to_vec()],
+                bindings: vec![Binding::new("cwd", b"/w")],
+            },
+            pack: Digest([n; 32]),
+            created: n as u64,
+        }
+    }
+
+    #[test]
+    fn round_trip_and_replacement() {
+        let mut m = Manifest::default();
+        for n in 0..20 {
+            m.add(entry(n));
+        }
+        assert_eq!(m.entries.len(), MAX_ENTRIES);
+        assert_eq!(m.entries[0].created, 19);
+        m.add(Entry {
+            created: 99,
+            ..entry(19)
+        });
+        assert_eq!(m.entries.len(), MAX_ENTRIES);
+        assert_eq!(m.entries[0].created, 99);
+        let bytes = m.encode();
+        assert_eq!(Manifest::decode(&bytes), Some(m));
+        assert_eq!(Manifest::decode(b"garbage"), None);
+        assert_eq!(Manifest::decode(&bytes[..bytes.len() - 3]), None);
+    }
+}

@@ -1,0 +1,251 @@
+//! The wrapper: `zcfs <compiler> <args...>`, as `RUSTC_WRAPPER` or in front of a C compiler.
+//!
+//! - hit: the daemon has put the outputs in place; replay stdout/stderr, exit 0 (spec W9);
+//! - miss: run the compiler as our own child (jobserver fds and stdin inherited, W6),
+//!   stream its stderr line by line while keeping a copy (W8), report the outcome;
+//! - anything else (pass-through, daemon unreachable, internal error): `exec` the compiler
+//!   unchanged, so the build behaves exactly as without zcfs.
+
+use std::ffi::OsString;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::Path;
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::client;
+use crate::config::Config;
+use crate::paths::Paths;
+use crate::proto::{CompileOutcome, CompileRequest, Reply, Request};
+
+/// Entry point; `args` is `[compiler, args...]`. Never returns.
+pub fn main(mut args: Vec<OsString>) -> ! {
+    let t0 = Instant::now();
+    strip_self(&mut args);
+    let config = match Config::load() {
+        Ok(c) => c,
+        Err(e) => {
+            if let Ok(c) = Config::load_from(&|k: &str| {
+                (k != "ZCFS_CONFIG")
+                    .then(|| std::env::var(k).ok())
+                    .flatten()
+            }) {
+                client::log(
+                    &Paths::new(&c),
+                    &format!("bad configuration, caching off: {e:#}"),
+                );
+            }
+            exec(&args);
+        }
+    };
+    if config.disable {
+        exec(&args);
+    }
+    let paths = Paths::new(&config);
+    let Ok(cwd) = std::env::current_dir() else {
+        exec(&args);
+    };
+    let req = Request::Compile(CompileRequest {
+        argv: args.iter().map(|a| a.as_bytes().to_vec()).collect(),
+        cwd: cwd.as_os_str().as_bytes().to_vec(),
+        env: std::env::vars_os()
+            .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
+            .collect(),
+    });
+    match client::call(&config, &paths, &req) {
+        Ok((Reply::Hit { stdout, stderr }, mut stream)) => {
+            let out_ok = io::stdout().lock().write_all(&stdout).is_ok();
+            let err_ok = io::stderr().lock().write_all(&stderr).is_ok();
+            let micros = t0.elapsed().as_micros() as u64;
+            let _ = client::send_only(&mut stream, &Request::HitLatency { micros });
+            // A closed stdout/stderr is the caller's problem, as it would be for rustc.
+            std::process::exit(if out_ok && err_ok { 0 } else { 1 });
+        }
+        Ok((
+            Reply::Miss {
+                token,
+                extra_args,
+                buffer_stderr,
+            },
+            stream,
+        )) => {
+            drop(stream);
+            miss(&config, &paths, &args, token, extra_args, buffer_stderr)
+        }
+        Ok((Reply::PassThrough { .. }, _)) => exec(&args),
+        Ok((other, _)) => {
+            client::log(
+                &paths,
+                &format!("unexpected reply {other:?}; running the compiler"),
+            );
+            exec(&args)
+        }
+        Err(e) => {
+            client::log(&paths, &format!("{e}; running the compiler uncached"));
+            exec(&args)
+        }
+    }
+}
+
+/// `zcfs zcfs rustc ...` (a wrapper configured twice) is `zcfs rustc ...`.
+fn strip_self(args: &mut Vec<OsString>) {
+    let me = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.canonicalize().ok());
+    while args.len() > 1 {
+        let first = Path::new(&args[0]);
+        let resolved = if first.as_os_str().as_bytes().contains(&b'/') {
+            first.canonicalize().ok()
+        } else {
+            None
+        };
+        if resolved.is_some() && resolved == me {
+            args.remove(0);
+        } else {
+            break;
+        }
+    }
+}
+
+/// Replaces this process with the compiler.
+fn exec(args: &[OsString]) -> ! {
+    let Some(program) = args.first() else {
+        eprintln!("zcfs: no compiler given (usage: zcfs <compiler> [args...], or zcfs --help)");
+        std::process::exit(2);
+    };
+    let err = Command::new(program).args(&args[1..]).exec();
+    eprintln!("zcfs: cannot run {}: {err}", program.to_string_lossy());
+    std::process::exit(127);
+}
+
+fn miss(
+    config: &Config,
+    paths: &Paths,
+    args: &[OsString],
+    token: u64,
+    extra_args: Vec<Vec<u8>>,
+    buffer_stderr: bool,
+) -> ! {
+    let extra: Vec<OsString> = extra_args
+        .into_iter()
+        .map(|a| std::ffi::OsStr::from_bytes(&a).to_os_string())
+        .collect();
+    let report = |outcome: CompileOutcome| {
+        let req = Request::CompileDone { token, outcome };
+        if let Err(e) = client::request_once(paths, &req, config.client_timeout) {
+            client::log(paths, &format!("could not report a compile result: {e}"));
+        }
+    };
+    let run = match run_child(args, &extra, buffer_stderr) {
+        Ok(r) => r,
+        Err(e) => {
+            report(CompileOutcome::Error {
+                message: format!("cannot run {}: {e}", args[0].to_string_lossy()),
+            });
+            exec(args);
+        }
+    };
+    if buffer_stderr && !run.status.success() && contains(&run.stderr, b"dependency-file") {
+        // The linker refused the dependency-file option zcfs added: run the compile again,
+        // unchanged, as if zcfs were not there.
+        report(CompileOutcome::Error {
+            message: "the linker does not support --dependency-file".into(),
+        });
+        exec(args);
+    }
+    if buffer_stderr {
+        let _ = io::stderr().lock().write_all(&run.stderr);
+    }
+    let outcome = if run.status.success() {
+        CompileOutcome::Success {
+            stdout: run.stdout,
+            stderr: run.stderr,
+        }
+    } else {
+        CompileOutcome::Failed {
+            code: exit_code(run.status),
+        }
+    };
+    report(outcome);
+    exit_like(run.status)
+}
+
+struct Run {
+    status: ExitStatus,
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+}
+
+fn run_child(args: &[OsString], extra: &[OsString], buffer_stderr: bool) -> io::Result<Run> {
+    let mut child = Command::new(&args[0])
+        .args(&args[1..])
+        .args(extra)
+        .stdin(Stdio::inherit())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let mut out_pipe = child.stdout.take().expect("piped stdout");
+    let stdout_thread = std::thread::spawn(move || {
+        let mut all = Vec::new();
+        let mut buf = [0u8; 8192];
+        loop {
+            match out_pipe.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    let _ = io::stdout().lock().write_all(&buf[..n]);
+                    all.extend_from_slice(&buf[..n]);
+                }
+            }
+        }
+        all
+    });
+    let mut stderr = Vec::new();
+    let mut reader = BufReader::new(child.stderr.take().expect("piped stderr"));
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line) {
+            Ok(0) => break,
+            Ok(_) => {
+                if !buffer_stderr {
+                    let mut e = io::stderr().lock();
+                    let _ = e.write_all(&line);
+                    let _ = e.flush();
+                }
+                stderr.extend_from_slice(&line);
+            }
+            Err(_) => break,
+        }
+    }
+    let status = child.wait()?;
+    let stdout = stdout_thread.join().unwrap_or_default();
+    Ok(Run {
+        status,
+        stdout,
+        stderr,
+    })
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    memchr::memmem::find(hay, needle).is_some()
+}
+
+fn exit_code(status: ExitStatus) -> i32 {
+    status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
+}
+
+/// Exits with the child's status; a child killed by a signal kills us with the same signal.
+fn exit_like(status: ExitStatus) -> ! {
+    if let Some(sig) = status.signal() {
+        // SAFETY: restoring the default action and raising a signal at ourselves.
+        unsafe {
+            libc::signal(sig, libc::SIG_DFL);
+            libc::raise(sig);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::process::exit(status.code().unwrap_or(1));
+}
