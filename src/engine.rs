@@ -188,6 +188,14 @@ impl Engine {
             }
         };
 
+        // rustc fails when its out-dir is missing; a hit must not hide that.
+        if !job.out_dir.is_dir() {
+            self.stats.uncacheable(lang, "out-dir missing");
+            return Reply::PassThrough {
+                reason: format!("out-dir {} does not exist", job.out_dir.display()),
+            };
+        }
+
         if !self.config.recache {
             self.wait_not_publishing(&job.key, Duration::from_secs(5));
             if let Some(reply) = self.try_hit(&job, &env, lang, t0) {

@@ -31,7 +31,6 @@ impl Deliver for Restore {
     }
 
     fn deliver(&self, d: &Delivery<'_>) -> io::Result<Report> {
-        fs::create_dir_all(d.out_dir)?;
         let mut report = Report::default();
         let mut temps = Vec::with_capacity(d.pack.header.entries.len());
         for entry in &d.pack.header.entries {

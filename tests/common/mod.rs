@@ -1,0 +1,314 @@
+//! Test harness: a private copy of the fixture workspace, its own cache dir and daemon, and
+//! helpers to run cargo through zcfs and read zcfs's counters.
+#![allow(dead_code)]
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const ZCFS: &str = env!("CARGO_BIN_EXE_zcfs");
+
+/// Variables of the outer `cargo test` that must not leak into the builds under test.
+const SCRUB: &[&str] = &[
+    "RUSTFLAGS",
+    "CARGO_ENCODED_RUSTFLAGS",
+    "CARGO_TARGET_DIR",
+    "CARGO_BUILD_TARGET_DIR",
+    "CARGO_BUILD_BUILD_DIR",
+    "CARGO_INCREMENTAL",
+    "RUSTC_WRAPPER",
+    "RUSTC_WORKSPACE_WRAPPER",
+    "CARGO_BUILD_RUSTC_WRAPPER",
+    "CARGO_MAKEFLAGS",
+    "MAKEFLAGS",
+    "MFLAGS",
+    "CARGO_LOG",
+    "ZCFS_DISABLE",
+    "ZCFS_RECACHE",
+    "ZCFS_CONFIG",
+    "ZT_OPT",
+    "ZT_GEN",
+    "ZT_SHA",
+];
+
+pub struct Env {
+    pub tmp: tempfile::TempDir,
+    /// The workspace copy.
+    pub ws: PathBuf,
+    pub cache: PathBuf,
+    pub run: PathBuf,
+    /// Extra environment for every command.
+    pub vars: Vec<(String, String)>,
+}
+
+/// What one cargo run did.
+#[derive(Debug)]
+pub struct Build {
+    pub status: std::process::ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+    /// Packages cargo compiled or checked (from `Compiling x`/`Checking x` lines).
+    pub compiled: Vec<String>,
+    /// zcfs counters before and after.
+    pub hits: u64,
+    pub misses: u64,
+    pub uncacheable: u64,
+    pub errors: u64,
+    pub stats: serde_json::Value,
+}
+
+impl Build {
+    pub fn is_noop(&self) -> bool {
+        self.compiled.is_empty() && self.hits == 0 && self.misses == 0
+    }
+    pub fn assert_noop(&self) {
+        assert!(
+            self.is_noop(),
+            "expected a no-op build, got compiled={:?} hits={} misses={}\n{}",
+            self.compiled,
+            self.hits,
+            self.misses,
+            self.stderr
+        );
+        assert!(
+            !self.stderr.contains("dirty:"),
+            "fingerprint dirty:\n{}",
+            self.stderr
+        );
+    }
+    pub fn assert_ok(&self) -> &Self {
+        assert!(self.status.success(), "cargo failed:\n{}", self.stderr);
+        self
+    }
+}
+
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let name = e.file_name();
+        if name == "target" || name == "Cargo.lock" {
+            continue;
+        }
+        let dest = to.join(&name);
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), &dest).unwrap();
+        }
+    }
+}
+
+impl Env {
+    pub fn new() -> Env {
+        let tmp = tempfile::Builder::new()
+            .prefix("zcfs-test-")
+            .tempdir()
+            .unwrap();
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+        let ws = tmp.path().join("ws");
+        copy_dir(&fixtures.join("ws"), &ws);
+        copy_dir(&fixtures.join("outside"), &tmp.path().join("outside"));
+        let cache = tmp.path().join("cache");
+        // Short socket paths: sun_path is 108 bytes.
+        let run = tmp.path().join("run");
+        Env {
+            tmp,
+            ws,
+            cache,
+            run,
+            vars: vec![],
+        }
+    }
+
+    pub fn var(&mut self, k: &str, v: &str) -> &mut Self {
+        self.vars.retain(|(a, _)| a != k);
+        self.vars.push((k.to_string(), v.to_string()));
+        self
+    }
+
+    pub fn unset(&mut self, k: &str) -> &mut Self {
+        self.vars.retain(|(a, _)| a != k);
+        self
+    }
+
+    fn apply(&self, cmd: &mut Command) {
+        for k in SCRUB {
+            cmd.env_remove(k);
+        }
+        cmd.env("ZCFS_DIR", &self.cache)
+            .env("ZCFS_RUNTIME_DIR", &self.run)
+            .env("ZCFS_LOG", "debug")
+            .env("CARGO_TERM_COLOR", "never")
+            .env("CARGO_TERM_PROGRESS_WHEN", "never");
+        for (k, v) in &self.vars {
+            cmd.env(k, v);
+        }
+    }
+
+    /// A command with the test environment applied.
+    pub fn command(&self, program: impl AsRef<OsStr>) -> Command {
+        let mut cmd = Command::new(program);
+        self.apply(&mut cmd);
+        cmd.current_dir(&self.ws);
+        cmd
+    }
+
+    pub fn zcfs(&self, args: &[&str]) -> Output {
+        self.command(ZCFS).args(args).output().unwrap()
+    }
+
+    pub fn stats(&self) -> serde_json::Value {
+        let out = self.zcfs(&["stats", "--json"]);
+        assert!(
+            out.status.success(),
+            "zcfs stats: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// Runs cargo with `RUSTC_WRAPPER=zcfs` in the workspace.
+    pub fn cargo(&self, args: &[&str]) -> Build {
+        self.cargo_in(&self.ws.clone(), args)
+    }
+
+    pub fn cargo_in(&self, dir: &Path, args: &[&str]) -> Build {
+        let before = self.stats();
+        let mut cmd = self.command("cargo");
+        cmd.args(args)
+            .current_dir(dir)
+            .env("RUSTC_WRAPPER", ZCFS)
+            .env("CARGO_LOG", "cargo::core::compiler::fingerprint=info")
+            .stdin(Stdio::null());
+        let out = cmd.output().unwrap();
+        let after = self.stats();
+        let n = |v: &serde_json::Value, k: &str| v[k].as_u64().unwrap_or(0);
+        let total_uncacheable = |v: &serde_json::Value| -> u64 {
+            v["uncacheable"]
+                .as_object()
+                .map(|m| m.values().filter_map(|x| x.as_u64()).sum())
+                .unwrap_or(0)
+        };
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        let compiled = stderr
+            .lines()
+            .filter_map(|l| {
+                let t = l.trim_start();
+                t.strip_prefix("Compiling ")
+                    .or_else(|| t.strip_prefix("Checking "))
+                    .map(|r| r.split_whitespace().next().unwrap_or("").to_string())
+            })
+            .collect();
+        Build {
+            status: out.status,
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr,
+            compiled,
+            hits: n(&after, "hits") - n(&before, "hits"),
+            misses: n(&after, "misses") - n(&before, "misses"),
+            uncacheable: total_uncacheable(&after) - total_uncacheable(&before),
+            errors: n(&after, "errors") - n(&before, "errors"),
+            stats: after,
+        }
+    }
+
+    /// Runs cargo without zcfs (for comparisons).
+    pub fn cargo_plain(&self, dir: &Path, args: &[&str]) -> Output {
+        self.command("cargo")
+            .args(args)
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    pub fn target(&self) -> PathBuf {
+        self.ws.join("target")
+    }
+
+    /// Runs the fixture binary and returns its stdout.
+    pub fn run_app(&self) -> String {
+        let out = Command::new(self.target().join("debug/app"))
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn write(&self, rel: &str, content: &str) {
+        let p = self.ws.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, content).unwrap();
+    }
+
+    pub fn read(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.ws.join(rel)).unwrap()
+    }
+
+    /// Files in `target/debug/deps` whose names start with `prefix`.
+    pub fn deps(&self, prefix: &str) -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(self.target().join("debug/deps"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.file_name().unwrap().to_str().unwrap().starts_with(prefix))
+            .collect();
+        v.sort();
+        v
+    }
+
+    pub fn daemon_pid(&self) -> Option<u32> {
+        let out = self.zcfs(&["status", "--json"]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        v["pid"].as_u64().map(|p| p as u32)
+    }
+
+    pub fn daemon_log(&self) -> String {
+        let mut s = String::new();
+        if let Ok(rd) = std::fs::read_dir(self.cache.join("logs")) {
+            let mut files: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
+            files.sort();
+            for f in files {
+                s.push_str(&std::fs::read_to_string(f).unwrap_or_default());
+            }
+        }
+        s
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        let pid = self.daemon_pid();
+        let _ = self.command(ZCFS).arg("stop").output();
+        if let Some(pid) = pid {
+            // Make sure it is gone before the temp dir goes.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if Path::new(&format!("/proc/{pid}")).exists() {
+                unsafe {
+                    libc::kill(pid as i32, libc::SIGKILL);
+                }
+            }
+        }
+    }
+}
+
+/// Waits until `f` holds, or panics after `secs`.
+pub fn wait_until(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// mtime in nanoseconds.
+pub fn mtime(p: &Path) -> i128 {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128
+}

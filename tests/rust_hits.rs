@@ -1,0 +1,172 @@
+//! Rust hits without a mount: spec scenarios T1, T2, T3, T23, T24.
+
+mod common;
+
+use common::{Env, mtime};
+use std::path::Path;
+
+/// rustc compiles in one build of the fixture: app, zt_core, zt_core's build script, mac,
+/// util, cdy, outside.
+const UNITS: u64 = 7;
+
+/// Every unit's fingerprint files exist (spec C1): each fingerprint hash file of a compile
+/// unit has its `dep-` file, and its dir has `invoked.timestamp`.
+fn assert_fingerprints_complete(env: &Env) {
+    let fp = env.target().join("debug/.fingerprint");
+    let mut units = 0;
+    for dir in std::fs::read_dir(&fp).unwrap().flatten() {
+        let files: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().into_string().unwrap())
+            .collect();
+        let mut has_unit = false;
+        for f in &files {
+            let compile_unit = (f.starts_with("lib-")
+                || f.starts_with("bin-")
+                || f.starts_with("build-script-")
+                || f.starts_with("test-"))
+                && !f.ends_with(".json");
+            if compile_unit {
+                units += 1;
+                has_unit = true;
+                assert!(
+                    files.contains(&format!("dep-{f}")),
+                    "{}: no dep-{f} in {files:?}",
+                    dir.path().display()
+                );
+            }
+        }
+        // Build-script runs keep their invoked.timestamp under build/ instead.
+        assert!(
+            !has_unit || files.iter().any(|f| f == "invoked.timestamp"),
+            "{}: no invoked.timestamp in {files:?}",
+            dir.path().display()
+        );
+    }
+    assert_eq!(units as u64, UNITS, "compile units with fingerprints");
+}
+
+/// Every output cargo checks (spec C6) exists: rlib and rmeta of each lib, each unit's .d.
+fn assert_outputs_complete(env: &Env) {
+    for lib in ["util", "zt_core", "outside"] {
+        for ext in ["rlib", "rmeta"] {
+            let found = env
+                .deps(&format!("lib{lib}-"))
+                .iter()
+                .filter(|p| p.extension().and_then(|e| e.to_str()) == Some(ext))
+                .count();
+            assert_eq!(found, 1, "lib{lib}-*.{ext}");
+        }
+        assert_eq!(
+            env.deps(&format!("{lib}-"))
+                .iter()
+                .filter(|p| p.extension().and_then(|e| e.to_str()) == Some("d"))
+                .count(),
+            1,
+            "{lib}-*.d"
+        );
+    }
+    assert_eq!(env.deps("libmac-").len(), 1, "proc-macro .so");
+    assert_eq!(env.deps("libcdy.so").len(), 1, "cdylib .so");
+    assert!(env.target().join("debug/app").is_file());
+}
+
+#[test]
+fn t1_cold_build_then_noop() {
+    let env = Env::new();
+    let b = env.cargo(&["build"]);
+    b.assert_ok();
+    assert_eq!(b.misses, UNITS, "{}", b.stderr);
+    assert_eq!(b.hits, 0);
+    assert_eq!(b.errors, 0, "{}", env.daemon_log());
+    assert_eq!(b.stats["stored"], UNITS, "{}", env.daemon_log());
+    env.cargo(&["build"]).assert_ok().assert_noop();
+}
+
+#[test]
+fn t2_clean_then_all_hits() {
+    let env = Env::new();
+    env.cargo(&["build"]).assert_ok();
+    let plain = env.run_app();
+    assert!(env.cargo_plain(&env.ws, &["clean"]).status.success());
+    let b = env.cargo(&["build"]);
+    b.assert_ok();
+    assert_eq!(b.hits, UNITS, "every unit is a hit:\n{}", b.stderr);
+    assert_eq!(b.misses, 0);
+    assert_fingerprints_complete(&env);
+    assert_outputs_complete(&env);
+    assert_eq!(env.run_app(), plain, "the restored binary behaves the same");
+    env.cargo(&["build"]).assert_ok().assert_noop();
+}
+
+#[test]
+fn t3_repeated_clean_builds_never_rebuild_spuriously() {
+    let env = Env::new();
+    env.cargo(&["build"]).assert_ok();
+    for round in 0..20 {
+        assert!(env.cargo_plain(&env.ws, &["clean"]).status.success());
+        let b = env.cargo(&["build"]);
+        b.assert_ok();
+        assert_eq!(b.hits, UNITS, "round {round}: {}", b.stderr);
+        let again = env.cargo(&["build"]);
+        again.assert_ok();
+        assert!(
+            again.is_noop(),
+            "round {round}: spurious rebuild {:?}\n{}",
+            again.compiled,
+            again.stderr
+        );
+    }
+}
+
+#[test]
+fn t23_uplifted_binary_is_a_hard_link_of_deps() {
+    use std::os::unix::fs::MetadataExt;
+    let env = Env::new();
+    env.cargo(&["build"]).assert_ok();
+    assert!(env.cargo_plain(&env.ws, &["clean"]).status.success());
+    env.cargo(&["build"]).assert_ok();
+    let up = std::fs::metadata(env.target().join("debug/app")).unwrap();
+    let deps: Vec<_> = env
+        .deps("app-")
+        .into_iter()
+        .filter(|p| p.extension().is_none())
+        .collect();
+    assert_eq!(deps.len(), 1, "{deps:?}");
+    let d = std::fs::metadata(&deps[0]).unwrap();
+    assert_eq!((up.dev(), up.ino()), (d.dev(), d.ino()), "same inode");
+    assert_eq!(up.nlink(), 2);
+    assert_eq!(up.mode() & 0o111, 0o111, "executable");
+    // Deleting the uplifted copy: cargo links it again without calling the wrapper.
+    std::fs::remove_file(env.target().join("debug/app")).unwrap();
+    let b = env.cargo(&["build"]);
+    b.assert_ok();
+    assert_eq!(b.hits + b.misses, 0, "no compile for a missing uplift");
+    assert!(env.target().join("debug/app").is_file());
+}
+
+#[test]
+fn t24_deleted_output_is_restored_by_a_hit() {
+    let env = Env::new();
+    env.cargo(&["build"]).assert_ok();
+    let rlib = env
+        .deps("libutil-")
+        .into_iter()
+        .find(|p| p.extension().and_then(|e| e.to_str()) == Some("rlib"))
+        .unwrap();
+    std::fs::remove_file(&rlib).unwrap();
+    let b = env.cargo(&["build"]);
+    b.assert_ok();
+    assert!(!b.stderr.contains("E0463"), "{}", b.stderr);
+    assert!(b.compiled.contains(&"util".to_string()), "{:?}", b.compiled);
+    assert_eq!(
+        b.misses, 0,
+        "util and its dependents are hits: {}",
+        b.stderr
+    );
+    assert!(b.hits >= 2);
+    assert!(rlib.is_file());
+    env.cargo(&["build"]).assert_ok().assert_noop();
+    assert!(mtime(Path::new(&rlib)) > 0);
+}
