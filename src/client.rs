@@ -28,6 +28,8 @@ pub enum ClientError {
     Incompatible(Version),
     #[error("cannot start a daemon: {0}")]
     StartFailed(String),
+    #[error("cannot connect to {0}: {1}")]
+    Connect(std::path::PathBuf, io::Error),
     #[error("daemon connection: {0}")]
     Io(#[from] io::Error),
     #[error("daemon reply: {0}")]
@@ -46,7 +48,7 @@ pub fn request_once(paths: &Paths, req: &Request, timeout: Duration) -> Result<R
         {
             return Err(ClientError::NoDaemon);
         }
-        Err(e) => return Err(e.into()),
+        Err(e) => return Err(ClientError::Connect(paths.socket(), e)),
     };
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
@@ -96,7 +98,7 @@ pub fn call(
                 reason = Some("no daemon was running".to_string());
                 continue;
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(ClientError::Connect(paths.socket(), e)),
         };
         stream.set_read_timeout(Some(config.client_timeout))?;
         stream.set_write_timeout(Some(config.client_timeout))?;
@@ -151,13 +153,18 @@ pub fn start_daemon(config: &Config, paths: &Paths, reason: &str) -> Result<(), 
     if socket_accepts(paths) {
         return Ok(());
     }
+    let reason = if lifecycle::is_locked(&paths.daemon_lock()) {
+        format!("{reason}; the previous daemon is still exiting")
+    } else {
+        reason.to_string()
+    };
     let exe = std::env::current_exe()
         .map_err(|e| ClientError::StartFailed(format!("cannot find our executable: {e}")))?;
     let mut cmd = Command::new(&exe);
     cmd.arg("daemon")
         .arg("--spawned")
         .arg("--reason")
-        .arg(reason)
+        .arg(&reason)
         .env("ZCFS_DIR", &config.cache_dir)
         .env("ZCFS_RUNTIME_DIR", &config.runtime_dir)
         .env_remove("CARGO_MAKEFLAGS")
@@ -206,22 +213,32 @@ fn socket_accepts(paths: &Paths) -> bool {
     UnixStream::connect(paths.socket()).is_ok()
 }
 
-/// Appends a line to the client log (used when no daemon can be reached).
+/// Appends a line to the client log (used when no daemon can be reached): in the runtime
+/// dir, or in the cache dir's `logs/` when the runtime dir is unusable.
 pub fn log(paths: &Paths, msg: &str) {
     use std::fs::OpenOptions;
-    let p = paths.client_log();
-    if std::fs::metadata(&p).is_ok_and(|m| m.len() > 1 << 20) {
-        let _ = std::fs::remove_file(&p);
-    }
-    if paths.ensure_runtime_dir().is_err() {
-        return;
-    }
-    if let Ok(mut f) = OpenOptions::new().create(true).append(true).open(&p) {
-        let _ = writeln!(
-            f,
-            "{} pid={} {msg}",
-            lifecycle::fmt_utc(crate::store::unix_now()),
-            std::process::id()
-        );
+    let line = format!(
+        "{} pid={} {msg}\n",
+        lifecycle::fmt_utc(crate::store::unix_now()),
+        std::process::id()
+    );
+    let append = |p: &std::path::Path| -> io::Result<()> {
+        if std::fs::metadata(p).is_ok_and(|m| m.len() > 1 << 20) {
+            let _ = std::fs::remove_file(p);
+        }
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p)?
+            .write_all(line.as_bytes())
+    };
+    let primary = paths
+        .ensure_runtime_dir()
+        .map_err(io::Error::other)
+        .and_then(|()| append(&paths.client_log()));
+    if primary.is_err() {
+        let dir = paths.logs_dir();
+        let _ = std::fs::create_dir_all(&dir);
+        let _ = append(&dir.join("client.log"));
     }
 }

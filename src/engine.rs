@@ -563,9 +563,10 @@ fn same_outputs(job: &RustcJob, pack: &pack::Pack) -> bool {
 }
 
 fn store_error_kind(e: &std::io::Error) -> &'static str {
-    match e.raw_os_error() {
-        Some(libc::ENOSPC) | Some(libc::EDQUOT) => "store full",
-        Some(libc::EROFS) | Some(libc::EACCES) | Some(libc::EPERM) => "store read-only",
+    use std::io::ErrorKind::*;
+    match e.kind() {
+        StorageFull | QuotaExceeded => "store full",
+        ReadOnlyFilesystem | PermissionDenied => "store read-only",
         _ => "store write failed",
     }
 }

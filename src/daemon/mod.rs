@@ -250,18 +250,14 @@ async fn connection(shared: Arc<Shared>, mut stream: UnixStream) {
             }
         }
         shared.touch();
-        if header.version > shared.version && header.kind == KIND_MESSAGE {
-            info!(
-                "a newer client ({}) is here; this daemon ({}) steps aside",
-                header.version, shared.version
-            );
-            let _ = write(&mut stream, shared.version, KIND_OUTDATED, None).await;
-            shared.stop(format!("replaced by newer version {}", header.version));
-            return;
-        }
+        let newer_client = header.version > shared.version;
         if header.proto != PROTO {
-            warn!("client speaks protocol {}, we speak {PROTO}", header.proto);
-            let _ = write(&mut stream, shared.version, KIND_INCOMPATIBLE, None).await;
+            if newer_client {
+                step_aside(&shared, &mut stream, header.version).await;
+            } else {
+                warn!("client speaks protocol {}, we speak {PROTO}", header.proto);
+                let _ = write(&mut stream, shared.version, KIND_INCOMPATIBLE, None).await;
+            }
             return;
         }
         let req: Request = match proto::decode(&body) {
@@ -278,6 +274,12 @@ async fn connection(shared: Arc<Shared>, mut stream: UnixStream) {
                 return;
             }
         };
+        // Compiles from a newer build replace this daemon; status, stats and stop requests
+        // from a newer command line are served as they are.
+        if newer_client && matches!(req, Request::Compile(_)) {
+            step_aside(&shared, &mut stream, header.version).await;
+            return;
+        }
         let reply = match req {
             Request::HitLatency { .. } => {
                 let e = shared.engine.clone();
@@ -310,6 +312,15 @@ async fn connection(shared: Arc<Shared>, mut stream: UnixStream) {
             return;
         }
     }
+}
+
+async fn step_aside(shared: &Shared, stream: &mut UnixStream, newer: Version) {
+    info!(
+        "a newer client ({newer}) is here; this daemon ({}) steps aside",
+        shared.version
+    );
+    let _ = write(stream, shared.version, KIND_OUTDATED, None).await;
+    shared.stop(format!("replaced by newer version {newer}"));
 }
 
 async fn write(

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs what the test suites need on Debian 12, idempotently. Run as root (CI is root).
+set -euo pipefail
+need=()
+command -v cc >/dev/null || need+=(gcc)
+command -v ar >/dev/null || need+=(binutils)
+command -v mount >/dev/null || need+=(mount)
+command -v fusermount3 >/dev/null || need+=(fuse3)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "install-deps: need ${need[*]} (run as root or install them)" >&2
+    exit 1
+  fi
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
+fi
+rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt

@@ -1,0 +1,278 @@
+//! Bad input and faults: each one is logged, the build still succeeds by running rustc, and
+//! nothing wrong is ever served.
+
+mod common;
+
+use common::{Env, ZCFS, wait_until};
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn packs(env: &Env) -> Vec<PathBuf> {
+    let mut v = vec![];
+    for shard in std::fs::read_dir(env.cache.join("packs"))
+        .unwrap()
+        .flatten()
+    {
+        for f in std::fs::read_dir(shard.path()).unwrap().flatten() {
+            v.push(f.path());
+        }
+    }
+    v.sort();
+    v
+}
+
+fn stop(env: &Env) {
+    let pid = env.daemon_pid();
+    assert!(env.zcfs(&["stop"]).status.success());
+    if let Some(pid) = pid {
+        wait_until(10, "daemon exit", || {
+            !Path::new(&format!("/proc/{pid}")).exists()
+        });
+    }
+}
+
+/// Unmounts on drop, also when the test fails.
+struct Mount(PathBuf);
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+fn mount(args: &[&str], dir: &Path) -> Option<Mount> {
+    std::fs::create_dir_all(dir).unwrap();
+    let ok = Command::new("mount")
+        .args(args)
+        .arg(dir)
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if ok {
+        Some(Mount(dir.to_path_buf()))
+    } else {
+        eprintln!("skipping: cannot mount (needs root)");
+        None
+    }
+}
+
+#[test]
+fn corrupt_and_truncated_packs_are_misses_and_removed() {
+    let env = Env::new();
+    env.cargo(&["build"]).assert_ok();
+    let expected = env.run_app();
+    // A fresh daemon has verified nothing yet.
+    stop(&env);
+    let all = packs(&env);
+    assert_eq!(all.len(), 7);
+    // Flip the first payload byte of the first pack (payloads start at the header length
+    // rounded up to 4 KiB), truncate the second.
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&all[0])
+        .unwrap();
+    let mut hl = [0u8; 4];
+    f.read_exact_at(&mut hl, 12).unwrap();
+    let first_payload = (u32::from_le_bytes(hl) as u64).div_ceil(4096) * 4096;
+    let mut byte = [0u8; 1];
+    f.read_exact_at(&mut byte, first_payload).unwrap();
+    f.write_all_at(&[byte[0] ^ 0xff], first_payload).unwrap();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&all[1])
+        .unwrap();
+    f.set_len(5000).unwrap();
+    drop(f);
+
+    assert!(env.cargo_plain(&env.ws, &["clean"]).status.success());
+    let b = env.cargo(&["build"]);
+    b.assert_ok();
+    // Both damaged units miss; their dependents may miss too, because rustc's rlibs are not
+    // byte-reproducible (random object names), so a recompiled dependency changes their keys.
+    assert_eq!(b.hits + b.misses, 7, "{}", b.stderr);
+    assert!(b.misses >= 2);
+    assert_eq!(
+        b.stats["corrupt_packs"],
+        2,
+        "{}\n{}",
+        b.stats,
+        env.daemon_log()
+    );
+    assert_eq!(b.stats["error_reasons"]["corrupt pack"], 2);
+    assert!(
+        !all[0].exists() && !all[1].exists(),
+        "corrupt packs removed"
+    );
+    assert_eq!(env.run_app(), expected, "nothing wrong was served");
+    assert!(env.daemon_log().contains("corrupt"));
+    // They were stored again; the next clean build hits everywhere.
+    assert!(env.cargo_plain(&env.ws, &["clean"]).status.success());
+    let b = env.cargo(&["build"]);
+    b.assert_ok();
+    assert_eq!(b.misses, 0);
+}
+
+#[test]
+fn garbage_on_the_socket_does_not_hurt_the_daemon() {
+    let env = Env::new();
+    env.cargo(&["build"]).assert_ok();
+    let pid = env.daemon_pid().unwrap();
+    let status: serde_json::Value =
+        serde_json::from_slice(&env.zcfs(&["status", "--json"]).stdout).unwrap();
+    let sock = status["socket"].as_str().unwrap().to_string();
+    let send = |bytes: &[u8]| {
+        let mut s = UnixStream::connect(&sock).unwrap();
+        let _ = s.write_all(bytes);
+        let _ = s.shutdown(std::net::Shutdown::Write);
+        let mut sink = vec![];
+        let _ = std::io::Read::read_to_end(&mut s, &mut sink);
+    };
+    send(b"GET / HTTP/1.1\r\n\r\n");
+    send(&[0u8; 100]);
+    // A valid header announcing a huge body.
+    let mut h = b"ZCFS".to_vec();
+    h.extend_from_slice(&1u32.to_le_bytes());
+    h.extend_from_slice(&[0u8; 16]);
+    h.extend_from_slice(&u32::MAX.to_le_bytes());
+    h.extend_from_slice(&[0u8; 4]);
+    send(&h);
+    // A valid header with an undecodable body.
+    let mut h = b"ZCFS".to_vec();
+    h.extend_from_slice(&1u32.to_le_bytes());
+    h.extend_from_slice(&[0u8; 16]);
+    h.extend_from_slice(&8u32.to_le_bytes());
+    h.extend_from_slice(&[0u8; 4]);
+    h.extend_from_slice(&[0xff; 8]);
+    send(&h);
+    // A frame cut short.
+    send(&h[..20]);
+    assert_eq!(env.daemon_pid(), Some(pid), "still the same daemon");
+    assert!(env.cargo_plain(&env.ws, &["clean"]).status.success());
+    let b = env.cargo(&["build"]);
+    b.assert_ok();
+    assert_eq!(b.misses, 0);
+    assert!(env.daemon_log().contains("bad frame"));
+}
+
+#[test]
+fn full_disk_stores_nothing_and_builds_succeed() {
+    let env = Env::new();
+    let Some(_m) = mount(&["-t", "tmpfs", "-o", "size=2m", "tmpfs"], &env.cache) else {
+        return;
+    };
+    let b = env.cargo(&["build"]);
+    b.assert_ok();
+    assert!(
+        b.stats["error_reasons"]["store full"].as_u64().unwrap_or(0) >= 1,
+        "{}\n{}",
+        b.stats,
+        env.daemon_log()
+    );
+    assert!(env.run_app().contains("mac=42"));
+    // What did fit is still served correctly.
+    assert!(env.cargo_plain(&env.ws, &["clean"]).status.success());
+    let b = env.cargo(&["build"]);
+    b.assert_ok();
+    assert!(env.run_app().contains("mac=42"));
+    stop(&env);
+}
+
+#[test]
+fn read_only_cache_dir_serves_hits_and_stores_nothing() {
+    let env = Env::new();
+    env.cargo(&["build"]).assert_ok();
+    stop(&env);
+    let Some(_bind) = mount(&["--bind", env.cache.to_str().unwrap()], &env.cache) else {
+        return;
+    };
+    assert!(
+        Command::new("mount")
+            .args(["-o", "remount,ro,bind"])
+            .arg(&env.cache)
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(env.cargo_plain(&env.ws, &["clean"]).status.success());
+    let b = env.cargo(&["build"]);
+    b.assert_ok();
+    assert_eq!(b.hits, 7, "hits from a read-only store: {}", b.stderr);
+    // A miss cannot be stored: counted, and the build is fine.
+    env.write(
+        "util/src/foo.rs",
+        "pub fn name() -> &'static str { \"ro\" }\n",
+    );
+    let b = env.cargo(&["build"]);
+    b.assert_ok();
+    assert!(env.run_app().contains("foo=ro"));
+    let s = env.stats();
+    assert!(
+        s["error_reasons"]["store read-only"].as_u64().unwrap_or(0) >= 1,
+        "{s}"
+    );
+    stop(&env);
+}
+
+#[test]
+fn vanished_input_is_never_a_hit() {
+    let env = Env::new();
+    env.cargo(&["build"]).assert_ok();
+    std::fs::remove_file(env.ws.join("util/data.bin")).unwrap();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(env.ws.join("util/src/lib.rs"))
+        .unwrap();
+    f.set_modified(std::time::SystemTime::now()).unwrap();
+    let b = env.cargo(&["build"]);
+    assert!(!b.status.success(), "rustc reports the missing file");
+    assert!(b.stderr.contains("data.bin"), "{}", b.stderr);
+    assert_eq!(b.hits, 0);
+}
+
+#[test]
+fn malformed_arguments_get_rustc_own_answer() {
+    let env = Env::new();
+    for args in [
+        vec!["--crate-name"],
+        vec!["--crate-type", "nonsense", "x.rs"],
+        vec!["--emit=link", "--out-dir"],
+        vec!["@/nonexistent/argfile"],
+    ] {
+        let direct = Command::new("rustc").args(&args).output().unwrap();
+        let wrapped = env.command(ZCFS).arg("rustc").args(&args).output().unwrap();
+        assert_eq!(direct.status.code(), wrapped.status.code(), "{args:?}");
+        assert_eq!(direct.stderr, wrapped.stderr, "{args:?}");
+    }
+    let s = env.stats();
+    assert_eq!(s["errors"], 0, "{s}");
+}
+
+#[test]
+fn unreachable_daemon_falls_back_and_logs_why() {
+    let mut env = Env::new();
+    // A runtime dir that belongs to nobody we can use: a plain file in its place.
+    let bogus = env.tmp.path().join("not-a-dir");
+    std::fs::write(&bogus, b"").unwrap();
+    env.var("ZCFS_RUNTIME_DIR", bogus.join("run").to_str().unwrap());
+    let out = env
+        .command("cargo")
+        .args(["build"])
+        .env("RUSTC_WRAPPER", ZCFS)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(env.run_app().contains("mac=42"));
+    let log = std::fs::read_to_string(env.cache.join("logs/client.log")).unwrap();
+    assert!(log.contains("running the compiler uncached"), "{log}");
+    assert!(
+        log.contains("not-a-dir"),
+        "the log says which path failed: {log}"
+    );
+}
