@@ -22,7 +22,7 @@ use crate::fsutil::{KernelClock, NanoTime, resolve};
 use crate::hashcache::HashCache;
 use crate::paths::Paths;
 use crate::proto::{CompileOutcome, CompileRequest, Reply, Request};
-use crate::stats::{self, Stats};
+use crate::stats::{self, HitPhases, Stats};
 use crate::store::manifest::{Entry, Inputs};
 use crate::store::pack::{self, WriteError};
 use crate::store::{OpenError, Store, open_sources, unix_now};
@@ -140,7 +140,11 @@ impl Engine {
 
     fn compile(&self, req: CompileRequest) -> Reply {
         let t0 = Instant::now();
-        let argv: Vec<OsString> = req.argv.into_iter().map(OsString::from_vec).collect();
+        let argv: Vec<OsString> = req
+            .argv
+            .into_iter()
+            .map(|a| OsString::from_vec(a.0))
+            .collect();
         let Some(program) = argv.first() else {
             return Reply::Error("empty command line".into());
         };
@@ -161,7 +165,7 @@ impl Engine {
         let env: HashMap<OsString, OsString> = req
             .env
             .into_iter()
-            .map(|(k, v)| (OsString::from_vec(k), OsString::from_vec(v)))
+            .map(|(k, v)| (OsString::from_vec(k.0), OsString::from_vec(v.0)))
             .collect();
 
         let job = match rustc::prepare(&KeyInputs {
@@ -198,7 +202,7 @@ impl Engine {
 
         if !self.config.recache {
             self.wait_not_publishing(&job.key, Duration::from_secs(5));
-            if let Some(reply) = self.try_hit(&job, &env, lang, t0) {
+            if let Some(reply) = self.try_hit(&job, &env, lang, t0.elapsed()) {
                 return reply;
             }
         }
@@ -230,7 +234,10 @@ impl Engine {
                 };
             }
             let p = dir.join(format!("{token:016x}.link.d"));
-            extra_args = rustc::link_depfile_args(&p);
+            extra_args = rustc::link_depfile_args(&p)
+                .into_iter()
+                .map(crate::proto::Bytes)
+                .collect();
             Some(p)
         } else {
             None
@@ -260,8 +267,9 @@ impl Engine {
         job: &RustcJob,
         env: &HashMap<OsString, OsString>,
         lang: Language,
-        t0: Instant,
+        key_time: Duration,
     ) -> Option<Reply> {
+        let t_lookup = Instant::now();
         let manifest = self.store.manifest(&job.key)?;
         for entry in &manifest.entries {
             if !self.matches(job, env, &entry.inputs) {
@@ -299,6 +307,8 @@ impl Engine {
                 self.stats.error(lang, "pack mismatch");
                 continue;
             }
+            let lookup = t_lookup.elapsed();
+            let t_deliver = Instant::now();
             return match self.deliver.deliver(&Delivery {
                 pack: &pack,
                 out_dir: &job.out_dir,
@@ -309,9 +319,14 @@ impl Engine {
                         self.hashes.record_trusted(&f.path, f.stat, f.digest);
                     }
                     self.store.touch(&entry.pack);
+                    let phases = HitPhases {
+                        key: key_time,
+                        lookup,
+                        deliver: t_deliver.elapsed(),
+                    };
                     self.stats
-                        .hit(lang, t0.elapsed(), report.bytes, report.reflinked_bytes);
-                    debug!("hit {} in {:?}", rustc::describe(job), t0.elapsed());
+                        .hit(lang, phases, report.bytes, report.reflinked_bytes);
+                    debug!("hit {} {phases:?}", rustc::describe(job));
                     Some(Reply::Hit {
                         stdout: pack.header.stdout.clone(),
                         stderr: pack.header.stderr.clone(),

@@ -133,15 +133,26 @@ pub enum Request {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CompileRequest {
     /// argv without the wrapper itself: `[compiler, args...]`, raw bytes.
-    pub argv: Vec<Vec<u8>>,
+    pub argv: Vec<Bytes>,
+    #[serde(with = "serde_bytes")]
     pub cwd: Vec<u8>,
-    pub env: Vec<(Vec<u8>, Vec<u8>)>,
+    pub env: Vec<(Bytes, Bytes)>,
 }
+
+/// A byte string that serializes as one blob (not element by element).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Bytes(#[serde(with = "serde_bytes")] pub Vec<u8>);
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum CompileOutcome {
     /// The compiler exited 0.
-    Success { stdout: Vec<u8>, stderr: Vec<u8> },
+    Success {
+        #[serde(with = "serde_bytes")]
+        stdout: Vec<u8>,
+        #[serde(with = "serde_bytes")]
+        stderr: Vec<u8>,
+    },
     /// The compiler failed (exit code, or 128+signal).
     Failed { code: i32 },
     /// The wrapper could not run the compile as planned.
@@ -152,7 +163,9 @@ pub enum CompileOutcome {
 pub enum Reply {
     /// Outputs are in place; replay these and exit 0.
     Hit {
+        #[serde(with = "serde_bytes")]
         stdout: Vec<u8>,
+        #[serde(with = "serde_bytes")]
         stderr: Vec<u8>,
     },
     /// Run the compiler with `extra_args` appended, then report with `CompileDone`.
@@ -160,7 +173,7 @@ pub enum Reply {
     /// the extra arguments if the linker refuses them).
     Miss {
         token: u64,
-        extra_args: Vec<Vec<u8>>,
+        extra_args: Vec<Bytes>,
         buffer_stderr: bool,
     },
     /// Run the compiler unchanged; nothing will be cached.
@@ -243,9 +256,9 @@ mod tests {
     #[test]
     fn frame_round_trip() {
         let req = Request::Compile(CompileRequest {
-            argv: vec![b"rustc".to_vec(), b"-vV".to_vec()],
+            argv: vec![Bytes(b"rustc".to_vec()), Bytes(b"-vV".to_vec())],
             cwd: b"/tmp".to_vec(),
-            env: vec![(b"A".to_vec(), b"".to_vec())],
+            env: vec![(Bytes(b"A".to_vec()), Bytes(b"".to_vec()))],
         });
         let bytes = encode_frame(V, KIND_MESSAGE, Some(&req));
         let (h, body) = read_frame(&mut &bytes[..]).unwrap();

@@ -107,8 +107,21 @@ pub struct StatsData {
     pub hit_service: Histogram,
     /// Time a wrapper saw for a hit, from its `main` to the reply.
     pub hit_latency: Histogram,
+    /// Phases of the daemon's service time for hits: parsing and keying, finding and
+    /// checking the manifest entry, delivering the outputs.
+    pub hit_key: Histogram,
+    pub hit_lookup: Histogram,
+    pub hit_deliver: Histogram,
     /// Unix seconds of the last reset.
     pub since: u64,
+}
+
+/// Where a hit's service time went.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HitPhases {
+    pub key: Duration,
+    pub lookup: Duration,
+    pub deliver: Duration,
 }
 
 pub struct Stats {
@@ -140,11 +153,15 @@ impl Stats {
         data.languages.entry(lang.name().to_string()).or_default()
     }
 
-    pub fn hit(&self, lang: Language, service: Duration, bytes: u64, reflinked: u64) {
+    pub fn hit(&self, lang: Language, phases: HitPhases, bytes: u64, reflinked: u64) {
         self.update(|d| {
             d.hits += 1;
             Self::lang(d, lang).hits += 1;
-            d.hit_service.record(service);
+            d.hit_service
+                .record(phases.key + phases.lookup + phases.deliver);
+            d.hit_key.record(phases.key);
+            d.hit_lookup.record(phases.lookup);
+            d.hit_deliver.record(phases.deliver);
             d.bytes_restored += bytes;
             d.bytes_reflinked += reflinked;
         });
@@ -223,6 +240,11 @@ pub fn to_json(d: &StatsData, cache_size: u64, packs: u64, max_size: u64) -> ser
         "evicted_bytes": d.evicted_bytes,
         "hit_latency": d.hit_latency.summary(),
         "hit_service": d.hit_service.summary(),
+        "hit_phases": {
+            "key": d.hit_key.summary(),
+            "lookup": d.hit_lookup.summary(),
+            "deliver": d.hit_deliver.summary(),
+        },
         "cache": { "size": cache_size, "packs": packs, "max_size": max_size },
         "since": d.since,
     })
@@ -341,7 +363,16 @@ mod tests {
     #[test]
     fn json_has_the_documented_keys() {
         let s = Stats::load(Path::new("/nonexistent"));
-        s.hit(Language::Rust, Duration::from_micros(300), 10, 0);
+        s.hit(
+            Language::Rust,
+            HitPhases {
+                key: Duration::from_micros(100),
+                lookup: Duration::from_micros(100),
+                deliver: Duration::from_micros(100),
+            },
+            10,
+            0,
+        );
         s.miss(Language::Rust);
         s.uncacheable(Language::Rust, "probe");
         s.error(Language::Rust, "corrupt pack");

@@ -8,7 +8,7 @@
 
 use std::ffi::OsString;
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use crate::client;
 use crate::config::Config;
 use crate::paths::Paths;
-use crate::proto::{CompileOutcome, CompileRequest, Reply, Request};
+use crate::proto::{Bytes, CompileOutcome, CompileRequest, Reply, Request};
 
 /// Entry point; `args` is `[compiler, args...]`. Never returns.
 pub fn main(mut args: Vec<OsString>) -> ! {
@@ -47,10 +47,10 @@ pub fn main(mut args: Vec<OsString>) -> ! {
         exec(&args);
     };
     let req = Request::Compile(CompileRequest {
-        argv: args.iter().map(|a| a.as_bytes().to_vec()).collect(),
+        argv: args.iter().map(|a| Bytes(a.as_bytes().to_vec())).collect(),
         cwd: cwd.as_os_str().as_bytes().to_vec(),
         env: std::env::vars_os()
-            .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
+            .map(|(k, v)| (Bytes(k.into_vec()), Bytes(v.into_vec())))
             .collect(),
     });
     match client::call(&config, &paths, &req) {
@@ -90,20 +90,27 @@ pub fn main(mut args: Vec<OsString>) -> ! {
 
 /// `zcfs zcfs rustc ...` (a wrapper configured twice) is `zcfs rustc ...`.
 fn strip_self(args: &mut Vec<OsString>) {
-    let me = std::env::current_exe()
-        .ok()
-        .and_then(|p| p.canonicalize().ok());
+    let Ok(me) = std::env::current_exe() else {
+        return;
+    };
+    let mut me_canonical = None;
     while args.len() > 1 {
         let first = Path::new(&args[0]);
-        let resolved = if first.as_os_str().as_bytes().contains(&b'/') {
-            first.canonicalize().ok()
-        } else {
-            None
-        };
-        if resolved.is_some() && resolved == me {
+        // Cheap test first: only a program with our own file name can be us.
+        if first.file_name() != me.file_name() {
+            return;
+        }
+        let me_c = me_canonical.get_or_insert_with(|| me.canonicalize().ok());
+        let resolved = crate::compiler::rustc::identity::resolve_program(
+            first,
+            &std::env::vars_os().collect(),
+            &std::env::current_dir().unwrap_or_else(|_| "/".into()),
+        )
+        .and_then(|p| p.canonicalize().ok());
+        if resolved.is_some() && resolved == *me_c {
             args.remove(0);
         } else {
-            break;
+            return;
         }
     }
 }
@@ -124,12 +131,12 @@ fn miss(
     paths: &Paths,
     args: &[OsString],
     token: u64,
-    extra_args: Vec<Vec<u8>>,
+    extra_args: Vec<Bytes>,
     buffer_stderr: bool,
 ) -> ! {
     let extra: Vec<OsString> = extra_args
         .into_iter()
-        .map(|a| std::ffi::OsStr::from_bytes(&a).to_os_string())
+        .map(|a| OsString::from_vec(a.0))
         .collect();
     let report = |outcome: CompileOutcome| {
         let req = Request::CompileDone { token, outcome };

@@ -1,20 +1,25 @@
 //! The daemon process: one per user and cache dir. Listens on a Unix socket (mode 0600,
 //! peer uid checked), hands requests to the [`Engine`], exits when idle, when a newer client
 //! replaces it, on `zcfs stop` and on SIGTERM/SIGINT. See `docs/daemon.md`.
+//!
+//! Threads: a fixed set of acceptor threads block in `accept()` and serve each connection in
+//! place, so a request is handled by the thread the kernel woke for it (no hand-off between
+//! threads on the hit path). A small tokio runtime runs the control loop: signals, the
+//! housekeeping tick, idle exit, and the stop request.
 
 pub mod lifecycle;
 
-use std::os::fd::AsRawFd;
+use std::io::{Read, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::watch;
-use tracing::{debug, error, info, warn};
+use tracing::{debug, info, warn};
 
 use crate::config::Config;
 use crate::deliver::restore::Restore;
@@ -26,7 +31,7 @@ use crate::proto::{
 };
 
 /// A connection with no request for this long is closed.
-const CONN_IDLE: Duration = Duration::from_secs(120);
+const CONN_IDLE: Duration = Duration::from_secs(60);
 /// How long a starting daemon waits for its predecessor to let go of the lock.
 const LOCK_WAIT: Duration = Duration::from_secs(30);
 /// How long shutdown waits for requests in flight.
@@ -36,9 +41,10 @@ struct Shared {
     engine: Arc<Engine>,
     version: Version,
     started: Instant,
-    socket: std::path::PathBuf,
-    log_file: std::path::PathBuf,
+    socket: PathBuf,
+    log_file: PathBuf,
     shutdown: watch::Sender<Option<String>>,
+    stopping: AtomicBool,
     last_activity: AtomicU64,
     in_flight: AtomicUsize,
     epoch: Instant,
@@ -111,14 +117,12 @@ pub fn run(config: Config, reason: &str, spawned: bool) -> Result<()> {
 
     let socket = paths.socket();
     let _ = std::fs::remove_file(&socket);
-    let std_listener = std::os::unix::net::UnixListener::bind(&socket)
-        .with_context(|| format!("binding {}", socket.display()))?;
+    let listener =
+        UnixListener::bind(&socket).with_context(|| format!("binding {}", socket.display()))?;
     std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))?;
     let socket_ino = std::fs::metadata(&socket)?.ino();
-    std_listener.set_nonblocking(true)?;
 
     let (tx, rx) = watch::channel(None);
-    let epoch = Instant::now();
     let shared = Arc::new(Shared {
         engine: engine.clone(),
         version,
@@ -126,20 +130,49 @@ pub fn run(config: Config, reason: &str, spawned: bool) -> Result<()> {
         socket: socket.clone(),
         log_file: log_path,
         shutdown: tx,
+        stopping: AtomicBool::new(false),
         last_activity: AtomicU64::new(0),
         in_flight: AtomicUsize::new(0),
-        epoch,
+        epoch: Instant::now(),
         uid: rustix::process::getuid().as_raw(),
     });
 
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .max_blocking_threads(64)
-        .thread_name("zcfs-worker")
+    let acceptors = std::thread::available_parallelism()
+        .map(|n| n.get() * 2)
+        .unwrap_or(4)
+        .max(16);
+    let mut threads = Vec::with_capacity(acceptors);
+    for _ in 0..acceptors {
+        let l = listener.try_clone()?;
+        let s = shared.clone();
+        threads.push(
+            std::thread::Builder::new()
+                .name("zcfs-conn".into())
+                .spawn(move || accept_loop(&s, &l))?,
+        );
+    }
+
+    let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let exit_reason = rt.block_on(serve(shared.clone(), std_listener, rx, config.idle_timeout));
+    let exit_reason = rt.block_on(control(shared.clone(), rx, config.idle_timeout));
 
+    // Stop accepting: wake every acceptor with a connection it will drop; each finishes the
+    // request it is serving first.
+    shared.stopping.store(true, Ordering::SeqCst);
+    for _ in 0..threads.len() {
+        let _ = UnixStream::connect(&socket);
+    }
+    let deadline = Instant::now() + DRAIN;
+    for t in threads {
+        while !t.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if t.is_finished() {
+            let _ = t.join();
+        }
+    }
+    drop(listener);
     // Remove the socket only if it is still ours (a successor may have bound a new one).
     if std::fs::metadata(&socket).map(|m| m.ino()).ok() == Some(socket_ino) {
         let _ = std::fs::remove_file(&socket);
@@ -152,35 +185,19 @@ pub fn run(config: Config, reason: &str, spawned: bool) -> Result<()> {
     Ok(())
 }
 
-async fn serve(
+/// Signals, housekeeping, idle exit; returns why the daemon stops.
+async fn control(
     shared: Arc<Shared>,
-    std_listener: std::os::unix::net::UnixListener,
     mut rx: watch::Receiver<Option<String>>,
     idle: Option<Duration>,
 ) -> String {
-    let listener = match UnixListener::from_std(std_listener) {
-        Ok(l) => l,
-        Err(e) => return format!("cannot listen: {e}"),
-    };
-    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("SIGTERM handler");
-    let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
-        .expect("SIGINT handler");
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut sigterm = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut sigint = signal(SignalKind::interrupt()).expect("SIGINT handler");
     let mut tick = tokio::time::interval(Duration::from_secs(2));
     shared.touch();
-
     let reason = loop {
         tokio::select! {
-            r = listener.accept() => match r {
-                Ok((stream, _)) => {
-                    let s = shared.clone();
-                    tokio::spawn(async move { connection(s, stream).await });
-                }
-                Err(e) => {
-                    warn!("accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
             _ = rx.changed() => {
                 break rx.borrow().clone().unwrap_or_else(|| "stopped".into());
             }
@@ -205,21 +222,34 @@ async fn serve(
             }
         }
     };
-    // Stop accepting; let requests in flight finish.
-    drop(listener);
     shared.stop(reason.clone());
-    let deadline = Instant::now() + DRAIN;
-    while shared.in_flight.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
     reason
 }
 
-async fn connection(shared: Arc<Shared>, mut stream: UnixStream) {
-    match stream.peer_cred() {
-        Ok(cred) if cred.uid() == shared.uid => {}
+fn accept_loop(shared: &Shared, listener: &UnixListener) {
+    loop {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                if shared.stopping.load(Ordering::SeqCst) {
+                    return;
+                }
+                serve(shared, stream);
+            }
+            Err(_) if shared.stopping.load(Ordering::SeqCst) => return,
+            Err(e) => {
+                warn!("accept failed: {e}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+}
+
+/// Serves one connection: frames until EOF, an error, or shutdown.
+fn serve(shared: &Shared, mut stream: UnixStream) {
+    match rustix::net::sockopt::socket_peercred(&stream) {
+        Ok(cred) if cred.uid.as_raw() == shared.uid => {}
         Ok(cred) => {
-            warn!("refusing connection from uid {}", cred.uid());
+            warn!("refusing connection from uid {}", cred.uid.as_raw());
             return;
         }
         Err(e) => {
@@ -227,12 +257,13 @@ async fn connection(shared: Arc<Shared>, mut stream: UnixStream) {
             return;
         }
     }
-    let _fd = stream.as_raw_fd();
+    if stream.set_read_timeout(Some(CONN_IDLE)).is_err() {
+        return;
+    }
     loop {
         let mut hb = [0u8; HEADER_LEN];
-        match tokio::time::timeout(CONN_IDLE, stream.read_exact(&mut hb)).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(_)) | Err(_) => return,
+        if stream.read_exact(&mut hb).is_err() {
+            return;
         }
         let header = match Header::decode(&hb) {
             Ok(h) => h,
@@ -242,21 +273,18 @@ async fn connection(shared: Arc<Shared>, mut stream: UnixStream) {
             }
         };
         let mut body = vec![0u8; header.len as usize];
-        match tokio::time::timeout(CONN_IDLE, stream.read_exact(&mut body)).await {
-            Ok(Ok(_)) => {}
-            _ => {
-                warn!("dropping a client that sent a truncated frame");
-                return;
-            }
+        if stream.read_exact(&mut body).is_err() {
+            warn!("dropping a client that sent a truncated frame");
+            return;
         }
         shared.touch();
         let newer_client = header.version > shared.version;
         if header.proto != PROTO {
             if newer_client {
-                step_aside(&shared, &mut stream, header.version).await;
+                step_aside(shared, &mut stream, header.version);
             } else {
                 warn!("client speaks protocol {}, we speak {PROTO}", header.proto);
-                let _ = write(&mut stream, shared.version, KIND_INCOMPATIBLE, None).await;
+                let _ = write(&mut stream, shared.version, KIND_INCOMPATIBLE, None);
             }
             return;
         }
@@ -264,73 +292,67 @@ async fn connection(shared: Arc<Shared>, mut stream: UnixStream) {
             Ok(r) => r,
             Err(e) => {
                 warn!("undecodable request: {e}");
-                let _ = write(
-                    &mut stream,
-                    shared.version,
-                    KIND_MESSAGE,
-                    Some(&Reply::Error(format!("undecodable request: {e}"))),
-                )
-                .await;
+                let reply = Reply::Error(format!("undecodable request: {e}"));
+                let _ = write(&mut stream, shared.version, KIND_MESSAGE, Some(&reply));
                 return;
             }
         };
         // Compiles from a newer build replace this daemon; status, stats and stop requests
         // from a newer command line are served as they are.
         if newer_client && matches!(req, Request::Compile(_)) {
-            step_aside(&shared, &mut stream, header.version).await;
+            step_aside(shared, &mut stream, header.version);
             return;
         }
         let reply = match req {
             Request::HitLatency { .. } => {
-                let e = shared.engine.clone();
-                let _ = tokio::task::spawn_blocking(move || e.handle(req)).await;
+                shared.engine.handle(req);
                 continue;
             }
-            Request::Status => Reply::Status(status(&shared)),
+            Request::Status => Reply::Status(status(shared)),
             Request::Shutdown => {
-                let _ = write(&mut stream, shared.version, KIND_MESSAGE, Some(&Reply::Ok)).await;
+                let _ = write(&mut stream, shared.version, KIND_MESSAGE, Some(&Reply::Ok));
                 shared.stop("zcfs stop".to_string());
                 return;
             }
             req => {
                 shared.in_flight.fetch_add(1, Ordering::Relaxed);
-                let e = shared.engine.clone();
-                let r = tokio::task::spawn_blocking(move || e.handle(req)).await;
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    shared.engine.handle(req)
+                }));
                 shared.in_flight.fetch_sub(1, Ordering::Relaxed);
                 shared.touch();
-                match r {
-                    Ok(reply) => reply,
-                    Err(e) => {
-                        error!("request handler panicked: {e}");
-                        Reply::Error("internal error in the daemon".into())
-                    }
-                }
+                r.unwrap_or_else(|_| {
+                    tracing::error!("request handler panicked");
+                    Reply::Error("internal error in the daemon".into())
+                })
             }
         };
-        if let Err(e) = write(&mut stream, shared.version, KIND_MESSAGE, Some(&reply)).await {
+        if let Err(e) = write(&mut stream, shared.version, KIND_MESSAGE, Some(&reply)) {
             debug!("client went away before the reply: {e}");
+            return;
+        }
+        if shared.stopping.load(Ordering::SeqCst) {
             return;
         }
     }
 }
 
-async fn step_aside(shared: &Shared, stream: &mut UnixStream, newer: Version) {
+fn step_aside(shared: &Shared, stream: &mut UnixStream, newer: Version) {
     info!(
         "a newer client ({newer}) is here; this daemon ({}) steps aside",
         shared.version
     );
-    let _ = write(stream, shared.version, KIND_OUTDATED, None).await;
+    let _ = write(stream, shared.version, KIND_OUTDATED, None);
     shared.stop(format!("replaced by newer version {newer}"));
 }
 
-async fn write(
+fn write(
     stream: &mut UnixStream,
     version: Version,
     kind: u16,
     reply: Option<&Reply>,
 ) -> std::io::Result<()> {
-    let frame = proto::encode_frame(version, kind, reply);
-    stream.write_all(&frame).await
+    stream.write_all(&proto::encode_frame(version, kind, reply))
 }
 
 fn status(shared: &Shared) -> StatusInfo {

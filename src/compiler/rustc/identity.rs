@@ -42,6 +42,10 @@ pub struct IdentityCache {
     by_path: Mutex<HashMap<PathBuf, Cached>>,
     /// (proxy path, RUSTUP_TOOLCHAIN, cwd) → real rustc.
     proxies: Mutex<HashMap<ProxyKey, PathBuf>>,
+    /// A program path as given, with its stat, → the canonical path of the file it names.
+    canonical: Mutex<HashMap<PathBuf, (FileStat, PathBuf)>>,
+    /// (sysroot, target) → (stat of the target's lib dir, digest of its listing).
+    target_libs: Mutex<HashMap<(PathBuf, String), (FileStat, Digest)>>,
 }
 
 impl IdentityCache {
@@ -60,9 +64,13 @@ impl IdentityCache {
         let program = resolve_program(program, env, cwd)
             .with_context(|| format!("cannot find compiler {}", program.display()))?;
         let real = self.real_rustc(&program, env, cwd)?;
-        let stat = FileStat::of(
-            &std::fs::metadata(&real).with_context(|| format!("stat {}", real.display()))?,
-        );
+        let stat = match self.canonical.lock().get(&program) {
+            // `real_rustc` just checked `program` by stat; for a real rustc that is `real`.
+            Some((st, canon)) if *canon == real => *st,
+            _ => FileStat::of(
+                &std::fs::metadata(&real).with_context(|| format!("stat {}", real.display()))?,
+            ),
+        };
         {
             let map = self.by_path.lock();
             if let Some(c) = map.get(&real)
@@ -91,8 +99,24 @@ impl IdentityCache {
         env: &HashMap<OsString, OsString>,
         cwd: &Path,
     ) -> Result<PathBuf> {
-        let canonical = std::fs::canonicalize(program)
-            .with_context(|| format!("resolving {}", program.display()))?;
+        let now = FileStat::of(
+            &std::fs::metadata(program).with_context(|| format!("stat {}", program.display()))?,
+        );
+        let cached = match self.canonical.lock().get(program) {
+            Some((st, canon)) if *st == now => Some(canon.clone()),
+            _ => None,
+        };
+        let canonical = match cached {
+            Some(c) => c,
+            None => {
+                let c = std::fs::canonicalize(program)
+                    .with_context(|| format!("resolving {}", program.display()))?;
+                self.canonical
+                    .lock()
+                    .insert(program.to_path_buf(), (now, c.clone()));
+                c
+            }
+        };
         let is_proxy = canonical
             .file_stem()
             .and_then(|s| s.to_str())
@@ -219,6 +243,30 @@ fn compute(rustc: &Path, hashes: &HashCache) -> Result<(RustcIdentity, Vec<(Path
         },
         libs,
     ))
+}
+
+impl IdentityCache {
+    /// [`target_libs_digest`], cached while the directory's stat is unchanged.
+    pub fn target_libs(&self, sysroot: &Path, target: &str) -> Digest {
+        let dir = target_lib_dir(sysroot, target);
+        let Ok(meta) = std::fs::metadata(&dir) else {
+            return target_libs_digest(sysroot, target);
+        };
+        let stat = FileStat::of(&meta);
+        let key = (sysroot.to_path_buf(), target.to_string());
+        if let Some((st, d)) = self.target_libs.lock().get(&key)
+            && *st == stat
+        {
+            return *d;
+        }
+        let d = target_libs_digest(sysroot, target);
+        self.target_libs.lock().insert(key, (stat, d));
+        d
+    }
+}
+
+fn target_lib_dir(sysroot: &Path, target: &str) -> PathBuf {
+    sysroot.join("lib/rustlib").join(target).join("lib")
 }
 
 /// A digest of the names and sizes of a target's std libraries (their names carry hashes).

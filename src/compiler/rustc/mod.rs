@@ -165,7 +165,7 @@ pub fn prepare(inp: &KeyInputs<'_>) -> Result<RustcJob, KeyError> {
     } else {
         h.digest(
             "target-libs",
-            &identity::target_libs_digest(&identity.sysroot, &target),
+            &inp.identities.target_libs(&identity.sysroot, &target),
         );
     }
 
