@@ -547,6 +547,160 @@ mod tests {
         assert!(!is_keyed_env("TMPDIR"));
     }
 
+    /// A scratch project with a real rustc (the one on PATH) to compute keys with.
+    struct KeyFixture {
+        dir: tempfile::TempDir,
+        env: HashMap<OsString, OsString>,
+        hashes: HashCache,
+        identities: IdentityCache,
+    }
+
+    impl KeyFixture {
+        fn new() -> KeyFixture {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::create_dir_all(dir.path().join("src")).unwrap();
+            std::fs::create_dir_all(dir.path().join("out")).unwrap();
+            std::fs::write(dir.path().join("src/lib.rs"), "").unwrap();
+            std::fs::write(dir.path().join("libdep.rmeta"), "dep v1").unwrap();
+            let env: HashMap<OsString, OsString> = [
+                ("PATH", std::env::var("PATH").unwrap()),
+                ("HOME", std::env::var("HOME").unwrap_or_default()),
+                ("CARGO_PKG_NAME", "demo".to_string()),
+                ("CARGO_MAKEFLAGS", "-j --jobserver-fds=3,4".to_string()),
+            ]
+            .into_iter()
+            .map(|(k, v)| (OsString::from(k), OsString::from(v)))
+            .collect();
+            KeyFixture {
+                dir,
+                env,
+                hashes: HashCache::new(),
+                identities: IdentityCache::new(),
+            }
+        }
+
+        fn args(&self, crate_type: &str) -> Vec<OsString> {
+            let out = self.dir.path().join("out");
+            let dep = self.dir.path().join("libdep.rmeta");
+            [
+                "rustc",
+                "--crate-name",
+                "demo",
+                "src/lib.rs",
+                "--error-format=json",
+                "--crate-type",
+                crate_type,
+                "--emit=dep-info,link",
+                "--out-dir",
+                out.to_str().unwrap(),
+                "--extern",
+                &format!("dep={}", dep.display()),
+            ]
+            .iter()
+            .map(OsString::from)
+            .collect()
+        }
+
+        fn key(&self, argv: &[OsString]) -> Digest {
+            prepare(&KeyInputs {
+                argv,
+                cwd: self.dir.path(),
+                env: &self.env,
+                hashes: &self.hashes,
+                identities: &self.identities,
+            })
+            .unwrap()
+            .key
+        }
+    }
+
+    #[test]
+    fn key_follows_externs_env_and_linker_but_not_noise() {
+        let mut f = KeyFixture::new();
+        let lib = f.args("lib");
+        let base = f.key(&lib);
+        assert_eq!(f.key(&lib), base, "stable");
+
+        // An extern's content is keyed, its path is not.
+        std::fs::write(f.dir.path().join("libdep.rmeta"), "dep v2").unwrap();
+        let changed = f.key(&lib);
+        assert_ne!(changed, base);
+        std::fs::write(f.dir.path().join("libdep.rmeta"), "dep v1").unwrap();
+        assert_eq!(f.key(&lib), base);
+        std::fs::copy(
+            f.dir.path().join("libdep.rmeta"),
+            f.dir.path().join("libdep-copy.rmeta"),
+        )
+        .unwrap();
+        let mut moved = lib.clone();
+        moved[11] = format!("dep={}", f.dir.path().join("libdep-copy.rmeta").display()).into();
+        assert_eq!(f.key(&moved), base);
+
+        // Cargo's package env is keyed; its jobserver and unrelated vars are not.
+        f.env.insert("CARGO_PKG_NAME".into(), "other".into());
+        assert_ne!(f.key(&lib), base);
+        f.env.insert("CARGO_PKG_NAME".into(), "demo".into());
+        f.env
+            .insert("CARGO_MAKEFLAGS".into(), "-j --jobserver-fds=9,10".into());
+        f.env.insert("TMPDIR".into(), "/elsewhere".into());
+        f.env.insert("CARGO_TARGET_DIR".into(), "/elsewhere".into());
+        assert_eq!(f.key(&lib), base);
+        f.env.insert("RUSTC_BOOTSTRAP".into(), "1".into());
+        assert_ne!(f.key(&lib), base);
+        f.env.remove(OsStr::new("RUSTC_BOOTSTRAP"));
+
+        // A linked crate keys the linker by content and the linker's environment.
+        let bin = f.args("bin");
+        let bin_key = f.key(&bin);
+        f.env.insert("LIBRARY_PATH".into(), "/opt/lib".into());
+        assert_ne!(f.key(&bin), bin_key);
+        assert_eq!(f.key(&lib), base, "a lib does not run the linker");
+        f.env.remove(OsStr::new("LIBRARY_PATH"));
+        let fake = f.dir.path().join("bin");
+        std::fs::create_dir_all(&fake).unwrap();
+        std::fs::write(fake.join("cc"), "#!/bin/sh\nexec /usr/bin/cc \"$@\"\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(fake.join("cc"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let path = format!("{}:{}", fake.display(), std::env::var("PATH").unwrap());
+        f.env.insert("PATH".into(), path.into());
+        assert_ne!(f.key(&bin), bin_key, "another cc on PATH");
+        assert_eq!(f.key(&lib), base);
+
+        // RUSTC_LOG makes the compile uncacheable.
+        f.env.insert("RUSTC_LOG".into(), "debug".into());
+        let err = prepare(&KeyInputs {
+            argv: &lib,
+            cwd: f.dir.path(),
+            env: &f.env,
+            hashes: &f.hashes,
+            identities: &f.identities,
+        })
+        .unwrap_err();
+        assert!(matches!(err, KeyError::Uncacheable(u) if u.reason == "RUSTC_LOG"));
+    }
+
+    #[test]
+    fn static_native_libs_are_keyed_by_content() {
+        let f = KeyFixture::new();
+        std::fs::write(f.dir.path().join("libfoo.a"), "archive v1").unwrap();
+        let mut args = f.args("lib");
+        args.extend(["-l", "static=foo", "-L"].iter().map(OsString::from));
+        args.push(format!("native={}", f.dir.path().display()).into());
+        let k1 = f.key(&args);
+        std::fs::write(f.dir.path().join("libfoo.a"), "archive v2").unwrap();
+        assert_ne!(f.key(&args), k1);
+        std::fs::remove_file(f.dir.path().join("libfoo.a")).unwrap();
+        let err = prepare(&KeyInputs {
+            argv: &args,
+            cwd: f.dir.path(),
+            env: &f.env,
+            hashes: &f.hashes,
+            identities: &f.identities,
+        })
+        .unwrap_err();
+        assert!(matches!(err, KeyError::Uncacheable(u) if u.reason == "static lib not found"));
+    }
+
     #[test]
     fn link_arg_files() {
         let dir = tempfile::tempdir().unwrap();
