@@ -18,4 +18,5 @@ pub mod proto;
 pub mod stats;
 pub mod store;
 pub mod version;
+pub mod vfs;
 pub mod wrapper;

@@ -1,0 +1,447 @@
+//! Tests of the core without a kernel: the calls a FUSE adapter would make, checked
+//! against the lower directory.
+
+use super::*;
+use std::collections::HashMap;
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+use crate::store::pack;
+
+struct Packs(HashMap<Digest, Arc<Pack>>);
+
+impl PackSource for Packs {
+    fn open(&self, id: &Digest) -> Option<Arc<Pack>> {
+        self.0.get(id).cloned()
+    }
+}
+
+struct Fixture {
+    dir: tempfile::TempDir,
+    vfs: Vfs,
+    packs: Packs,
+}
+
+fn lower(dir: &tempfile::TempDir) -> PathBuf {
+    dir.path().join("lower")
+}
+
+/// Writes a pack holding `files` and returns it.
+fn make_pack(dir: &Path, files: &[(&str, &[u8])]) -> Arc<Pack> {
+    let mut sources = Vec::new();
+    for (name, bytes) in files {
+        let p = dir.join(format!("src-{name}"));
+        File::create(&p).unwrap().write_all(bytes).unwrap();
+        sources.push((name.to_string(), File::open(&p).unwrap()));
+    }
+    let srcs: Vec<pack::Source<'_>> = sources
+        .iter()
+        .map(|(n, f)| pack::Source {
+            name: n.clone(),
+            file: f,
+        })
+        .collect();
+    let path = dir.join(format!("p{}.pack", crate::engine::random_u64()));
+    let out = File::create(&path).unwrap();
+    pack::write(&out, &srcs, vec![], vec![], vec![]).unwrap();
+    Arc::new(Pack::open(&path).unwrap())
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(lower(&dir).join("deps")).unwrap();
+        let packs = Packs(HashMap::new());
+        let vfs = Self::open_vfs(&dir, &packs);
+        Fixture { dir, vfs, packs }
+    }
+
+    fn open_vfs(dir: &tempfile::TempDir, packs: &Packs) -> Vfs {
+        let root = rustix::fs::open(
+            lower(dir),
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .unwrap();
+        let clock = KernelClock::open(&dir.path().join("clock")).unwrap();
+        Vfs::new(root, Some(&dir.path().join("journal")), clock, packs)
+            .unwrap()
+            .0
+    }
+
+    fn reopen(&mut self) -> LoadReport {
+        let root = rustix::fs::open(
+            lower(&self.dir),
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .unwrap();
+        let clock = KernelClock::open(&self.dir.path().join("clock")).unwrap();
+        let (vfs, report) = Vfs::new(
+            root,
+            Some(&self.dir.path().join("journal")),
+            clock,
+            &self.packs,
+        )
+        .unwrap();
+        self.vfs = vfs;
+        report
+    }
+
+    fn pack(&mut self, files: &[(&str, &[u8])]) -> Arc<Pack> {
+        let p = make_pack(self.dir.path(), files);
+        self.packs.0.insert(p.id, p.clone());
+        p
+    }
+
+    fn project(&mut self, path: &str, bytes: &[u8], perm: u16, mtime: NanoTime) -> Ino {
+        let p = self.pack(&[("x", bytes)]);
+        self.vfs
+            .project(&[ProjectItem {
+                path: path.into(),
+                pack: p,
+                index: 0,
+                perm,
+                mtime,
+            }])
+            .unwrap()[0]
+    }
+
+    fn ino(&self, path: &str) -> VResult<Ino> {
+        let mut cur = ROOT;
+        for part in Path::new(path).iter() {
+            cur = self.vfs.lookup(cur, part)?.attr.ino;
+        }
+        Ok(cur)
+    }
+
+    fn read_all(&self, ino: Ino) -> Vec<u8> {
+        let o = self.vfs.open(ino, libc::O_RDONLY, false).unwrap();
+        let data = self.vfs.read(o.fh, 0, 1 << 24).unwrap();
+        self.vfs.release(o.fh);
+        data
+    }
+
+    fn lower_path(&self, rel: &str) -> PathBuf {
+        lower(&self.dir).join(rel)
+    }
+}
+
+const T: NanoTime = 1_700_000_000_123_456_789;
+
+#[test]
+fn projected_file_has_its_attributes_and_bytes() {
+    let mut f = Fixture::new();
+    let ino = f.project("deps/libx.rlib", b"rlib bytes", 0o644, T);
+    let deps = f.ino("deps").unwrap();
+    let e = f.vfs.lookup(deps, OsStr::new("libx.rlib")).unwrap();
+    assert_eq!(e.attr.ino, ino);
+    assert_eq!(e.cache, Cache::Long);
+    assert_eq!(e.attr.size, 10);
+    assert_eq!(e.attr.perm, 0o644);
+    assert_eq!(e.attr.mtime, T);
+    assert_eq!(e.attr.nlink, 1);
+    assert_eq!(f.read_all(ino), b"rlib bytes");
+    // Nothing was written to the lower dir.
+    assert!(!f.lower_path("deps/libx.rlib").exists());
+    // readdir lists it.
+    let fh = f.vfs.opendir(deps).unwrap();
+    let names: Vec<OsString> = f
+        .vfs
+        .readdir(fh, 0)
+        .unwrap()
+        .into_iter()
+        .map(|(_, e)| e.name)
+        .collect();
+    assert!(names.contains(&OsString::from("libx.rlib")));
+}
+
+#[test]
+fn projecting_over_a_real_file_replaces_it() {
+    let mut f = Fixture::new();
+    std::fs::write(f.lower_path("deps/a"), b"real").unwrap();
+    let real = f.ino("deps/a").unwrap();
+    let proj = f.project("deps/a", b"projected", 0o755, T);
+    assert_ne!(real, proj);
+    assert!(!f.lower_path("deps/a").exists());
+    assert_eq!(f.ino("deps/a").unwrap(), proj);
+    assert_eq!(f.read_all(proj), b"projected");
+}
+
+#[test]
+fn bad_projection_paths_are_refused() {
+    let mut f = Fixture::new();
+    let p = f.pack(&[("x", b"1")]);
+    std::fs::write(f.lower_path("file"), b"").unwrap();
+    std::os::unix::fs::symlink("/tmp", f.lower_path("link")).unwrap();
+    for bad in [
+        "../escape",
+        "/abs/path",
+        "a/./b",
+        "",
+        "file/child",
+        "link/x",
+        "deps",
+    ] {
+        let r = f.vfs.project(&[ProjectItem {
+            path: bad.into(),
+            pack: p.clone(),
+            index: 0,
+            perm: 0o644,
+            mtime: T,
+        }]);
+        assert!(r.is_err(), "{bad:?} must be refused");
+    }
+    let r = f.vfs.project(&[ProjectItem {
+        path: "ok".into(),
+        pack: p,
+        index: 5,
+        perm: 0o644,
+        mtime: T,
+    }]);
+    assert!(matches!(r, Err(ProjectError::BadEntry(..))));
+}
+
+#[test]
+fn write_open_copies_up_for_all_names_keeping_the_inode() {
+    let mut f = Fixture::new();
+    let ino = f.project("deps/app-1", b"binary!", 0o755, T);
+    let deps = f.ino("deps").unwrap();
+    std::fs::create_dir_all(f.lower_path("debug")).unwrap();
+    let debug = f.ino("debug").unwrap();
+    f.vfs.link(ino, debug, OsStr::new("app")).unwrap();
+    assert_eq!(f.vfs.getattr(ino).unwrap().attr.nlink, 2);
+    // A reader opened before the copy-up.
+    let r = f.vfs.open(ino, libc::O_RDONLY, false).unwrap();
+    let w = f.vfs.open(ino, libc::O_RDWR, false).unwrap();
+    f.vfs.write(w.fh, 0, b"B").unwrap();
+    f.vfs.release(w.fh);
+    // Real now, both names, same content, the recorded mode and mtime survive the copy.
+    let a = std::fs::metadata(f.lower_path("deps/app-1")).unwrap();
+    let b = std::fs::metadata(f.lower_path("debug/app")).unwrap();
+    assert_eq!((a.dev(), a.ino()), (b.dev(), b.ino()));
+    assert_eq!(a.nlink(), 2);
+    assert_eq!(a.permissions().mode() & 0o777, 0o755);
+    assert_eq!(
+        std::fs::read(f.lower_path("debug/app")).unwrap(),
+        b"Binary!"
+    );
+    assert_eq!(
+        f.vfs.lookup(deps, OsStr::new("app-1")).unwrap().attr.ino,
+        ino
+    );
+    assert_eq!(
+        f.vfs.read(r.fh, 0, 100).unwrap(),
+        b"Binary!",
+        "old reader sees the write"
+    );
+    f.vfs.release(r.fh);
+    // The pack was not touched.
+    assert_eq!(f.packs.0.values().next().unwrap().payload(0), b"binary!");
+}
+
+#[test]
+fn truncating_open_does_not_copy() {
+    let mut f = Fixture::new();
+    let ino = f.project("deps/x", b"old content", 0o644, T);
+    let o = f
+        .vfs
+        .open(ino, libc::O_WRONLY | libc::O_TRUNC, false)
+        .unwrap();
+    f.vfs.write(o.fh, 0, b"new").unwrap();
+    f.vfs.release(o.fh);
+    assert_eq!(std::fs::read(f.lower_path("deps/x")).unwrap(), b"new");
+}
+
+#[test]
+fn chmod_and_utimens_on_projections_are_metadata_only_and_persist() {
+    let mut f = Fixture::new();
+    let ino = f.project("deps/x", b"abc", 0o644, T);
+    let s = SetAttr {
+        mode: Some(0o600),
+        mtime: Some(TimeSet::At(T + 5)),
+        ..SetAttr::default()
+    };
+    let e = f.vfs.setattr(ino, s).unwrap();
+    assert_eq!(e.attr.perm, 0o600);
+    assert_eq!(e.attr.mtime, T + 5);
+    assert!(!f.lower_path("deps/x").exists(), "still projected");
+    let report = f.reopen();
+    assert_eq!(report.restored, 1);
+    let ino = f.ino("deps/x").unwrap();
+    let a = f.vfs.getattr(ino).unwrap().attr;
+    assert_eq!((a.perm, a.mtime, a.size), (0o600, T + 5, 3));
+    assert_eq!(f.read_all(ino), b"abc");
+}
+
+#[test]
+fn rename_and_unlink_of_projections_touch_only_metadata() {
+    let mut f = Fixture::new();
+    let ino = f.project("deps/a", b"AAA", 0o644, T);
+    let deps = f.ino("deps").unwrap();
+    f.vfs
+        .rename(deps, OsStr::new("a"), deps, OsStr::new("b"), 0)
+        .unwrap();
+    assert_eq!(
+        f.vfs.lookup(deps, OsStr::new("a")).unwrap_err(),
+        Errno::NOENT
+    );
+    assert_eq!(f.ino("deps/b").unwrap(), ino);
+    // Over an existing real file.
+    std::fs::write(f.lower_path("deps/c"), b"real").unwrap();
+    f.vfs
+        .rename(deps, OsStr::new("b"), deps, OsStr::new("c"), 0)
+        .unwrap();
+    assert!(!f.lower_path("deps/c").exists());
+    assert_eq!(f.read_all(f.ino("deps/c").unwrap()), b"AAA");
+    // NOREPLACE and EXCHANGE.
+    std::fs::write(f.lower_path("deps/r"), b"real").unwrap();
+    assert_eq!(
+        f.vfs
+            .rename(
+                deps,
+                OsStr::new("c"),
+                deps,
+                OsStr::new("r"),
+                RenameFlags::NOREPLACE.bits()
+            )
+            .unwrap_err(),
+        Errno::EXIST
+    );
+    f.vfs
+        .rename(
+            deps,
+            OsStr::new("c"),
+            deps,
+            OsStr::new("r"),
+            RenameFlags::EXCHANGE.bits(),
+        )
+        .unwrap();
+    assert_eq!(std::fs::read(f.lower_path("deps/c")).unwrap(), b"real");
+    assert_eq!(f.read_all(f.ino("deps/r").unwrap()), b"AAA");
+    f.vfs.unlink(deps, OsStr::new("r")).unwrap();
+    assert_eq!(f.ino("deps/r").unwrap_err(), Errno::NOENT);
+    assert_eq!(f.reopen().restored, 0, "the journal agrees");
+}
+
+#[test]
+fn directories_with_projections_are_not_empty_and_move_with_them() {
+    let mut f = Fixture::new();
+    std::fs::create_dir_all(f.lower_path("build/x")).unwrap();
+    f.project("build/x/out.o", b"obj", 0o644, T);
+    let build = f.ino("build").unwrap();
+    assert_eq!(
+        f.vfs.rmdir(build, OsStr::new("x")).unwrap_err(),
+        Errno::NOTEMPTY
+    );
+    f.vfs
+        .rename(build, OsStr::new("x"), ROOT, OsStr::new("moved"), 0)
+        .unwrap();
+    assert_eq!(f.read_all(f.ino("moved/out.o").unwrap()), b"obj");
+    assert_eq!(f.reopen().restored, 1);
+    assert_eq!(f.read_all(f.ino("moved/out.o").unwrap()), b"obj");
+}
+
+#[test]
+fn replay_drops_projections_whose_pack_or_place_is_gone() {
+    let mut f = Fixture::new();
+    f.project("deps/keep", b"1", 0o644, T);
+    f.project("deps/taken", b"2", 0o644, T);
+    std::fs::create_dir_all(f.lower_path("gone")).unwrap();
+    f.project("gone/x", b"3", 0o644, T);
+    let p = f.project("deps/nopack", b"4", 0o644, T);
+    let pack_of_nopack = {
+        let t = f.vfs.table.lock();
+        match &t.nodes[&p].kind {
+            NodeKind::File(FileNode {
+                content: Content::Projected(pr),
+                ..
+            }) => pr.pack.id,
+            _ => unreachable!(),
+        }
+    };
+    f.packs.0.remove(&pack_of_nopack);
+    // While unmounted: a real file takes a name, a directory vanishes.
+    std::fs::write(f.lower_path("deps/taken"), b"real").unwrap();
+    std::fs::remove_dir(f.lower_path("gone")).unwrap();
+    let r = f.reopen();
+    assert_eq!(r.restored, 1, "{r:?}");
+    assert_eq!(r.dropped_pack_gone, 1);
+    assert_eq!(r.dropped_names, 2);
+    assert_eq!(std::fs::read(f.lower_path("deps/taken")).unwrap(), b"real");
+}
+
+#[test]
+fn real_files_hard_links_and_inode_numbers() {
+    let f = Fixture::new();
+    let deps = f.ino("deps").unwrap();
+    let (e, o) = f
+        .vfs
+        .create(
+            deps,
+            OsStr::new("a"),
+            0o644,
+            libc::O_WRONLY | libc::O_EXCL,
+            false,
+        )
+        .unwrap();
+    f.vfs.write(o.fh, 0, b"hello").unwrap();
+    f.vfs.release(o.fh);
+    let l = f.vfs.link(e.attr.ino, ROOT, OsStr::new("a2")).unwrap();
+    assert_eq!(l.attr.ino, e.attr.ino, "hard links share the inode");
+    assert_eq!(l.attr.nlink, 2);
+    f.vfs.unlink(deps, OsStr::new("a")).unwrap();
+    assert_eq!(f.vfs.getattr(e.attr.ino).unwrap().attr.nlink, 1);
+    // A new file never gets an old number.
+    f.vfs.unlink(ROOT, OsStr::new("a2")).unwrap();
+    f.vfs.forget(e.attr.ino, 2);
+    let (e2, o2) = f
+        .vfs
+        .create(deps, OsStr::new("b"), 0o644, libc::O_WRONLY, false)
+        .unwrap();
+    f.vfs.release(o2.fh);
+    assert!(e2.attr.ino > e.attr.ino);
+    // Creating where a projection is: O_EXCL fails.
+    let mut f = f;
+    f.project("deps/p", b"x", 0o644, T);
+    assert_eq!(
+        f.vfs
+            .create(
+                deps,
+                OsStr::new("p"),
+                0o644,
+                libc::O_WRONLY | libc::O_EXCL,
+                false
+            )
+            .unwrap_err(),
+        Errno::EXIST
+    );
+}
+
+#[test]
+fn passthrough_only_when_no_cached_open() {
+    let mut f = Fixture::new();
+    let ino = f.project("deps/x", b"abc", 0o644, T);
+    let r = f.vfs.open(ino, libc::O_RDONLY, true).unwrap();
+    assert!(matches!(r.mode, OpenMode::Cached { keep_cache: true }));
+    // Copy-up while a cached open is live: the writer is served cached too.
+    let w = f.vfs.open(ino, libc::O_RDWR, true).unwrap();
+    assert!(matches!(w.mode, OpenMode::Cached { keep_cache: false }));
+    f.vfs.release(r.fh);
+    f.vfs.release(w.fh);
+    // No cached open left: passthrough.
+    let p = f.vfs.open(ino, libc::O_RDWR, true).unwrap();
+    assert!(matches!(p.mode, OpenMode::Passthrough(_)));
+    f.vfs.release(p.fh);
+}
+
+#[test]
+fn materialize_writes_projections_with_their_mtime() {
+    let mut f = Fixture::new();
+    f.project("deps/a", b"aaa", 0o755, T);
+    assert_eq!(f.vfs.materialize_all().unwrap(), 1);
+    let m = std::fs::metadata(f.lower_path("deps/a")).unwrap();
+    assert_eq!(crate::fsutil::mtime_ns(&m), T);
+    assert_eq!(m.permissions().mode() & 0o777, 0o755);
+    assert_eq!(f.vfs.usage().projections, 0);
+}
