@@ -1666,10 +1666,7 @@ impl Vfs {
                     report.dropped_names += 1;
                     continue;
                 };
-                let taken = match Self::resolve(&t, parent, &base) {
-                    Ok(Target::Missing) => false,
-                    _ => true,
-                };
+                let taken = !matches!(Self::resolve(&t, parent, &base), Ok(Target::Missing));
                 if taken {
                     report.dropped_names += 1;
                     continue;
