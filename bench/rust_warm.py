@@ -149,7 +149,6 @@ class Zccache(Tool):
     def env(self):
         e = super().env()
         e["ZCCACHE_CACHE_DIR"] = str(self.cache)
-        e["ZCCACHE_DIR"] = str(self.cache)
         return e
 
     def stop(self):
@@ -159,15 +158,12 @@ class Zccache(Tool):
         self.stop()
         shutil.rmtree(self.cache, ignore_errors=True)
 
-    def zero(self):
-        subprocess.run([self.wrapper, "clear-stats"], env=self.env(), capture_output=True)
-
     def hits(self):
         out = subprocess.run([self.wrapper, "status", "--json"], env=self.env(),
                              capture_output=True, text=True).stdout
         try:
-            s = json.loads(out)
-            return s.get("cache_hits"), s.get("cache_misses")
+            d = json.loads(out)["daemon"]
+            return d["cache_hits"], d["cache_misses"]
         except Exception:
             return None
 
@@ -228,7 +224,16 @@ def hit_latency_from_outside(zcfs, project, profile_args, work, reps):
         base.append(time.perf_counter() - t)
     times = []
     for c in calls:
+        argv = c["argv"]
+        out_dir = Path(argv[argv.index("--out-dir") + 1])
+        crate = argv[argv.index("--crate-name") + 1]
+        extra = next((a.split("=", 1)[1] for a in argv if a.startswith("extra-filename=")), "")
+        stem = crate + extra
         for _ in range(reps):
+            # As in a warm build: the unit's outputs are not there yet.
+            for f in out_dir.iterdir():
+                if f.name.startswith(stem) or f.name.startswith("lib" + stem):
+                    f.unlink()
             t = time.perf_counter()
             r = subprocess.run([zcfs.wrapper, *c["argv"]], cwd=c["cwd"], env=c["env"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -294,8 +299,11 @@ def main():
         for i in range(args.runs):
             rm_target(project)
             tool.zero()
+            before = tool.hits()
             r["warm"].append(cargo_build(project, env, profile_args))
-            r["warm_hits"] = tool.hits()
+            after = tool.hits()
+            r["warm_hits"] = (None if before is None or after is None
+                              else (after[0] - before[0], after[1] - before[1]))
             print(f"  warm {i + 1}: {r['warm'][-1]:.2f} s  hits/misses {r['warm_hits']}",
                   flush=True)
             r["noop"].append(cargo_build(project, env, profile_args))
@@ -304,6 +312,7 @@ def main():
             s = tool.stats()
             r["zcfs_hit_latency"] = s["hit_latency"]
             r["zcfs_hit_service"] = s["hit_service"]
+            r["zcfs_hit_phases"] = s["hit_phases"]
             r["zcfs_outside"] = hit_latency_from_outside(tool, project, profile_args, work,
                                                          args.latency_reps)
         tool.stop()
@@ -332,6 +341,9 @@ def main():
               f"  p99 {hl['p99_us'] / 1e3:.2f} ms")
         print(f"zcfs hit service time in the daemon:          p50 {hs['p50_us'] / 1e3:.2f} ms"
               f"  p99 {hs['p99_us'] / 1e3:.2f} ms")
+        ph = z["zcfs_hit_phases"]
+        print("  of which (p50): " + ", ".join(
+            f"{k} {v['p50_us'] / 1e3:.2f} ms" for k, v in ph.items()))
         print(f"zcfs hit, whole wrapper process, {out['samples']} replays of "
               f"{out['invocations']} units: p50 {out['p50_ms']:.2f} ms  p99 {out['p99_ms']:.2f} ms"
               f"  (spawning /bin/true the same way: {out['spawn_true_p50_ms']:.2f} ms)")

@@ -1,6 +1,8 @@
 //! The command line: `zcfs status|stop|stats|gc|clear|config|daemon|mount|unmount`.
 //! (`zcfs <compiler> args...` is the wrapper, dispatched in `main`.)
 
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Result, bail};
@@ -9,7 +11,7 @@ use clap::{Parser, Subcommand};
 use crate::client::{self, ClientError};
 use crate::config::{Config, human_size};
 use crate::paths::Paths;
-use crate::proto::{Reply, Request};
+use crate::proto::{Bytes, Reply, Request};
 
 #[derive(Parser)]
 #[command(
@@ -58,15 +60,42 @@ enum Cmd {
         #[arg(long, hide = true, default_value = "started by hand")]
         reason: String,
     },
-    /// Mount a zcfs filesystem over a target directory (not built yet).
-    Mount { dir: Option<std::path::PathBuf> },
-    /// Unmount a zcfs filesystem (not built yet).
-    Unmount { dir: Option<std::path::PathBuf> },
+    /// Mount a zcfs filesystem over DIR (default ./target, created if missing).
+    Mount {
+        dir: Option<PathBuf>,
+        /// Let other users access the mount (needs user_allow_other in /etc/fuse.conf).
+        #[arg(long)]
+        allow_other: bool,
+    },
+    /// Unmount a zcfs filesystem (live or dead).
+    Unmount {
+        dir: Option<PathBuf>,
+        /// If the mount is busy, detach it lazily instead of refusing.
+        #[arg(long)]
+        force: bool,
+        /// First turn every projected file into a real file (DIR is then complete without zcfs).
+        #[arg(long)]
+        materialize: bool,
+    },
+    /// Store SRC and project it at REL inside the mount DIR (testing and debugging).
+    #[command(hide = true)]
+    Project {
+        dir: PathBuf,
+        rel: PathBuf,
+        src: PathBuf,
+        /// Permission bits, octal (default: those of SRC).
+        #[arg(long)]
+        mode: Option<String>,
+        /// mtime in nanoseconds since the epoch (default: the kernel's clock now).
+        #[arg(long, allow_hyphen_values = true)]
+        mtime_ns: Option<i128>,
+    },
 }
 
 /// Names that select the command line rather than the wrapper.
 pub const SUBCOMMANDS: &[&str] = &[
-    "status", "stop", "stats", "gc", "clear", "config", "daemon", "mount", "unmount", "help",
+    "status", "stop", "stats", "gc", "clear", "config", "daemon", "mount", "unmount", "project",
+    "help",
 ];
 
 pub fn main() -> ! {
@@ -103,6 +132,7 @@ fn run(cli: Cli) -> Result<i32> {
                             "socket": s.socket,
                             "cache_dir": s.cache_dir,
                             "log_file": s.log_file,
+                            "mounts": s.mounts,
                         })
                     );
                 } else {
@@ -112,6 +142,17 @@ fn run(cli: Cli) -> Result<i32> {
                     println!("socket    {}", s.socket);
                     println!("cache dir {}", s.cache_dir);
                     println!("log       {}", s.log_file);
+                    if s.mounts.is_empty() {
+                        println!("mounts    none");
+                    }
+                    for m in &s.mounts {
+                        println!(
+                            "mount     {} ({} projections, {})",
+                            m.dir,
+                            m.projections,
+                            human_size(m.projected_bytes)
+                        );
+                    }
                 }
                 Ok(0)
             }
@@ -218,13 +259,157 @@ fn run(cli: Cli) -> Result<i32> {
             println!("socket          {}", paths.socket().display());
             Ok(0)
         }
-        Cmd::Mount { .. } | Cmd::Unmount { .. } => {
-            eprintln!(
-                "zcfs: the FUSE mount is not built yet; zcfs currently restores cache hits as \
-                 real files (reflink or copy)"
-            );
-            Ok(2)
+        Cmd::Mount { dir, allow_other } => {
+            let dir = mount_dir(dir, true)?;
+            let req = Request::Mount {
+                dir: Bytes(dir.as_os_str().as_bytes().to_vec()),
+                opts: crate::mount::MountOptions { allow_other },
+            };
+            match client::call(&config, &paths, &req)?.0 {
+                Reply::Mounted(m) if m.already => {
+                    println!("{} is already mounted", m.dir);
+                    Ok(0)
+                }
+                Reply::Mounted(m) => {
+                    if m.cleaned_stale > 0 {
+                        println!("removed a dead mount at {}", m.dir);
+                    }
+                    println!(
+                        "mounted {} ({} projections restored{})",
+                        m.dir,
+                        m.restored,
+                        if m.dropped > 0 {
+                            format!(", {} dropped", m.dropped)
+                        } else {
+                            String::new()
+                        }
+                    );
+                    Ok(0)
+                }
+                Reply::Error(e) => bail!("{e}"),
+                other => bail!("unexpected reply: {other:?}"),
+            }
         }
+        Cmd::Unmount {
+            dir,
+            force,
+            materialize,
+        } => {
+            let dir = mount_dir(dir, false)?;
+            let req = Request::Unmount {
+                dir: Bytes(dir.as_os_str().as_bytes().to_vec()),
+                force,
+                materialize,
+            };
+            let u = match client::request_once(&paths, &req, timeout) {
+                Ok(Reply::Unmounted(u)) => u,
+                Ok(Reply::Error(e)) => bail!("{e}"),
+                Ok(other) => bail!("unexpected reply: {other:?}"),
+                // No daemon: only a dead mount can be there; clean it here.
+                Err(ClientError::NoDaemon) => {
+                    if crate::mount::sys::zcfs_mounts_at(&dir).is_empty() {
+                        bail!("{} is not a zcfs mount", dir.display());
+                    }
+                    let n = crate::mount::sys::clean_stale(&dir)?;
+                    if n == 0 {
+                        bail!("{} is mounted by another zcfs daemon", dir.display());
+                    }
+                    crate::mount::Unmounted {
+                        dir: dir.display().to_string(),
+                        materialized: 0,
+                        lazy: true,
+                        stale: n as u64,
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            };
+            if u.stale > 0 {
+                println!("removed a dead mount at {}", u.dir);
+            } else {
+                println!(
+                    "unmounted {}{}{}",
+                    u.dir,
+                    if u.materialized > 0 {
+                        format!(" ({} projections written as real files)", u.materialized)
+                    } else {
+                        String::new()
+                    },
+                    if u.lazy { " (lazily: still busy)" } else { "" }
+                );
+            }
+            Ok(0)
+        }
+        Cmd::Project {
+            dir,
+            rel,
+            src,
+            mode,
+            mtime_ns,
+        } => {
+            let perm = match mode {
+                Some(m) => Some(
+                    u32::from_str_radix(&m, 8)
+                        .map_err(|_| anyhow::anyhow!("--mode takes octal digits, got {m:?}"))?,
+                ),
+                None => None,
+            };
+            let abs = |p: PathBuf| -> Result<PathBuf> {
+                Ok(if p.is_absolute() {
+                    p
+                } else {
+                    std::env::current_dir()?.join(p)
+                })
+            };
+            let req = Request::ProjectFile {
+                dir: Bytes(mount_dir(Some(dir), false)?.as_os_str().as_bytes().to_vec()),
+                rel: Bytes(rel.as_os_str().as_bytes().to_vec()),
+                src: Bytes(abs(src)?.as_os_str().as_bytes().to_vec()),
+                perm,
+                mtime: mtime_ns,
+            };
+            match client::request_once(&paths, &req, timeout)? {
+                Reply::Ok => Ok(0),
+                Reply::Error(e) => bail!("{e}"),
+                other => bail!("unexpected reply: {other:?}"),
+            }
+        }
+    }
+}
+
+/// The absolute path of a mount directory (default `./target`). A dead mount cannot be
+/// canonicalized (ENOTCONN), so only its parent is.
+fn mount_dir(dir: Option<PathBuf>, create: bool) -> Result<PathBuf> {
+    let d = dir.unwrap_or_else(|| PathBuf::from("target"));
+    let abs = if d.is_absolute() {
+        d
+    } else {
+        std::env::current_dir()?.join(d)
+    };
+    let mut clean = PathBuf::new();
+    for c in abs.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                clean.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => clean.push(other),
+        }
+    }
+    let missing = matches!(
+        std::fs::symlink_metadata(&clean),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound
+    );
+    if create && missing {
+        std::fs::create_dir_all(&clean)
+            .map_err(|e| anyhow::anyhow!("creating {}: {e}", clean.display()))?;
+    }
+    match clean.canonicalize() {
+        Ok(c) => Ok(c),
+        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
+            let parent = clean.parent().unwrap_or(Path::new("/")).canonicalize()?;
+            Ok(parent.join(clean.file_name().unwrap_or_default()))
+        }
+        Err(e) => Err(anyhow::anyhow!("{}: {e}", clean.display())),
     }
 }
 

@@ -20,6 +20,7 @@ use crate::config::Config;
 use crate::deliver::{Deliver, Delivery};
 use crate::fsutil::{KernelClock, NanoTime, resolve};
 use crate::hashcache::HashCache;
+use crate::mount::Mounts;
 use crate::paths::Paths;
 use crate::proto::{CompileOutcome, CompileRequest, Reply, Request};
 use crate::stats::{self, HitPhases, Stats};
@@ -49,6 +50,7 @@ pub struct Engine {
     pub config: Config,
     pub paths: Paths,
     pub store: Store,
+    pub mounts: Mounts,
     pub hashes: HashCache,
     pub identities: rustc::IdentityCache,
     pub stats: Stats,
@@ -69,10 +71,12 @@ impl Engine {
         paths.ensure_runtime_dir()?;
         let clock = KernelClock::open(&paths.runtime_dir.join(format!("zcfs-{}.clock", paths.id)))?;
         let stats = Stats::load(&paths.stats_file());
+        let mounts = Mounts::new(&paths);
         let engine = Arc::new(Engine {
             config,
             paths,
             store,
+            mounts,
             hashes: HashCache::new(),
             identities: rustc::IdentityCache::new(),
             stats,
@@ -133,9 +137,95 @@ impl Engine {
                 let r = self.store.clear();
                 Reply::Json(serde_json::to_string(&r).unwrap_or_default())
             }
+            Request::Mount { dir, opts } => {
+                let dir = PathBuf::from(OsString::from_vec(dir.0));
+                match self.mounts.mount(&dir, opts, &self.store) {
+                    Ok(m) => Reply::Mounted(m),
+                    Err(e) => {
+                        warn!("mount {}: {e:#}", dir.display());
+                        Reply::Error(format!("{e:#}"))
+                    }
+                }
+            }
+            Request::Unmount {
+                dir,
+                force,
+                materialize,
+            } => {
+                let dir = PathBuf::from(OsString::from_vec(dir.0));
+                match self.mounts.unmount(&dir, force, materialize) {
+                    Ok(u) => Reply::Unmounted(u),
+                    Err(e) => Reply::Error(format!("{e:#}")),
+                }
+            }
+            Request::ProjectFile {
+                dir,
+                rel,
+                src,
+                perm,
+                mtime,
+            } => {
+                let os = |b: crate::proto::Bytes| PathBuf::from(OsString::from_vec(b.0));
+                match self.project_file(&os(dir), &os(rel), &os(src), perm, mtime) {
+                    Ok(()) => Reply::Ok,
+                    Err(e) => Reply::Error(format!("{e:#}")),
+                }
+            }
             // Status and Shutdown are answered by the daemon, which knows its process.
             Request::Status | Request::Shutdown => Reply::Error("not handled by the engine".into()),
         }
+    }
+
+    /// Stores a file as a pack and projects it into a mount (`zcfs project`).
+    fn project_file(
+        &self,
+        dir: &Path,
+        rel: &Path,
+        src: &Path,
+        perm: Option<u32>,
+        mtime: Option<i128>,
+    ) -> anyhow::Result<()> {
+        use anyhow::Context;
+        let (m, inner) = self
+            .mounts
+            .find(dir)
+            .with_context(|| format!("{} is not under a zcfs mount", dir.display()))?;
+        let name = rel
+            .file_name()
+            .and_then(|n| n.to_str())
+            .context("the projected path needs a UTF-8 file name")?
+            .to_string();
+        let file =
+            std::fs::File::open(src).with_context(|| format!("opening {}", src.display()))?;
+        let temp = self.store.pack_temp()?;
+        let w = pack::write(
+            temp.as_file(),
+            &[pack::Source { name, file: &file }],
+            vec![],
+            vec![],
+            b"{\"compiler\":\"zcfs project\"}".to_vec(),
+        )
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        self.store.publish(temp, &w)?;
+        let pack = self
+            .store
+            .open_pack(&w.id)
+            .map_err(|e| anyhow::anyhow!("reopening the pack: {e:?}"))?;
+        let perm = perm.unwrap_or(w.header.entries[0].mode) as u16;
+        let mtime = match mtime {
+            Some(t) => t,
+            None => self.clock.now()?,
+        };
+        m.vfs
+            .project(&[crate::vfs::ProjectItem {
+                path: inner.join(rel),
+                pack,
+                index: 0,
+                perm,
+                mtime,
+            }])
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(())
     }
 
     fn compile(&self, req: CompileRequest) -> Reply {

@@ -11,8 +11,12 @@ pub mod daemon;
 pub mod deliver;
 pub mod engine;
 pub mod fsutil;
+#[cfg(target_os = "linux")]
+#[path = "../platform/fuse/mod.rs"]
+pub mod fuse;
 pub mod hash;
 pub mod hashcache;
+pub mod mount;
 pub mod paths;
 pub mod proto;
 pub mod stats;

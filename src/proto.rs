@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 pub const MAGIC: u32 = u32::from_le_bytes(*b"ZCFS");
 /// Bumped whenever [`Request`] or [`Reply`] change shape.
-pub const PROTO: u32 = 1;
+pub const PROTO: u32 = 2;
 pub const HEADER_LEN: usize = 32;
 /// Frames larger than this are refused (a confused or hostile peer).
 pub const MAX_FRAME: u32 = 256 << 20;
@@ -128,6 +128,24 @@ pub enum Request {
     Gc,
     Clear,
     Shutdown,
+    /// Mount a zcfs filesystem over `dir` (absolute).
+    Mount {
+        dir: Bytes,
+        opts: crate::mount::MountOptions,
+    },
+    Unmount {
+        dir: Bytes,
+        force: bool,
+        materialize: bool,
+    },
+    /// Store `src` as a pack and project it at `rel` under the mount `dir` (tests, debugging).
+    ProjectFile {
+        dir: Bytes,
+        rel: Bytes,
+        src: Bytes,
+        perm: Option<u32>,
+        mtime: Option<i128>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -185,6 +203,8 @@ pub enum Reply {
         stored: bool,
     },
     Status(StatusInfo),
+    Mounted(crate::mount::Mounted),
+    Unmounted(crate::mount::Unmounted),
     /// A JSON document (stats, gc report).
     Json(String),
     Ok,
@@ -199,6 +219,7 @@ pub struct StatusInfo {
     pub socket: String,
     pub cache_dir: String,
     pub log_file: String,
+    pub mounts: Vec<crate::mount::MountInfo>,
 }
 
 pub fn encode_frame<T: Serialize>(version: Version, kind: u16, msg: Option<&T>) -> Vec<u8> {

@@ -178,6 +178,7 @@ pub fn run(config: Config, reason: &str, spawned: bool) -> Result<()> {
         let _ = std::fs::remove_file(&socket);
     }
     info!("shutting down: {exit_reason}");
+    engine.mounts.unmount_all();
     engine.shutdown();
     rt.shutdown_timeout(Duration::from_secs(1));
     lifecycle::lifecycle(&paths, &format!("exit reason={exit_reason:?}"));
@@ -210,6 +211,7 @@ async fn control(
                     let last = shared.last_activity.load(Ordering::Relaxed);
                     let quiet = shared.epoch.elapsed().as_secs().saturating_sub(last);
                     if quiet >= idle.as_secs()
+                        && shared.engine.mounts.is_empty()
                         && shared.in_flight.load(Ordering::Relaxed) == 0
                         && shared.engine.pending_misses() == 0
                     {
@@ -363,5 +365,6 @@ fn status(shared: &Shared) -> StatusInfo {
         socket: shared.socket.display().to_string(),
         cache_dir: shared.engine.paths.cache_dir.display().to_string(),
         log_file: shared.log_file.display().to_string(),
+        mounts: shared.engine.mounts.list(),
     }
 }

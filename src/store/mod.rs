@@ -580,6 +580,12 @@ impl Store {
     }
 }
 
+impl crate::vfs::PackSource for Store {
+    fn open(&self, id: &Digest) -> Option<Arc<pack::Pack>> {
+        self.open_pack(id).ok()
+    }
+}
+
 /// Opens each output file of a result for storing.
 pub fn open_sources(dir: &Path, names: &[String]) -> io::Result<Vec<File>> {
     names.iter().map(|n| File::open(dir.join(n))).collect()

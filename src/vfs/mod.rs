@@ -482,7 +482,7 @@ impl Vfs {
                     }
                 }
                 if let Some(d) = &dirfd {
-                    Self::real_setattr_at(&**d, &name, &s, f.kind == FileKind::Symlink)?;
+                    Self::real_setattr_at(&**d, &name, &s, f.kind == FileKind::Symlink, false)?;
                 } else if let Some(file) = &handle_file {
                     Self::real_setattr_fd(file, &s)?;
                 } else if s.mode.is_some() || s.uid.is_some() || s.gid.is_some() {
@@ -491,7 +491,7 @@ impl Vfs {
             }
             NodeKind::Dir(d) => {
                 let p = proc_fd(&d.fd);
-                Self::real_setattr_at(rustix::fs::CWD, p.as_os_str(), &s, false)?;
+                Self::real_setattr_at(rustix::fs::CWD, p.as_os_str(), &s, false, true)?;
             }
         }
         self.node_attr(&t, ino)
@@ -526,15 +526,28 @@ impl Vfs {
         })
     }
 
-    fn real_setattr_at(dirfd: impl AsFd, name: &OsStr, s: &SetAttr, symlink: bool) -> VResult<()> {
+    /// chown/chmod/utimens of `name` in `dirfd`. `follow`: the name is a
+    /// `/proc/self/fd/N` link to follow (directories); otherwise a symlink itself is changed.
+    fn real_setattr_at(
+        dirfd: impl AsFd,
+        name: &OsStr,
+        s: &SetAttr,
+        symlink: bool,
+        follow: bool,
+    ) -> VResult<()> {
         let dirfd = dirfd.as_fd();
+        let at = if follow {
+            AtFlags::empty()
+        } else {
+            AtFlags::SYMLINK_NOFOLLOW
+        };
         if s.uid.is_some() || s.gid.is_some() {
             rustix::fs::chownat(
                 dirfd,
                 name,
                 s.uid.map(rustix::process::Uid::from_raw),
                 s.gid.map(rustix::process::Gid::from_raw),
-                AtFlags::SYMLINK_NOFOLLOW,
+                at,
             )?;
         }
         if let Some(m) = s.mode
@@ -548,7 +561,7 @@ impl Vfs {
             )?;
         }
         if let Some(ts) = Self::timestamps(s) {
-            rustix::fs::utimensat(dirfd, name, &ts, AtFlags::SYMLINK_NOFOLLOW)?;
+            rustix::fs::utimensat(dirfd, name, &ts, at)?;
         }
         Ok(())
     }
@@ -646,6 +659,29 @@ impl Vfs {
         self.new_entry(&mut t, parent, name)
     }
 
+    /// A directory's entries changed without its lower directory changing (a projected name
+    /// came, went or moved): stamp its mtime and ctime as the kernel would.
+    fn touch_dir(t: &Table, dir: Ino) {
+        let Ok(fd) = t.dir_fd(dir) else { return };
+        let now = Timespec {
+            tv_sec: 0,
+            tv_nsec: rustix::fs::UTIME_NOW,
+        };
+        let omit = Timespec {
+            tv_sec: 0,
+            tv_nsec: rustix::fs::UTIME_OMIT,
+        };
+        let _ = rustix::fs::utimensat(
+            rustix::fs::CWD,
+            proc_fd(&fd),
+            &Timestamps {
+                last_access: omit,
+                last_modification: now,
+            },
+            AtFlags::empty(),
+        );
+    }
+
     /// Removes a projected name (the projection lives on while it has names or handles).
     fn remove_projected_name(
         &self,
@@ -656,6 +692,7 @@ impl Vfs {
     ) -> VResult<()> {
         let path = t.dir_path(parent)?.join(name);
         t.get_mut(parent)?.dir_mut()?.projected.remove(name);
+        Self::touch_dir(t, parent);
         let now = self.now();
         let node = t.get_mut(ino)?;
         let f = node.file_mut()?;
@@ -756,6 +793,7 @@ impl Vfs {
                     .dir_mut()?
                     .projected
                     .insert(newname.to_os_string(), ino);
+                Self::touch_dir(&t, newparent);
                 let now = self.now();
                 let node = t.get_mut(ino)?;
                 let f = node.file_mut()?;
@@ -807,6 +845,10 @@ impl Vfs {
             .dir_mut()?
             .projected
             .insert(to.1.to_os_string(), ino);
+        Self::touch_dir(t, from.0);
+        if to.0 != from.0 {
+            Self::touch_dir(t, to.0);
+        }
         let now = self.now();
         let f = t.get_mut(ino)?.file_mut()?;
         for n in &mut f.names {
@@ -1553,6 +1595,11 @@ impl Vfs {
                         }
                         let fd = t.dir_fd(parent).map_err(io)?;
                         rustix::fs::unlinkat(&*fd, name, AtFlags::empty()).map_err(io)?;
+                        // The file may live on under other names: its link count changed
+                        // behind the kernel's back.
+                        if let Some(&old) = t.by_lower.get(&lower_id(&st)) {
+                            invals.push(Inval::Inode(old));
+                        }
                         self.real_name_removed(&mut t, parent, name, &st);
                     }
                     Target::Missing => {}
@@ -1600,7 +1647,9 @@ impl Vfs {
                     .map_err(io)?
                     .projected
                     .insert(name.clone(), ino);
+                Self::touch_dir(&t, parent);
                 invals.push(Inval::Entry(parent, name.clone()));
+                invals.push(Inval::Inode(parent));
                 inos.push(ino);
             }
         }

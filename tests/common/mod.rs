@@ -312,3 +312,58 @@ pub fn mtime(p: &Path) -> i128 {
     let m = std::fs::metadata(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
     m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128
 }
+
+/// A zcfs mount for a test; unmounted (forcibly if needed) on drop, also when the test
+/// fails, so no test leaves a mount behind.
+pub struct MountGuard<'a> {
+    pub env: &'a Env,
+    pub dir: PathBuf,
+}
+
+impl Env {
+    /// Mounts `dir` (created if missing) with `zcfs mount`.
+    pub fn mount(&self, dir: &Path) -> MountGuard<'_> {
+        let out = self.zcfs(&["mount", dir.to_str().unwrap()]);
+        assert!(
+            out.status.success(),
+            "zcfs mount: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        MountGuard {
+            env: self,
+            dir: dir.to_path_buf(),
+        }
+    }
+}
+
+/// Whether a zcfs FUSE mount is at `dir` (per /proc/self/mountinfo).
+pub fn is_mounted(dir: &Path) -> bool {
+    let canon = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            let sep = f.iter().position(|x| *x == "-");
+            f.len() > 4
+                && Path::new(f[4]) == canon
+                && sep.is_some_and(|s| {
+                    f.get(s + 1).is_some_and(|t| t.starts_with("fuse"))
+                        && f.get(s + 2) == Some(&"zcfs")
+                })
+        })
+}
+
+impl Drop for MountGuard<'_> {
+    fn drop(&mut self) {
+        if is_mounted(&self.dir) {
+            let _ = self
+                .env
+                .zcfs(&["unmount", "--force", self.dir.to_str().unwrap()]);
+        }
+        if is_mounted(&self.dir) {
+            let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
+        }
+    }
+}

@@ -1,0 +1,704 @@
+//! The FUSE adapter (Linux): a thin translation from fuser's requests to the core
+//! ([`crate::vfs::Vfs`]), plus the pieces that only exist in FUSE: the kernel notifier thread,
+//! passthrough backing ids, the session and its mount options.
+//!
+//! Compiled into the `zcfs` crate from `platform/fuse/` (see docs/decisions.md, D-1).
+
+use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
+use std::io;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use fuser::{
+    BackingId, Errno as FErrno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation,
+    INodeNo, InitFlags, KernelConfig, LockOwner, MountOption, OpenFlags, RenameFlags, ReplyAttr,
+    ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs,
+    ReplyWrite, ReplyXattr, Request, SessionACL, TimeOrNow, WriteFlags,
+};
+use parking_lot::Mutex;
+use tracing::{debug, warn};
+
+use crate::fsutil::NanoTime;
+use crate::vfs::{
+    self, Attr, Cache, Entry, FileKind, Ino, Notify, OpenMode, SetAttr, TimeSet, Vfs,
+};
+
+/// TTL of answers about projected entries (invalidated explicitly).
+const LONG_TTL: Duration = Duration::from_secs(3600);
+/// TTL of answers about real files and directories.
+const SHORT_TTL: Duration = Duration::from_secs(1);
+
+fn errno(e: vfs::Errno) -> FErrno {
+    FErrno::from_i32(e.raw_os_error())
+}
+
+fn ttl(c: Cache) -> Duration {
+    match c {
+        Cache::Long => LONG_TTL,
+        Cache::Short => SHORT_TTL,
+    }
+}
+
+fn system_time(t: NanoTime) -> SystemTime {
+    if t >= 0 {
+        UNIX_EPOCH + Duration::from_nanos(t as u64)
+    } else {
+        UNIX_EPOCH - Duration::from_nanos((-t) as u64)
+    }
+}
+
+fn nano(t: SystemTime) -> NanoTime {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_nanos() as NanoTime,
+        Err(e) => -(e.duration().as_nanos() as NanoTime),
+    }
+}
+
+fn kind(k: FileKind) -> FileType {
+    match k {
+        FileKind::Regular => FileType::RegularFile,
+        FileKind::Dir => FileType::Directory,
+        FileKind::Symlink => FileType::Symlink,
+        FileKind::Fifo => FileType::NamedPipe,
+        FileKind::Socket => FileType::Socket,
+        FileKind::CharDev => FileType::CharDevice,
+        FileKind::BlockDev => FileType::BlockDevice,
+    }
+}
+
+fn file_attr(a: &Attr) -> FileAttr {
+    FileAttr {
+        ino: INodeNo(a.ino),
+        size: a.size,
+        blocks: a.blocks,
+        atime: system_time(a.atime),
+        mtime: system_time(a.mtime),
+        ctime: system_time(a.ctime),
+        crtime: system_time(a.ctime),
+        kind: kind(a.kind),
+        perm: a.perm,
+        nlink: a.nlink,
+        uid: a.uid,
+        gid: a.gid,
+        rdev: a.rdev,
+        blksize: a.blksize,
+        flags: 0,
+    }
+}
+
+fn reply_entry(reply: ReplyEntry, r: Result<Entry, vfs::Errno>) {
+    match r {
+        Ok(e) => reply.entry_with_ttls(
+            &ttl(e.cache),
+            &ttl(e.cache),
+            &file_attr(&e.attr),
+            Generation(0),
+        ),
+        Err(e) => reply.error(errno(e)),
+    }
+}
+
+fn time_set(t: Option<TimeOrNow>) -> Option<TimeSet> {
+    t.map(|t| match t {
+        TimeOrNow::Now => TimeSet::Now,
+        TimeOrNow::SpecificTime(s) => TimeSet::At(nano(s)),
+    })
+}
+
+/// Passthrough backing ids: one per inode while it has passthrough opens (kernel rule),
+/// held by each open handle.
+#[derive(Default)]
+struct Backing {
+    by_ino: HashMap<Ino, Weak<BackingId>>,
+    by_fh: HashMap<u64, Arc<BackingId>>,
+}
+
+pub struct FuseFs {
+    vfs: Arc<Vfs>,
+    passthrough: AtomicBool,
+    want_passthrough: bool,
+    backing: Mutex<Backing>,
+}
+
+impl FuseFs {
+    pub fn new(vfs: Arc<Vfs>, want_passthrough: bool) -> FuseFs {
+        FuseFs {
+            vfs,
+            passthrough: AtomicBool::new(false),
+            want_passthrough,
+            backing: Mutex::new(Backing::default()),
+        }
+    }
+
+    /// Gets or creates the inode's backing id and registers it for the handle.
+    fn backing_for(
+        &self,
+        ino: Ino,
+        fh: u64,
+        create: impl FnOnce() -> io::Result<BackingId>,
+    ) -> io::Result<Arc<BackingId>> {
+        let mut b = self.backing.lock();
+        let id = match b.by_ino.get(&ino).and_then(Weak::upgrade) {
+            Some(id) => id,
+            None => {
+                let id = Arc::new(create()?);
+                b.by_ino.insert(ino, Arc::downgrade(&id));
+                id
+            }
+        };
+        b.by_fh.insert(fh, id.clone());
+        Ok(id)
+    }
+
+    fn drop_backing(&self, fh: u64) {
+        let mut b = self.backing.lock();
+        if b.by_fh.remove(&fh).is_some() {
+            b.by_ino.retain(|_, w| w.strong_count() > 0);
+        }
+    }
+}
+
+impl Filesystem for FuseFs {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> io::Result<()> {
+        for cap in [
+            InitFlags::FUSE_PARALLEL_DIROPS,
+            InitFlags::FUSE_ATOMIC_O_TRUNC,
+            InitFlags::FUSE_CACHE_SYMLINKS,
+        ] {
+            let _ = config.add_capabilities(cap);
+        }
+        if self.want_passthrough
+            && config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok()
+            && config.set_max_stack_depth(1).is_ok()
+        {
+            self.passthrough.store(true, Ordering::Relaxed);
+        }
+        let _ = config.set_max_background(256);
+        let _ = config.set_congestion_threshold(192);
+        if let Err(max) = config.set_max_readahead(1 << 20) {
+            let _ = config.set_max_readahead(max);
+        }
+        debug!(
+            "FUSE init: passthrough {}",
+            self.passthrough.load(Ordering::Relaxed)
+        );
+        Ok(())
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        reply_entry(reply, self.vfs.lookup(parent.0, name));
+    }
+
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        self.vfs.forget(ino.0, nlookup);
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        match self.vfs.getattr(ino.0) {
+            Ok(e) => reply.attr(&ttl(e.cache), &file_attr(&e.attr)),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn setattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        let s = SetAttr {
+            mode,
+            uid,
+            gid,
+            size,
+            atime: time_set(atime),
+            mtime: time_set(mtime),
+            fh: fh.map(|f| f.0),
+        };
+        match self.vfs.setattr(ino.0, s) {
+            Ok(e) => reply.attr(&ttl(e.cache), &file_attr(&e.attr)),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        match self.vfs.readlink(ino.0) {
+            Ok(t) => reply.data(&t),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn mknod(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        _umask: u32,
+        rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        reply_entry(reply, self.vfs.mknod(parent.0, name, mode, rdev));
+    }
+
+    fn mkdir(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        _umask: u32,
+        reply: ReplyEntry,
+    ) {
+        reply_entry(reply, self.vfs.mkdir(parent.0, name, mode));
+    }
+
+    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        match self.vfs.unlink(parent.0, name) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        match self.vfs.rmdir(parent.0, name) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn symlink(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        link_name: &OsStr,
+        target: &Path,
+        reply: ReplyEntry,
+    ) {
+        reply_entry(reply, self.vfs.symlink(parent.0, link_name, target));
+    }
+
+    fn rename(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        match self
+            .vfs
+            .rename(parent.0, name, newparent.0, newname, flags.bits())
+        {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn link(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        newparent: INodeNo,
+        newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
+        reply_entry(reply, self.vfs.link(ino.0, newparent.0, newname));
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let pt = self.passthrough.load(Ordering::Relaxed);
+        match self.vfs.open(ino.0, flags.0, pt) {
+            Ok(o) => match o.mode {
+                OpenMode::Cached { keep_cache } => {
+                    let f = if keep_cache {
+                        FopenFlags::FOPEN_KEEP_CACHE
+                    } else {
+                        FopenFlags::empty()
+                    };
+                    reply.opened(FileHandle(o.fh), f);
+                }
+                OpenMode::Passthrough(file) => {
+                    match self.backing_for(ino.0, o.fh, || reply.open_backing(&*file)) {
+                        Ok(id) => {
+                            reply.opened_passthrough(FileHandle(o.fh), FopenFlags::empty(), &id)
+                        }
+                        Err(e) => {
+                            warn!("passthrough refused for inode {}: {e}; serving it", ino.0);
+                            self.vfs.passthrough_failed(o.fh);
+                            reply.opened(FileHandle(o.fh), FopenFlags::empty());
+                        }
+                    }
+                }
+            },
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn create(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        _umask: u32,
+        flags: i32,
+        reply: ReplyCreate,
+    ) {
+        let pt = self.passthrough.load(Ordering::Relaxed);
+        match self.vfs.create(parent.0, name, mode, flags, pt) {
+            Ok((e, o)) => {
+                let attr = file_attr(&e.attr);
+                match o.mode {
+                    OpenMode::Cached { keep_cache } => {
+                        let f = if keep_cache {
+                            FopenFlags::FOPEN_KEEP_CACHE
+                        } else {
+                            FopenFlags::empty()
+                        };
+                        reply.created(&ttl(e.cache), &attr, Generation(0), FileHandle(o.fh), f);
+                    }
+                    OpenMode::Passthrough(file) => {
+                        match self.backing_for(e.attr.ino, o.fh, || reply.open_backing(&*file)) {
+                            Ok(id) => reply.created_passthrough(
+                                &ttl(e.cache),
+                                &attr,
+                                Generation(0),
+                                FileHandle(o.fh),
+                                FopenFlags::empty(),
+                                &id,
+                            ),
+                            Err(err) => {
+                                warn!("passthrough refused for a new file: {err}; serving it");
+                                self.vfs.passthrough_failed(o.fh);
+                                reply.created(
+                                    &ttl(e.cache),
+                                    &attr,
+                                    Generation(0),
+                                    FileHandle(o.fh),
+                                    FopenFlags::empty(),
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        // Projected bytes go from the pack's map straight into the reply.
+        let mut reply = Some(reply);
+        let served = self.vfs.with_projected_slice(fh.0, offset, size, |bytes| {
+            reply.take().expect("reply once").data(bytes);
+        });
+        if served.is_some() {
+            return;
+        }
+        let reply = reply.expect("reply not used");
+        match self.vfs.read(fh.0, offset, size) {
+            Ok(d) => reply.data(&d),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        match self.vfs.write(fh.0, offset, data) {
+            Ok(n) => reply.written(n),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        reply.ok();
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        self.vfs.release(fh.0);
+        self.drop_backing(fh.0);
+        reply.ok();
+    }
+
+    fn fsync(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        match self.vfs.fsync(fh.0, datasync) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        match self.vfs.opendir(ino.0) {
+            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn readdir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        match self.vfs.readdir(fh.0, offset) {
+            Ok(entries) => {
+                for (off, e) in entries {
+                    if reply.add(INodeNo(e.ino), off, kind(e.kind), &e.name) {
+                        break;
+                    }
+                }
+                reply.ok();
+            }
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn releasedir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
+        self.vfs.releasedir(fh.0);
+        reply.ok();
+    }
+
+    fn fsyncdir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        reply.ok();
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        match self.vfs.statfs() {
+            Ok(s) => reply.statfs(
+                s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.bsize, s.namelen, s.frsize,
+            ),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    // Extended attributes are not stored: answer like a filesystem that has none.
+    fn getxattr(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _name: &OsStr,
+        _size: u32,
+        reply: ReplyXattr,
+    ) {
+        reply.error(FErrno::NO_XATTR);
+    }
+
+    fn listxattr(&self, _req: &Request, _ino: INodeNo, size: u32, reply: ReplyXattr) {
+        if size == 0 {
+            reply.size(0);
+        } else {
+            reply.data(&[]);
+        }
+    }
+
+    fn setxattr(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _name: &OsStr,
+        _value: &[u8],
+        _flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
+        reply.error(FErrno::from_i32(libc::EOPNOTSUPP));
+    }
+
+    fn removexattr(&self, _req: &Request, _ino: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
+        reply.error(FErrno::NO_XATTR);
+    }
+
+    fn fallocate(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        length: u64,
+        mode: i32,
+        reply: ReplyEmpty,
+    ) {
+        match self.vfs.fallocate(fh.0, offset, length, mode) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+}
+
+/// The kernel notifier on its own thread: invalidations are queued by the core and sent from
+/// here, never from a request handler (which could deadlock against the kernel).
+pub struct KernelNotifier {
+    tx: Mutex<mpsc::Sender<Note>>,
+}
+
+enum Note {
+    Entry(Ino, OsString),
+    Inode(Ino),
+    Sync(mpsc::Sender<()>),
+}
+
+impl KernelNotifier {
+    pub fn start(n: fuser::Notifier) -> Arc<KernelNotifier> {
+        let (tx, rx) = mpsc::channel::<Note>();
+        std::thread::Builder::new()
+            .name("zcfs-notify".into())
+            .spawn(move || {
+                for note in rx {
+                    match note {
+                        Note::Entry(p, name) => {
+                            if let Err(e) = n.inval_entry(INodeNo(p), &name) {
+                                debug!("inval_entry({p}, {name:?}): {e}");
+                            }
+                        }
+                        Note::Inode(ino) => {
+                            // Offset -1: attributes only; the bytes did not change.
+                            if let Err(e) = n.inval_inode(INodeNo(ino), -1, 0) {
+                                debug!("inval_inode({ino}): {e}");
+                            }
+                        }
+                        Note::Sync(done) => {
+                            let _ = done.send(());
+                        }
+                    }
+                }
+            })
+            .expect("notifier thread");
+        Arc::new(KernelNotifier { tx: Mutex::new(tx) })
+    }
+}
+
+impl Notify for KernelNotifier {
+    fn inval_entry(&self, parent: Ino, name: &OsStr) {
+        let _ = self
+            .tx
+            .lock()
+            .send(Note::Entry(parent, name.to_os_string()));
+    }
+    fn inval_inode(&self, ino: Ino) {
+        let _ = self.tx.lock().send(Note::Inode(ino));
+    }
+    fn sync(&self) {
+        let (done, wait) = mpsc::channel();
+        if self.tx.lock().send(Note::Sync(done)).is_ok() {
+            let _ = wait.recv_timeout(Duration::from_secs(30));
+        }
+    }
+}
+
+/// Mount options of a zcfs mount.
+pub struct MountSpec {
+    pub allow_other: bool,
+    pub threads: usize,
+    pub passthrough: bool,
+}
+
+/// A live FUSE session.
+pub struct Session {
+    pub bg: fuser::BackgroundSession,
+    pub notifier: Arc<KernelNotifier>,
+}
+
+/// Mounts `vfs` over `dir` and starts serving it.
+pub fn mount(vfs: Arc<Vfs>, dir: &Path, spec: &MountSpec) -> io::Result<Session> {
+    let mut config = fuser::Config::default();
+    config.mount_options = vec![
+        MountOption::FSName("zcfs".into()),
+        MountOption::Subtype("zcfs".into()),
+        MountOption::DefaultPermissions,
+        MountOption::NoSuid,
+        MountOption::NoDev,
+        MountOption::Exec,
+        MountOption::RW,
+    ];
+    config.acl = if spec.allow_other {
+        SessionACL::All
+    } else {
+        SessionACL::Owner
+    };
+    config.n_threads = Some(spec.threads.max(1));
+    config.clone_fd = true;
+    let fs = FuseFs::new(vfs.clone(), spec.passthrough);
+    let session = fuser::Session::new(fs, dir, &config)?;
+    let notifier = KernelNotifier::start(session.notifier());
+    vfs.set_notify(notifier.clone());
+    let bg = session.spawn()?;
+    Ok(Session { bg, notifier })
+}

@@ -1,0 +1,297 @@
+//! The daemon's mounts: mounting a directory (cleaning a stale mount first), unmounting
+//! (refusing when busy unless forced, optionally materializing projections first), and the
+//! list of live mounts. See `docs/mount.md`.
+
+pub mod sys;
+
+use std::collections::BTreeMap;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use tracing::{info, warn};
+
+use crate::fsutil::KernelClock;
+use crate::paths::Paths;
+use crate::vfs::{PackSource, Vfs};
+
+/// What a client learns about a mount.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MountInfo {
+    pub dir: String,
+    pub projections: u64,
+    pub projected_bytes: u64,
+    pub passthrough: bool,
+    pub since: u64,
+}
+
+/// The result of a mount request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mounted {
+    pub dir: String,
+    pub already: bool,
+    pub cleaned_stale: u64,
+    pub restored: u64,
+    pub dropped: u64,
+}
+
+pub struct LiveMount {
+    pub dir: PathBuf,
+    pub vfs: Arc<Vfs>,
+    pub since: u64,
+    session: Mutex<Option<crate::fuse::Session>>,
+}
+
+impl LiveMount {
+    pub fn info(&self) -> MountInfo {
+        let u = self.vfs.usage();
+        MountInfo {
+            dir: self.dir.display().to_string(),
+            projections: u.projections,
+            projected_bytes: u.projected_bytes,
+            passthrough: true,
+            since: self.since,
+        }
+    }
+}
+
+/// Options of `zcfs mount`.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct MountOptions {
+    pub allow_other: bool,
+}
+
+pub struct Mounts {
+    paths: Paths,
+    live: Mutex<BTreeMap<PathBuf, Arc<LiveMount>>>,
+}
+
+/// A mount's state directory: `<cache>/mounts/<hash of the dir>`.
+pub fn state_dir(paths: &Paths, dir: &Path) -> PathBuf {
+    let id = blake3::hash(dir.as_os_str().as_encoded_bytes()).to_hex()[..16].to_string();
+    paths.cache_dir.join("mounts").join(id)
+}
+
+impl Mounts {
+    pub fn new(paths: &Paths) -> Mounts {
+        Mounts {
+            paths: paths.clone(),
+            live: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.live.lock().is_empty()
+    }
+
+    pub fn list(&self) -> Vec<MountInfo> {
+        self.live.lock().values().map(|m| m.info()).collect()
+    }
+
+    /// The live mount whose directory contains `path`, with the path relative to it.
+    pub fn find(&self, path: &Path) -> Option<(Arc<LiveMount>, PathBuf)> {
+        let live = self.live.lock();
+        live.iter()
+            .filter(|(dir, _)| path.starts_with(dir))
+            .max_by_key(|(dir, _)| dir.as_os_str().len())
+            .map(|(dir, m)| {
+                (
+                    m.clone(),
+                    path.strip_prefix(dir).unwrap_or(path).to_path_buf(),
+                )
+            })
+    }
+
+    /// Mounts `dir` (an absolute, canonical path).
+    pub fn mount(&self, dir: &Path, opts: MountOptions, packs: &dyn PackSource) -> Result<Mounted> {
+        if !dir.is_absolute() {
+            bail!("mount directory must be absolute: {}", dir.display());
+        }
+        let mut live = self.live.lock();
+        if live.contains_key(dir) {
+            if !sys::is_stale(dir) {
+                return Ok(Mounted {
+                    dir: dir.display().to_string(),
+                    already: true,
+                    cleaned_stale: 0,
+                    restored: 0,
+                    dropped: 0,
+                });
+            }
+            // Our own session died: forget it.
+            live.remove(dir);
+        }
+        let cleaned = sys::clean_stale(dir).context("cleaning a stale mount")? as u64;
+        if !sys::zcfs_mounts_at(dir).is_empty() {
+            bail!(
+                "{} is already mounted by another zcfs daemon (another cache dir?); \
+                 see /proc/self/mountinfo",
+                dir.display()
+            );
+        }
+        let meta = std::fs::symlink_metadata(dir)
+            .with_context(|| format!("{} does not exist", dir.display()))?;
+        if !meta.is_dir() {
+            bail!("{} is not a directory", dir.display());
+        }
+        // The lower directory is opened before mounting: all real I/O goes through this fd.
+        let lower: OwnedFd = rustix::fs::open(
+            dir,
+            rustix::fs::OFlags::RDONLY
+                | rustix::fs::OFlags::DIRECTORY
+                | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .with_context(|| format!("opening {}", dir.display()))?;
+        let state = state_dir(&self.paths, dir);
+        std::fs::create_dir_all(&state).with_context(|| format!("creating {}", state.display()))?;
+        std::fs::write(state.join("dir"), dir.as_os_str().as_encoded_bytes())?;
+        let clock = KernelClock::open(&state.join("clock"))?;
+        let (vfs, report) = Vfs::new(lower, Some(&state.join("journal")), clock, packs)
+            .context("loading the projection journal")?;
+        let vfs = Arc::new(vfs);
+        let threads = std::thread::available_parallelism()
+            .map(|n| n.get() * 2)
+            .unwrap_or(4)
+            .clamp(4, 16);
+        let session = crate::fuse::mount(
+            vfs.clone(),
+            dir,
+            &crate::fuse::MountSpec {
+                allow_other: opts.allow_other,
+                threads,
+                passthrough: true,
+            },
+        )
+        .with_context(|| format!("mounting {}", dir.display()))?;
+        info!(
+            "mounted {} ({} projections restored, {} dropped)",
+            dir.display(),
+            report.restored,
+            report.dropped_pack_gone + report.dropped_no_name
+        );
+        live.insert(
+            dir.to_path_buf(),
+            Arc::new(LiveMount {
+                dir: dir.to_path_buf(),
+                vfs,
+                since: crate::store::unix_now(),
+                session: Mutex::new(Some(session)),
+            }),
+        );
+        Ok(Mounted {
+            dir: dir.display().to_string(),
+            already: false,
+            cleaned_stale: cleaned,
+            restored: report.restored,
+            dropped: report.dropped_pack_gone + report.dropped_no_name,
+        })
+    }
+
+    /// Unmounts `dir`. Busy: refuses and names the holders, unless `force` (lazy detach).
+    pub fn unmount(&self, dir: &Path, force: bool, materialize: bool) -> Result<Unmounted> {
+        let m = self.live.lock().get(dir).cloned();
+        let Some(m) = m else {
+            // Not ours: a dead mount can still be cleaned.
+            if sys::is_stale(dir) && !sys::zcfs_mounts_at(dir).is_empty() {
+                let n = sys::clean_stale(dir)?;
+                return Ok(Unmounted {
+                    dir: dir.display().to_string(),
+                    materialized: 0,
+                    lazy: true,
+                    stale: n as u64,
+                });
+            }
+            if !sys::zcfs_mounts_at(dir).is_empty() {
+                bail!(
+                    "{} is mounted by another zcfs daemon (another cache dir?)",
+                    dir.display()
+                );
+            }
+            bail!("{} is not a zcfs mount", dir.display());
+        };
+        let materialized = if materialize {
+            m.vfs
+                .materialize_all()
+                .map_err(|e| anyhow::anyhow!("materializing projections: {e}"))?
+        } else {
+            0
+        };
+        let mut lazy = false;
+        match sys::unmount(dir, false) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                if !force {
+                    let holders = sys::holders(dir);
+                    let names: Vec<String> = holders
+                        .iter()
+                        .map(|h| format!("{} ({}): {}", h.pid, h.command, h.what))
+                        .collect();
+                    bail!(
+                        "{} is busy{}; stop them or use --force (lazy unmount)",
+                        dir.display(),
+                        if names.is_empty() {
+                            String::new()
+                        } else {
+                            format!(", used by: {}", names.join("; "))
+                        }
+                    );
+                }
+                sys::unmount(dir, true)?;
+                lazy = true;
+            }
+            Err(e) => return Err(e).with_context(|| format!("unmounting {}", dir.display())),
+        }
+        self.finish(&m);
+        self.live.lock().remove(dir);
+        Ok(Unmounted {
+            dir: dir.display().to_string(),
+            materialized,
+            lazy,
+            stale: 0,
+        })
+    }
+
+    /// After the kernel let go: stop the session, persist the journal.
+    fn finish(&self, m: &LiveMount) {
+        if let Some(s) = m.session.lock().take() {
+            // The session thread ends when the kernel closes the connection.
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let _ = s.bg.join();
+                let _ = tx.send(());
+            });
+            if rx.recv_timeout(std::time::Duration::from_secs(10)).is_err() {
+                warn!("FUSE session of {} did not end in time", m.dir.display());
+            }
+        }
+        m.vfs.compact_journal();
+        m.vfs.sync_journal();
+    }
+
+    /// Unmounts everything (daemon exit): lazily if busy, so no dead mount stays behind.
+    pub fn unmount_all(&self) {
+        let all: Vec<Arc<LiveMount>> = self.live.lock().values().cloned().collect();
+        for m in all {
+            let r = sys::unmount(&m.dir, false).or_else(|_| sys::unmount(&m.dir, true));
+            if let Err(e) = r {
+                warn!("cannot unmount {}: {e}", m.dir.display());
+            }
+            self.finish(&m);
+            self.live.lock().remove(&m.dir);
+        }
+    }
+}
+
+/// The result of an unmount request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unmounted {
+    pub dir: String,
+    pub materialized: u64,
+    pub lazy: bool,
+    /// Dead mounts removed (when the daemon that served them is gone).
+    pub stale: u64,
+}

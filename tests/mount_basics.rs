@@ -1,0 +1,339 @@
+//! The mount: lifecycle, projections (read, mmap, sendfile, copy-up, rename, link),
+//! persistence, crashes, busy unmounts, materialize, safety.
+
+mod common;
+
+use common::{Env, ZCFS, is_mounted, mtime, wait_until};
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const T: i128 = 1_700_000_000_123_456_789;
+
+fn project(env: &Env, dir: &Path, rel: &str, content: &[u8], mode: &str, mtime_ns: Option<i128>) {
+    let src = env
+        .tmp
+        .path()
+        .join(format!("src-{}", rel.replace('/', "_")));
+    std::fs::write(&src, content).unwrap();
+    let mut args = vec![
+        "project".to_string(),
+        dir.display().to_string(),
+        rel.to_string(),
+        src.display().to_string(),
+        "--mode".into(),
+        mode.into(),
+    ];
+    if let Some(t) = mtime_ns {
+        args.push(format!("--mtime-ns={t}"));
+    }
+    let a: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+    let out = env.zcfs(&a);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn target(env: &Env) -> PathBuf {
+    env.tmp.path().join("target")
+}
+
+#[test]
+fn mount_write_unmount_keeps_real_files() {
+    let env = Env::new();
+    let dir = target(&env);
+    {
+        let _m = env.mount(&dir);
+        assert!(is_mounted(&dir));
+        std::fs::create_dir_all(dir.join("debug/deps")).unwrap();
+        std::fs::write(dir.join("debug/deps/a.txt"), b"hello").unwrap();
+        // Mounting again says so and succeeds.
+        let out = env.zcfs(&["mount", dir.to_str().unwrap()]);
+        assert!(out.status.success());
+        assert!(String::from_utf8_lossy(&out.stdout).contains("already mounted"));
+        let st = env.zcfs(&["status", "--json"]);
+        let v: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
+        assert_eq!(
+            v["mounts"][0]["dir"],
+            dir.canonicalize().unwrap().display().to_string()
+        );
+        let out = env.zcfs(&["unmount", dir.to_str().unwrap()]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert!(!is_mounted(&dir));
+    assert_eq!(
+        std::fs::read(dir.join("debug/deps/a.txt")).unwrap(),
+        b"hello"
+    );
+}
+
+#[test]
+fn projected_file_reads_through_read_mmap_and_sendfile() {
+    let env = Env::new();
+    let dir = target(&env);
+    let _m = env.mount(&dir);
+    std::fs::create_dir_all(dir.join("deps")).unwrap();
+    let content: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    project(&env, &dir, "deps/libx.rlib", &content, "644", Some(T));
+    let p = dir.join("deps/libx.rlib");
+    let m = std::fs::metadata(&p).unwrap();
+    assert_eq!(m.len(), content.len() as u64);
+    assert_eq!(m.mode() & 0o777, 0o644);
+    assert_eq!(mtime(&p), T);
+    assert_eq!(std::fs::read(&p).unwrap(), content);
+    let f = std::fs::File::open(&p).unwrap();
+    let map = unsafe { memmap2::Mmap::map(&f).unwrap() };
+    assert_eq!(&map[..], &content[..]);
+    let out = std::fs::File::create(env.tmp.path().join("copy")).unwrap();
+    let mut off = 0u64;
+    let mut sent = 0;
+    while sent < content.len() {
+        let n = rustix::fs::sendfile(&out, &f, Some(&mut off), content.len() - sent).unwrap();
+        assert!(n > 0);
+        sent += n;
+    }
+    assert_eq!(std::fs::read(env.tmp.path().join("copy")).unwrap(), content);
+    // Nothing real was written for it.
+    drop(map);
+    drop(f);
+    env.zcfs(&["unmount", dir.to_str().unwrap()]);
+    assert!(!dir.join("deps/libx.rlib").exists());
+}
+
+#[test]
+fn copy_up_on_write_and_on_truncate() {
+    let env = Env::new();
+    let dir = target(&env);
+    let _m = env.mount(&dir);
+    project(&env, &dir, "a", b"original", "755", Some(T));
+    project(&env, &dir, "b", b"original", "644", Some(T));
+    let ino = std::fs::metadata(dir.join("a")).unwrap().ino();
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(dir.join("a"))
+        .unwrap();
+    f.write_all(b"+more").unwrap();
+    drop(f);
+    assert_eq!(std::fs::read(dir.join("a")).unwrap(), b"original+more");
+    let m = std::fs::metadata(dir.join("a")).unwrap();
+    assert_eq!(m.ino(), ino, "the inode survives the copy-up");
+    assert_eq!(m.mode() & 0o777, 0o755);
+    std::fs::write(dir.join("b"), b"new").unwrap();
+    assert_eq!(std::fs::read(dir.join("b")).unwrap(), b"new");
+    env.zcfs(&["unmount", dir.to_str().unwrap()]);
+    // Both are real files now.
+    assert_eq!(std::fs::read(dir.join("a")).unwrap(), b"original+more");
+    assert_eq!(std::fs::read(dir.join("b")).unwrap(), b"new");
+}
+
+#[test]
+fn rename_and_link_of_projections_keep_them_projected() {
+    let env = Env::new();
+    let dir = target(&env);
+    let _m = env.mount(&dir);
+    std::fs::create_dir_all(dir.join("debug/deps")).unwrap();
+    project(
+        &env,
+        &dir,
+        "debug/deps/app-1",
+        b"\x7fELF...",
+        "755",
+        Some(T),
+    );
+    let orig = std::fs::metadata(dir.join("debug/deps/app-1")).unwrap();
+    std::fs::hard_link(dir.join("debug/deps/app-1"), dir.join("debug/app")).unwrap();
+    let up = std::fs::metadata(dir.join("debug/app")).unwrap();
+    assert_eq!(up.ino(), orig.ino());
+    assert_eq!(up.nlink(), 2);
+    std::fs::rename(dir.join("debug/app"), dir.join("debug/app2")).unwrap();
+    assert_eq!(mtime(&dir.join("debug/app2")), T, "rename keeps the mtime");
+    std::fs::remove_file(dir.join("debug/deps/app-1")).unwrap();
+    assert_eq!(
+        std::fs::metadata(dir.join("debug/app2")).unwrap().nlink(),
+        1
+    );
+    assert_eq!(
+        std::fs::read(dir.join("debug/app2")).unwrap(),
+        b"\x7fELF..."
+    );
+    // Still projected: unmounting leaves no real file behind.
+    env.zcfs(&["unmount", dir.to_str().unwrap()]);
+    assert!(!dir.join("debug/app2").exists());
+}
+
+#[test]
+fn projections_survive_remount_and_daemon_restart() {
+    let env = Env::new();
+    let dir = target(&env);
+    let m = env.mount(&dir);
+    std::fs::create_dir_all(dir.join("deps")).unwrap();
+    project(&env, &dir, "deps/a", b"aaaa", "644", Some(T));
+    // chmod and utimensat change metadata only, and persist.
+    std::fs::set_permissions(dir.join("deps/a"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    let t2 = filetime::FileTime::from_unix_time(1_700_000_100, 7);
+    filetime::set_file_mtime(dir.join("deps/a"), t2).unwrap();
+    let before = std::fs::metadata(dir.join("deps/a")).unwrap();
+    env.zcfs(&["unmount", dir.to_str().unwrap()]);
+    drop(m);
+    let m = env.mount(&dir);
+    let after = std::fs::metadata(dir.join("deps/a")).unwrap();
+    assert_eq!(
+        (after.len(), after.mode(), after.mtime(), after.mtime_nsec()),
+        (
+            before.len(),
+            before.mode(),
+            before.mtime(),
+            before.mtime_nsec()
+        )
+    );
+    assert_eq!(after.mtime_nsec(), 7);
+    // A daemon restart (stop unmounts; mount again restores).
+    assert!(env.zcfs(&["stop"]).status.success());
+    assert!(!is_mounted(&dir));
+    drop(m);
+    let _m = env.mount(&dir);
+    let again = std::fs::metadata(dir.join("deps/a")).unwrap();
+    assert_eq!(
+        (again.mode(), again.mtime(), again.mtime_nsec()),
+        (before.mode(), before.mtime(), before.mtime_nsec())
+    );
+    assert_eq!(std::fs::read(dir.join("deps/a")).unwrap(), b"aaaa");
+}
+
+#[test]
+fn killed_daemon_leaves_a_dead_mount_that_mount_and_unmount_clean() {
+    let env = Env::new();
+    let dir = target(&env);
+    let _m = env.mount(&dir);
+    std::fs::write(dir.join("real"), b"r").unwrap();
+    project(&env, &dir, "p", b"projected", "644", Some(T));
+    let pid = env.daemon_pid().unwrap();
+    unsafe {
+        libc::kill(pid as i32, libc::SIGKILL);
+    }
+    wait_until(10, "daemon death", || {
+        !Path::new(&format!("/proc/{pid}")).exists()
+    });
+    let err = std::fs::metadata(&dir).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::ENOTCONN));
+    // `zcfs mount` recovers, with the projection back from the journal.
+    let out = env.zcfs(&["mount", dir.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("removed a dead mount"));
+    assert_eq!(std::fs::read(dir.join("p")).unwrap(), b"projected");
+    assert_eq!(std::fs::read(dir.join("real")).unwrap(), b"r");
+    // Kill again; `zcfs unmount` works without a daemon.
+    let pid = env.daemon_pid().unwrap();
+    unsafe {
+        libc::kill(pid as i32, libc::SIGKILL);
+    }
+    wait_until(10, "daemon death", || {
+        !Path::new(&format!("/proc/{pid}")).exists()
+    });
+    let out = Command::new(ZCFS)
+        .args(["unmount", dir.to_str().unwrap()])
+        .env("ZCFS_DIR", &env.cache)
+        .env("ZCFS_RUNTIME_DIR", &env.run)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!is_mounted(&dir));
+    assert_eq!(std::fs::read(dir.join("real")).unwrap(), b"r");
+}
+
+#[test]
+fn busy_unmount_names_the_holder_and_force_detaches() {
+    let env = Env::new();
+    let dir = target(&env);
+    let _m = env.mount(&dir);
+    std::fs::create_dir_all(dir.join("sub")).unwrap();
+    let mut holder = Command::new("sleep")
+        .arg("60")
+        .current_dir(dir.join("sub"))
+        .spawn()
+        .unwrap();
+    let out = env.zcfs(&["unmount", dir.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("busy") && err.contains(&holder.id().to_string()),
+        "{err}"
+    );
+    assert!(err.contains("sleep"), "{err}");
+    assert!(is_mounted(&dir));
+    let out = env.zcfs(&["unmount", "--force", dir.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!is_mounted(&dir));
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+}
+
+#[test]
+fn materialize_turns_projections_into_real_files() {
+    let env = Env::new();
+    let dir = target(&env);
+    let _m = env.mount(&dir);
+    std::fs::create_dir_all(dir.join("deps")).unwrap();
+    project(&env, &dir, "deps/a", b"aaa", "755", Some(T));
+    let out = env.zcfs(&["unmount", "--materialize", dir.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 projections written"));
+    let m = std::fs::metadata(dir.join("deps/a")).unwrap();
+    assert_eq!(std::fs::read(dir.join("deps/a")).unwrap(), b"aaa");
+    assert_eq!(mtime(&dir.join("deps/a")), T);
+    assert_eq!(m.mode() & 0o777, 0o755);
+}
+
+#[test]
+fn unsafe_projections_are_refused_and_the_mount_survives() {
+    let env = Env::new();
+    let dir = target(&env);
+    let _m = env.mount(&dir);
+    std::os::unix::fs::symlink("/tmp", dir.join("link")).unwrap();
+    let src = env.tmp.path().join("s");
+    std::fs::write(&src, b"x").unwrap();
+    for rel in ["../escape", "/etc/passwd", "link/x", "a/../../b"] {
+        let out = env.zcfs(&["project", dir.to_str().unwrap(), rel, src.to_str().unwrap()]);
+        assert!(!out.status.success(), "{rel} must be refused");
+    }
+    assert!(!env.tmp.path().join("escape").exists());
+    std::fs::write(dir.join("still-works"), b"yes").unwrap();
+    assert_eq!(std::fs::read(dir.join("still-works")).unwrap(), b"yes");
+    // Owner-only: no allow_other in the mount options.
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let line = info
+        .lines()
+        .find(|l| l.contains(" - fuse") && l.contains(dir.to_str().unwrap()))
+        .unwrap();
+    assert!(!line.contains("allow_other"), "{line}");
+    // Another user cannot even look.
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "ls"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "uid 65534 must not see the mount");
+}

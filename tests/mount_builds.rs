@@ -1,0 +1,112 @@
+//! Real builds with their target dir on a zcfs mount, without the wrapper: rustc, rust-lld
+//! (mmap writes), GNU ld (in-place truncation), a build script, a proc macro, incremental
+//! sessions, `cargo test` running binaries from the mount, and `cargo clean`.
+
+mod common;
+
+use common::{Env, is_mounted};
+use std::process::Output;
+
+fn ok(o: &Output) {
+    assert!(
+        o.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+fn compiled(o: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&o.stderr)
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix("Compiling "))
+        .map(|s| s.split_whitespace().next().unwrap_or("").to_string())
+        .collect()
+}
+
+#[test]
+fn cargo_build_and_test_on_the_mount() {
+    let env = Env::new();
+    let _m = env.mount(&env.target());
+    let b = env.cargo_plain(&env.ws, &["build"]);
+    ok(&b);
+    assert_eq!(compiled(&b).len(), 6, "{:?}", compiled(&b));
+    assert!(env.run_app().contains("mac=42"));
+    // No-op.
+    let b = env.cargo_plain(&env.ws, &["build"]);
+    ok(&b);
+    assert!(
+        compiled(&b).is_empty(),
+        "{}",
+        String::from_utf8_lossy(&b.stderr)
+    );
+    // Tests run from the mount.
+    let t = env.cargo_plain(&env.ws, &["test"]);
+    ok(&t);
+    assert!(String::from_utf8_lossy(&t.stdout).contains("answer_is_42 ... ok"));
+    // An edit: incremental recompile on the mount.
+    env.write(
+        "util/src/foo.rs",
+        "pub fn name() -> &'static str { \"edited\" }\n",
+    );
+    ok(&env.cargo_plain(&env.ws, &["build"]));
+    assert!(env.run_app().contains("foo=edited"));
+    // Everything cargo wrote is real: it is all there after unmounting.
+    let out = env.zcfs(&["unmount", env.target().to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(env.run_app().contains("foo=edited"));
+    let b = env.cargo_plain(&env.ws, &["build"]);
+    ok(&b);
+    assert!(compiled(&b).is_empty(), "still a no-op without the mount");
+}
+
+#[test]
+fn gnu_ld_truncates_in_place_on_the_mount() {
+    let mut env = Env::new();
+    env.var("RUSTFLAGS", "-C link-arg=-fuse-ld=bfd");
+    let _m = env.mount(&env.target());
+    let b = env
+        .command("cargo")
+        .arg("build")
+        .env("RUSTFLAGS", "-C link-arg=-fuse-ld=bfd")
+        .output()
+        .unwrap();
+    ok(&b);
+    assert!(env.run_app().contains("c=5"));
+    // Relink over the existing binary (in place).
+    env.write(
+        "app/src/main.rs",
+        &env.read("app/src/main.rs").replace("zt=", "zt:"),
+    );
+    let b = env
+        .command("cargo")
+        .arg("build")
+        .env("RUSTFLAGS", "-C link-arg=-fuse-ld=bfd")
+        .output()
+        .unwrap();
+    ok(&b);
+    assert!(env.run_app().contains("zt:1"));
+}
+
+#[test]
+fn cargo_clean_empties_the_mount_and_reports_busy() {
+    let env = Env::new();
+    let _m = env.mount(&env.target());
+    ok(&env.cargo_plain(&env.ws, &["build"]));
+    let c = env.cargo_plain(&env.ws, &["clean"]);
+    // cargo removes everything inside, then cannot remove the mount point itself.
+    assert!(!c.status.success());
+    let err = String::from_utf8_lossy(&c.stderr);
+    assert!(err.contains("busy") || err.contains("Busy"), "{err}");
+    assert!(is_mounted(&env.target()));
+    assert_eq!(std::fs::read_dir(env.target()).unwrap().count(), 0, "empty");
+    // A consistent state: the next build works and the one after is a no-op.
+    ok(&env.cargo_plain(&env.ws, &["build"]));
+    let b = env.cargo_plain(&env.ws, &["build"]);
+    ok(&b);
+    assert!(compiled(&b).is_empty());
+}
