@@ -337,3 +337,29 @@ fn unsafe_projections_are_refused_and_the_mount_survives() {
         .unwrap();
     assert!(!out.status.success(), "uid 65534 must not see the mount");
 }
+
+#[test]
+fn projection_is_visible_right_after_a_negative_lookup_and_an_unlink() {
+    let env = Env::new();
+    let dir = target(&env);
+    let _m = env.mount(&dir);
+    std::fs::create_dir_all(dir.join("deps")).unwrap();
+    // The kernel caches the miss (negative entry)...
+    for _ in 0..3 {
+        assert!(std::fs::metadata(dir.join("deps/libx.rlib")).is_err());
+    }
+    // ...and a projection at that name is visible as soon as it returns (spec M9).
+    project(&env, &dir, "deps/libx.rlib", b"v1", "644", Some(T));
+    assert_eq!(std::fs::read(dir.join("deps/libx.rlib")).unwrap(), b"v1");
+    // cargo deletes an output before the wrapper runs (spec C11): same again.
+    std::fs::remove_file(dir.join("deps/libx.rlib")).unwrap();
+    assert!(std::fs::metadata(dir.join("deps/libx.rlib")).is_err());
+    project(&env, &dir, "deps/libx.rlib", b"v2!", "644", Some(T + 1));
+    assert_eq!(std::fs::read(dir.join("deps/libx.rlib")).unwrap(), b"v2!");
+    assert_eq!(mtime(&dir.join("deps/libx.rlib")), T + 1);
+    // Replacing a projection: the new bytes and attributes, not the cached old ones.
+    project(&env, &dir, "deps/libx.rlib", b"third", "755", Some(T + 2));
+    let m = std::fs::metadata(dir.join("deps/libx.rlib")).unwrap();
+    assert_eq!((m.len(), m.mode() & 0o777), (5, 0o755));
+    assert_eq!(std::fs::read(dir.join("deps/libx.rlib")).unwrap(), b"third");
+}

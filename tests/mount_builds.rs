@@ -40,6 +40,13 @@ fn cargo_build_and_test_on_the_mount() {
         "{}",
         String::from_utf8_lossy(&b.stderr)
     );
+    // Real files were opened in passthrough mode: the kernel did their I/O.
+    let st = env.zcfs(&["status", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
+    let m = &v["mounts"][0];
+    assert_eq!(m["passthrough"], true, "{m}");
+    assert!(m["opens_passthrough"].as_u64().unwrap() > 50, "{m}");
+    assert_eq!(m["opens_cached"], 0, "{m}");
     // Tests run from the mount.
     let t = env.cargo_plain(&env.ws, &["test"]);
     ok(&t);

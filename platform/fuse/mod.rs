@@ -176,6 +176,7 @@ impl Filesystem for FuseFs {
             && config.set_max_stack_depth(1).is_ok()
         {
             self.passthrough.store(true, Ordering::Relaxed);
+            self.vfs.passthrough_enabled.store(true, Ordering::Relaxed);
         }
         let _ = config.set_max_background(256);
         let _ = config.set_congestion_threshold(192);
@@ -190,7 +191,30 @@ impl Filesystem for FuseFs {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        reply_entry(reply, self.vfs.lookup(parent.0, name));
+        match self.vfs.lookup(parent.0, name) {
+            // A cached negative entry (inode 0): every name zcfs creates itself is
+            // invalidated explicitly, and the kernel sees all other creations.
+            Err(e) if e == vfs::Errno::NOENT => {
+                let mut none = file_attr(&Attr {
+                    ino: 0,
+                    kind: FileKind::Regular,
+                    size: 0,
+                    blocks: 0,
+                    atime: 0,
+                    mtime: 0,
+                    ctime: 0,
+                    perm: 0,
+                    nlink: 0,
+                    uid: 0,
+                    gid: 0,
+                    rdev: 0,
+                    blksize: 0,
+                });
+                none.ino = INodeNo(0);
+                reply.entry_with_ttls(&Duration::ZERO, &LONG_TTL, &none, Generation(0));
+            }
+            r => reply_entry(reply, r),
+        }
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
@@ -457,7 +481,9 @@ impl Filesystem for FuseFs {
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        reply.ok();
+        // Nothing to flush (writes are synchronous or passthrough). ENOSYS makes the kernel
+        // stop sending FLUSH on every close().
+        reply.error(FErrno::ENOSYS);
     }
 
     fn release(

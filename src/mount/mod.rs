@@ -24,7 +24,12 @@ pub struct MountInfo {
     pub dir: String,
     pub projections: u64,
     pub projected_bytes: u64,
+    /// The kernel accepted FUSE passthrough for this mount.
     pub passthrough: bool,
+    pub opens_passthrough: u64,
+    pub opens_cached: u64,
+    pub copy_ups: u64,
+    pub bytes_served: u64,
     pub since: u64,
 }
 
@@ -52,7 +57,14 @@ impl LiveMount {
             dir: self.dir.display().to_string(),
             projections: u.projections,
             projected_bytes: u.projected_bytes,
-            passthrough: true,
+            passthrough: self
+                .vfs
+                .passthrough_enabled
+                .load(std::sync::atomic::Ordering::Relaxed),
+            opens_passthrough: u.opens_passthrough,
+            opens_cached: u.opens_cached,
+            copy_ups: u.copy_ups,
+            bytes_served: u.bytes_served,
             since: self.since,
         }
     }

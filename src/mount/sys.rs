@@ -73,9 +73,10 @@ pub fn zcfs_mounts_at(dir: &Path) -> Vec<MountEntry> {
         .collect()
 }
 
-/// Whether a FUSE mount at `dir` is dead (its server is gone: ENOTCONN).
+/// Whether a FUSE mount at `dir` is dead (its server is gone: ENOTCONN). Probes with
+/// `statfs`, which FUSE never answers from the kernel's caches (a `stat` may be).
 pub fn is_stale(dir: &Path) -> bool {
-    matches!(std::fs::metadata(dir), Err(e) if e.raw_os_error() == Some(libc::ENOTCONN))
+    matches!(rustix::fs::statfs(dir), Err(rustix::io::Errno::NOTCONN))
 }
 
 /// Unmounts, with MNT_DETACH if `lazy`. Falls back to `fusermount3 -u` when not permitted.

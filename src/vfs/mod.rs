@@ -63,6 +63,9 @@ enum HandleState {
 struct Handle {
     ino: Ino,
     passthrough: bool,
+    /// Opened for writing: on release, the kernel's cached attributes of the inode are
+    /// dropped (writes through a passthrough mmap change mtime behind its back).
+    write: bool,
     state: Mutex<HandleState>,
 }
 
@@ -87,12 +90,25 @@ pub enum ProjectError {
     BadEntry(PathBuf, usize),
 }
 
-/// Counts of what a mount holds.
+/// Counts of what a mount holds and how its files were opened.
 #[derive(Debug, Clone, Copy, Default, serde::Serialize)]
 pub struct Usage {
     pub projections: u64,
     pub projected_bytes: u64,
     pub nodes: u64,
+    pub opens_passthrough: u64,
+    pub opens_cached: u64,
+    pub copy_ups: u64,
+    /// Bytes the daemon itself read or wrote for cached opens.
+    pub bytes_served: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    opens_passthrough: AtomicU64,
+    opens_cached: AtomicU64,
+    copy_ups: AtomicU64,
+    bytes_served: AtomicU64,
 }
 
 pub struct Vfs {
@@ -106,6 +122,9 @@ pub struct Vfs {
     root_fd: Arc<OwnedFd>,
     uid: u32,
     gid: u32,
+    counters: Counters,
+    /// Set by the adapter when the kernel accepted passthrough.
+    pub passthrough_enabled: std::sync::atomic::AtomicBool,
     /// This process's umask: the kernel already applied the caller's umask to modes it
     /// sends; bits ours would strip are restored with chmod.
     umask: u32,
@@ -208,6 +227,8 @@ impl Vfs {
             root_fd: root,
             uid: rustix::process::getuid().as_raw(),
             gid: rustix::process::getgid().as_raw(),
+            counters: Counters::default(),
+            passthrough_enabled: Default::default(),
             umask: mask.bits(),
         };
         let mut report = LoadReport::default();
@@ -274,7 +295,7 @@ impl Vfs {
         match &node.kind {
             NodeKind::Dir(d) => Ok(Entry {
                 attr: attr_from_stat(ino, &rustix::fs::fstat(&*d.fd)?),
-                cache: Cache::Short,
+                cache: Cache::Long,
             }),
             NodeKind::File(f) => match &f.content {
                 Content::Projected(p) => Ok(Entry {
@@ -287,7 +308,7 @@ impl Vfs {
                         let st = statat(&fd, name)?;
                         return Ok(Entry {
                             attr: attr_from_stat(ino, &st),
-                            cache: Cache::Short,
+                            cache: Cache::Long,
                         });
                     }
                     // No name left: an open handle still reaches the file.
@@ -613,7 +634,7 @@ impl Vfs {
         t.get_mut(ino)?.nlookup += 1;
         Ok(Entry {
             attr: attr_from_stat(ino, &st),
-            cache: Cache::Short,
+            cache: Cache::Long,
         })
     }
 
@@ -985,6 +1006,12 @@ impl Vfs {
                 if let Target::Real(dst_st) = dst {
                     self.real_name_removed(&mut t, newparent, newname, dst_st);
                 }
+                if !is_dir(st)
+                    && let Some(&moved) = t.by_lower.get(&lower_id(st))
+                {
+                    // A linker may have written it through a mapping: refresh its times.
+                    self.notifier().inval_inode(moved);
+                }
                 self.real_moved(&mut t, st, (parent, name), (newparent, newname), from_path)
             }
             (Target::Missing, _) => Err(Errno::NOENT),
@@ -1063,13 +1090,14 @@ impl Vfs {
 
     // ----- open, create, I/O ------------------------------------------------------------
 
-    fn add_handle(&self, ino: Ino, passthrough: bool, state: HandleState) -> u64 {
+    fn add_handle(&self, ino: Ino, passthrough: bool, write: bool, state: HandleState) -> u64 {
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
         self.handles.lock().insert(
             fh,
             Arc::new(Handle {
                 ino,
                 passthrough,
+                write,
                 state: Mutex::new(state),
             }),
         );
@@ -1097,7 +1125,8 @@ impl Vfs {
             if !write {
                 let (pack, index) = (p.pack.clone(), p.index);
                 t.get_mut(ino)?.file_mut()?.cached_opens += 1;
-                let fh = self.add_handle(ino, false, HandleState::Projected(pack, index));
+                self.counters.opens_cached.fetch_add(1, Ordering::Relaxed);
+                let fh = self.add_handle(ino, false, false, HandleState::Projected(pack, index));
                 return Ok(Opened {
                     fh,
                     mode: OpenMode::Cached { keep_cache: true },
@@ -1113,7 +1142,7 @@ impl Vfs {
         ) | OFlags::CLOEXEC
             | OFlags::NOFOLLOW;
         let file = File::from(rustix::fs::openat(&*fd, &n, oflags, Mode::empty())?);
-        self.opened_real(t, ino, Arc::new(file), passthrough_ok)
+        self.opened_real(t, ino, Arc::new(file), passthrough_ok, write)
     }
 
     fn opened_real(
@@ -1122,16 +1151,21 @@ impl Vfs {
         ino: Ino,
         file: Arc<File>,
         passthrough_ok: bool,
+        write: bool,
     ) -> VResult<Opened> {
         let f = t.get_mut(ino)?.file_mut()?;
         // An inode is either in passthrough or in cached mode while it is open (kernel rule).
         let passthrough = passthrough_ok && f.cached_opens == 0;
         if passthrough {
             f.passthrough_opens += 1;
+            self.counters
+                .opens_passthrough
+                .fetch_add(1, Ordering::Relaxed);
         } else {
             f.cached_opens += 1;
+            self.counters.opens_cached.fetch_add(1, Ordering::Relaxed);
         }
-        let fh = self.add_handle(ino, passthrough, HandleState::Real(file.clone()));
+        let fh = self.add_handle(ino, passthrough, write, HandleState::Real(file.clone()));
         Ok(Opened {
             fh,
             mode: if passthrough {
@@ -1152,6 +1186,10 @@ impl Vfs {
             f.passthrough_opens = f.passthrough_opens.saturating_sub(1);
             f.cached_opens += 1;
         }
+        self.counters
+            .opens_passthrough
+            .fetch_sub(1, Ordering::Relaxed);
+        self.counters.opens_cached.fetch_add(1, Ordering::Relaxed);
         let mut handles = self.handles.lock();
         if let Some(old) = handles.remove(&fh) {
             let state = std::mem::replace(&mut *old.state.lock(), HandleState::Dir(vec![]));
@@ -1160,6 +1198,7 @@ impl Vfs {
                 Arc::new(Handle {
                     ino: old.ino,
                     passthrough: false,
+                    write: old.write,
                     state: Mutex::new(state),
                 }),
             );
@@ -1206,11 +1245,11 @@ impl Vfs {
         let st = rustix::fs::fstat(&file)?;
         let ino = self.real_node(&mut t, parent, name, &st)?;
         t.get_mut(ino)?.nlookup += 1;
-        let opened = self.opened_real(&mut t, ino, Arc::new(file), passthrough_ok)?;
+        let opened = self.opened_real(&mut t, ino, Arc::new(file), passthrough_ok, true)?;
         Ok((
             Entry {
                 attr: attr_from_stat(ino, &st),
-                cache: Cache::Short,
+                cache: Cache::Long,
             },
             opened,
         ))
@@ -1242,6 +1281,9 @@ impl Vfs {
                     }
                 }
                 buf.truncate(done);
+                self.counters
+                    .bytes_served
+                    .fetch_add(done as u64, Ordering::Relaxed);
                 Ok(buf)
             }
             HandleState::Dir(_) => Err(Errno::ISDIR),
@@ -1263,6 +1305,9 @@ impl Vfs {
                 let bytes = pack.payload(*index);
                 let start = (offset as usize).min(bytes.len());
                 let end = start.saturating_add(size as usize).min(bytes.len());
+                self.counters
+                    .bytes_served
+                    .fetch_add((end - start) as u64, Ordering::Relaxed);
                 Some(f(&bytes[start..end]))
             }
             _ => None,
@@ -1277,6 +1322,9 @@ impl Vfs {
             HandleState::Dir(_) => return Err(Errno::ISDIR),
         };
         file.write_all_at(data, offset).map_err(to_errno)?;
+        self.counters
+            .bytes_served
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
         Ok(data.len() as u32)
     }
 
@@ -1315,6 +1363,9 @@ impl Vfs {
         let Some(h) = self.handles.lock().remove(&fh) else {
             return;
         };
+        if h.write {
+            self.notifier().inval_inode(h.ino);
+        }
         let mut t = self.table.lock();
         if let Ok(f) = t.get_mut(h.ino).and_then(|n| n.file_mut()) {
             if h.passthrough {
@@ -1392,7 +1443,7 @@ impl Vfs {
                 name,
             });
         }
-        Ok(self.add_handle(ino, false, HandleState::Dir(entries)))
+        Ok(self.add_handle(ino, false, false, HandleState::Dir(entries)))
     }
 
     /// Entries from `offset` on; entry `i` has offset `i + 1`.
@@ -1509,6 +1560,7 @@ impl Vfs {
                 }
             }
         }
+        self.counters.copy_ups.fetch_add(1, Ordering::Relaxed);
         debug!("copied up inode {ino} ({n0:?})");
         self.notifier().inval_inode(ino);
         Ok(())
@@ -1775,8 +1827,13 @@ impl Vfs {
 
     pub fn usage(&self) -> Usage {
         let t = self.table.lock();
+        let c = &self.counters;
         let mut u = Usage {
             nodes: t.nodes.len() as u64,
+            opens_passthrough: c.opens_passthrough.load(Ordering::Relaxed),
+            opens_cached: c.opens_cached.load(Ordering::Relaxed),
+            copy_ups: c.copy_ups.load(Ordering::Relaxed),
+            bytes_served: c.bytes_served.load(Ordering::Relaxed),
             ..Usage::default()
         };
         for n in t.nodes.values() {
