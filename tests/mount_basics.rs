@@ -363,3 +363,89 @@ fn projection_is_visible_right_after_a_negative_lookup_and_an_unlink() {
     assert_eq!((m.len(), m.mode() & 0o777), (5, 0o755));
     assert_eq!(std::fs::read(dir.join("deps/libx.rlib")).unwrap(), b"third");
 }
+
+#[test]
+fn locks_xattrs_copies_statfs_and_stable_readdir() {
+    use std::os::fd::AsFd;
+    let env = Env::new();
+    let dir = target(&env);
+    let _m = env.mount(&dir);
+    let p = dir.join("lockfile");
+    std::fs::write(&p, b"x").unwrap();
+    // flock: cargo's .cargo-lock. A second exclusive lock on another fd must fail.
+    let a = std::fs::File::open(&p).unwrap();
+    let b = std::fs::File::open(&p).unwrap();
+    rustix::fs::flock(
+        a.as_fd(),
+        rustix::fs::FlockOperation::NonBlockingLockExclusive,
+    )
+    .unwrap();
+    assert_eq!(
+        rustix::fs::flock(
+            b.as_fd(),
+            rustix::fs::FlockOperation::NonBlockingLockExclusive
+        ),
+        Err(rustix::io::Errno::WOULDBLOCK)
+    );
+    rustix::fs::flock(a.as_fd(), rustix::fs::FlockOperation::Unlock).unwrap();
+    rustix::fs::flock(
+        b.as_fd(),
+        rustix::fs::FlockOperation::NonBlockingLockExclusive,
+    )
+    .unwrap();
+    // xattrs: answered cleanly.
+    let mut buf = [0u8; 64];
+    assert_eq!(
+        rustix::fs::getxattr(&p, "user.x", &mut buf),
+        Err(rustix::io::Errno::NODATA)
+    );
+    assert_eq!(rustix::fs::listxattr(&p, &mut buf), Ok(0));
+    assert!(rustix::fs::setxattr(&p, "user.x", b"1", rustix::fs::XattrFlags::empty()).is_err());
+    // std::fs::copy uses copy_file_range and falls back cleanly.
+    std::fs::write(dir.join("src"), vec![7u8; 300_000]).unwrap();
+    std::fs::copy(dir.join("src"), dir.join("dst")).unwrap();
+    assert_eq!(std::fs::read(dir.join("dst")).unwrap(), vec![7u8; 300_000]);
+    project(&env, &dir, "proj", b"projected bytes", "644", Some(T));
+    std::fs::copy(dir.join("proj"), dir.join("proj-copy")).unwrap();
+    assert_eq!(
+        std::fs::read(dir.join("proj-copy")).unwrap(),
+        b"projected bytes"
+    );
+    // statfs: a FUSE filesystem, never NFS (cargo skips locking on NFS).
+    let s = rustix::fs::statfs(&dir).unwrap();
+    assert_ne!(s.f_type as i64, 0x6969, "NFS magic");
+    assert!(s.f_blocks > 0);
+    // readdir is stable while the directory changes: every entry present at the start and
+    // not removed is seen exactly once.
+    let big = dir.join("big");
+    std::fs::create_dir(&big).unwrap();
+    for i in 0..3000 {
+        std::fs::write(big.join(format!("e{i:04}")), b"").unwrap();
+    }
+    let fd = rustix::fs::open(
+        &big,
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY,
+        rustix::fs::Mode::empty(),
+    )
+    .unwrap();
+    let mut it = rustix::fs::Dir::read_from(&fd).unwrap();
+    let mut seen = std::collections::BTreeMap::<String, u32>::new();
+    let mut n = 0;
+    while let Some(e) = it.read() {
+        let name = e.unwrap().file_name().to_string_lossy().into_owned();
+        *seen.entry(name).or_default() += 1;
+        n += 1;
+        if n == 100 {
+            for i in 0..500 {
+                std::fs::write(big.join(format!("new{i}")), b"").unwrap();
+            }
+            for i in 2500..3000 {
+                std::fs::remove_file(big.join(format!("e{i:04}"))).unwrap();
+            }
+        }
+    }
+    for i in 0..2500 {
+        assert_eq!(seen.get(&format!("e{i:04}")), Some(&1), "e{i:04}");
+    }
+    assert!(seen.values().all(|c| *c == 1), "no entry twice");
+}
