@@ -247,6 +247,7 @@ fn run(cli: Cli) -> Result<i32> {
             println!("client_timeout  {} s", config.client_timeout.as_secs());
             println!("disable         {}", config.disable);
             println!("recache         {}", config.recache);
+            println!("project_misses  {}", config.project_misses);
             println!("log             {}", config.log);
             println!(
                 "config file     {}",

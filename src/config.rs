@@ -29,6 +29,9 @@ pub struct Config {
     pub disable: bool,
     /// Never serve hits, but store results (`ZCFS_RECACHE`).
     pub recache: bool,
+    /// Turn a miss's outputs in a mount into projections of the stored pack
+    /// (`ZCFS_PROJECT_MISSES`).
+    pub project_misses: bool,
     /// Daemon log filter, tracing syntax (`ZCFS_LOG`).
     pub log: String,
     /// How long a wrapper waits for a reply (`ZCFS_CLIENT_TIMEOUT`).
@@ -47,6 +50,7 @@ struct FileConfig {
     idle_timeout: Option<u64>,
     disable: Option<bool>,
     recache: Option<bool>,
+    project_misses: Option<bool>,
     log: Option<String>,
     client_timeout: Option<u64>,
 }
@@ -173,6 +177,10 @@ impl Config {
             Some(v) => parse_bool(&v).context("invalid ZCFS_RECACHE")?,
             None => file.recache.unwrap_or(false),
         };
+        let project_misses = match env.var("ZCFS_PROJECT_MISSES") {
+            Some(v) => parse_bool(&v).context("invalid ZCFS_PROJECT_MISSES")?,
+            None => file.project_misses.unwrap_or(true),
+        };
         let log = env
             .var("ZCFS_LOG")
             .filter(|s| !s.is_empty())
@@ -186,6 +194,7 @@ impl Config {
             idle_timeout,
             disable,
             recache,
+            project_misses,
             log,
             client_timeout,
             config_file,

@@ -23,7 +23,7 @@ pub const RACY_WINDOW_NS: NanoTime = 20_000_000;
 /// Upper bound on remembered files; beyond it the cache is cleared and refilled.
 const MAX_ENTRIES: usize = 500_000;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct FileStat {
     pub dev: u64,
     pub ino: u64,
@@ -94,21 +94,31 @@ impl HashCache {
             return Err(HashError::NotAFile(path.to_path_buf()));
         }
         let stat = FileStat::of(&meta);
-        if let Some(rec) = self.map.get(path)
-            && rec.stat == stat
-            && self.trustworthy(&rec)
-        {
-            return Ok((rec.digest, stat));
+        if let Some(d) = self.cached(path, &stat) {
+            return Ok((d, stat));
         }
         let file = File::open(path).map_err(|e| HashError::Io(path.to_path_buf(), e))?;
-        let before = FileStat::of(&file.metadata().map_err(|e| HashError::Io(path.into(), e))?);
-        let digest = hash_file(&file, before.size).map_err(|e| HashError::Io(path.into(), e))?;
-        let after = FileStat::of(&file.metadata().map_err(|e| HashError::Io(path.into(), e))?);
+        self.digest_open(path, &file)
+    }
+
+    /// The digest of an open file, remembered under `key` (its path as the caller names it).
+    pub fn digest_open(&self, key: &Path, file: &File) -> Result<(Digest, FileStat), HashError> {
+        let io = |e| HashError::Io(key.to_path_buf(), e);
+        let meta = file.metadata().map_err(io)?;
+        if !meta.is_file() {
+            return Err(HashError::NotAFile(key.to_path_buf()));
+        }
+        let before = FileStat::of(&meta);
+        if let Some(d) = self.cached(key, &before) {
+            return Ok((d, before));
+        }
+        let digest = hash_file(file, before.size).map_err(io)?;
+        let after = FileStat::of(&file.metadata().map_err(io)?);
         if before != after {
-            return Err(HashError::Changed(path.to_path_buf()));
+            return Err(HashError::Changed(key.to_path_buf()));
         }
         self.insert(
-            path,
+            key,
             Record {
                 stat: after,
                 digest,
@@ -116,6 +126,11 @@ impl HashCache {
             },
         );
         Ok((digest, after))
+    }
+
+    fn cached(&self, key: &Path, stat: &FileStat) -> Option<Digest> {
+        let rec = self.map.get(key)?;
+        (rec.stat == *stat && self.trustworthy(&rec)).then_some(rec.digest)
     }
 
     /// Only the digest, for callers that do not need the stat.

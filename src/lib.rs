@@ -11,6 +11,7 @@ pub mod daemon;
 pub mod deliver;
 pub mod engine;
 pub mod fsutil;
+pub mod fsview;
 #[cfg(target_os = "linux")]
 #[path = "../platform/fuse/mod.rs"]
 pub mod fuse;

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 pub const MAGIC: u32 = u32::from_le_bytes(*b"ZCFS");
 /// Bumped whenever [`Request`] or [`Reply`] change shape.
-pub const PROTO: u32 = 2;
+pub const PROTO: u32 = 3;
 pub const HEADER_LEN: usize = 32;
 /// Frames larger than this are refused (a confused or hostile peer).
 pub const MAX_FRAME: u32 = 256 << 20;

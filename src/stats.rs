@@ -100,7 +100,21 @@ pub struct StatsData {
     pub bytes_stored: u64,
     pub bytes_restored: u64,
     pub bytes_reflinked: u64,
+    /// Hits whose outputs were projected into a mount, and restored as real files.
+    pub hits_projected: u64,
+    pub hits_restored: u64,
+    /// Hits served from an entry stored under another target dir or checkout (spec X2).
+    pub hits_rebased: u64,
+    /// Artifact bytes of hits and misses that were projected instead of written.
+    pub bytes_projected: u64,
+    /// Miss outputs turned into projections of their pack once stored, and their bytes.
+    pub miss_outputs_projected: u64,
+    pub miss_bytes_projected: u64,
+    /// Miss outputs left as real files, by reason.
+    pub miss_outputs_kept_real: BTreeMap<String, u64>,
     pub corrupt_packs: u64,
+    /// Packs whose projections were copied up so that the store could evict them (M8).
+    pub packs_released: u64,
     pub evicted_packs: u64,
     pub evicted_bytes: u64,
     /// Time the daemon spent on a hit, from request to reply.
@@ -153,7 +167,13 @@ impl Stats {
         data.languages.entry(lang.name().to_string()).or_default()
     }
 
-    pub fn hit(&self, lang: Language, phases: HitPhases, bytes: u64, reflinked: u64) {
+    pub fn hit(
+        &self,
+        lang: Language,
+        phases: HitPhases,
+        r: &crate::deliver::Report,
+        rebased: bool,
+    ) {
         self.update(|d| {
             d.hits += 1;
             Self::lang(d, lang).hits += 1;
@@ -162,8 +182,16 @@ impl Stats {
             d.hit_key.record(phases.key);
             d.hit_lookup.record(phases.lookup);
             d.hit_deliver.record(phases.deliver);
-            d.bytes_restored += bytes;
-            d.bytes_reflinked += reflinked;
+            if r.projected {
+                d.hits_projected += 1;
+                d.bytes_projected += r.bytes;
+                d.bytes_restored += r.written_bytes;
+            } else {
+                d.hits_restored += 1;
+                d.bytes_restored += r.bytes;
+            }
+            d.bytes_reflinked += r.reflinked_bytes;
+            d.hits_rebased += rebased as u64;
         });
     }
 
@@ -235,9 +263,17 @@ pub fn to_json(d: &StatsData, cache_size: u64, packs: u64, max_size: u64) -> ser
         "bytes_stored": d.bytes_stored,
         "bytes_restored": d.bytes_restored,
         "bytes_reflinked": d.bytes_reflinked,
+        "hits_projected": d.hits_projected,
+        "hits_restored": d.hits_restored,
+        "hits_rebased": d.hits_rebased,
+        "bytes_projected": d.bytes_projected,
+        "miss_outputs_projected": d.miss_outputs_projected,
+        "miss_bytes_projected": d.miss_bytes_projected,
+        "miss_outputs_kept_real": d.miss_outputs_kept_real,
         "corrupt_packs": d.corrupt_packs,
         "evicted_packs": d.evicted_packs,
         "evicted_bytes": d.evicted_bytes,
+        "packs_released": d.packs_released,
         "hit_latency": d.hit_latency.summary(),
         "hit_service": d.hit_service.summary(),
         "hit_phases": {
@@ -321,6 +357,34 @@ pub fn to_text(v: &serde_json::Value) -> String {
         "Bytes restored       {}",
         human_size(n("bytes_restored"))
     );
+    let _ = writeln!(
+        s,
+        "Hits projected       {} (restored as files {}, from another location {})",
+        n("hits_projected"),
+        n("hits_restored"),
+        n("hits_rebased")
+    );
+    let _ = writeln!(
+        s,
+        "Bytes not written    {} (hits {}, miss outputs {} in {} files)",
+        human_size(n("bytes_projected") + n("miss_bytes_projected")),
+        human_size(n("bytes_projected")),
+        human_size(n("miss_bytes_projected")),
+        n("miss_outputs_projected")
+    );
+    section(&mut s, "Miss outputs kept   ", "miss_outputs_kept_real");
+    if let Some(mounts) = v["mounts"].as_array() {
+        for m in mounts {
+            let _ = writeln!(
+                s,
+                "Mount {}: {} projections ({}), real files {}",
+                m["dir"].as_str().unwrap_or("?"),
+                m["projections"],
+                human_size(m["projected_bytes"].as_u64().unwrap_or(0)),
+                human_size(m["real_bytes"].as_u64().unwrap_or(0)),
+            );
+        }
+    }
     if n("corrupt_packs") > 0 {
         let _ = writeln!(s, "Corrupt packs        {}", n("corrupt_packs"));
     }
@@ -370,8 +434,12 @@ mod tests {
                 lookup: Duration::from_micros(100),
                 deliver: Duration::from_micros(100),
             },
-            10,
-            0,
+            &crate::deliver::Report {
+                bytes: 10,
+                projected: true,
+                ..Default::default()
+            },
+            false,
         );
         s.miss(Language::Rust);
         s.uncacheable(Language::Rust, "probe");
@@ -382,6 +450,8 @@ mod tests {
         assert_eq!(v["errors"], 1);
         assert_eq!(v["uncacheable"]["probe"], 1);
         assert_eq!(v["languages"]["rust"]["hits"], 1);
+        assert_eq!(v["hits_projected"], 1);
+        assert_eq!(v["bytes_projected"], 10);
         assert!(v["hit_service"]["p50_us"].as_u64().is_some());
         let text = to_text(&v);
         assert!(text.contains("Hits"), "{text}");

@@ -2,7 +2,7 @@
 //! a temp file in the out-dir, given its mode and mtime, and renamed into place.
 
 use std::fs::{self, File, OpenOptions};
-use std::io;
+use std::io::{self, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::PathBuf;
 
@@ -33,7 +33,7 @@ impl Deliver for Restore {
     fn deliver(&self, d: &Delivery<'_>) -> io::Result<Report> {
         let mut report = Report::default();
         let mut temps = Vec::with_capacity(d.pack.header.entries.len());
-        for entry in &d.pack.header.entries {
+        for (i, entry) in d.pack.header.entries.iter().enumerate() {
             let tmp_path = d
                 .out_dir
                 .join(format!(".{}.zcfs-{:08x}", entry.name, rand_u32()));
@@ -49,19 +49,24 @@ impl Deliver for Restore {
                 file,
                 dest: d.out_dir.join(&entry.name),
             };
-            let method = clone_or_copy(
-                &d.pack.file,
-                entry.offset,
-                entry.size,
-                entry.padded_size(),
-                &temp.file,
-            )?;
+            if let Some(bytes) = d.replacement(i) {
+                (&temp.file).write_all(bytes)?;
+                report.bytes += bytes.len() as u64;
+            } else {
+                let method = clone_or_copy(
+                    &d.pack.file,
+                    entry.offset,
+                    entry.size,
+                    entry.padded_size(),
+                    &temp.file,
+                )?;
+                report.bytes += entry.size;
+                if method == CopyMethod::Reflink {
+                    report.reflinked_bytes += entry.size;
+                }
+            }
             temp.file
                 .set_permissions(fs::Permissions::from_mode(entry.mode & 0o7777))?;
-            report.bytes += entry.size;
-            if method == CopyMethod::Reflink {
-                report.reflinked_bytes += entry.size;
-            }
             temps.push(temp);
         }
         // One mtime for the whole delivery: the kernel stamped each temp as it was written,
@@ -77,11 +82,13 @@ impl Deliver for Restore {
         for t in &temps {
             fs::rename(&t.path, &t.dest)?;
         }
-        for (t, entry) in temps.iter().zip(&d.pack.header.entries) {
+        for (i, (t, entry)) in temps.iter().zip(&d.pack.header.entries).enumerate() {
             report.files.push(Delivered {
                 path: t.dest.clone(),
                 stat: FileStat::of(&t.file.metadata()?),
-                digest: entry.digest,
+                digest: d
+                    .replacement(i)
+                    .map_or(entry.digest, crate::hash::Digest::of),
             });
         }
         Ok(report)
@@ -132,7 +139,7 @@ mod tests {
             vec![],
         )
         .unwrap();
-        let p = Pack::open(&pack_path).unwrap();
+        let p = std::sync::Arc::new(Pack::open(&pack_path).unwrap());
         let out_dir = dir.path().join("target/debug/deps");
         // A stale file at the destination is replaced.
         fs::create_dir_all(&out_dir).unwrap();
@@ -147,6 +154,7 @@ mod tests {
                 pack: &p,
                 out_dir: &out_dir,
                 mtime_floor: 0,
+                replaced: &[],
             })
             .unwrap();
         assert_eq!(r.bytes, 70000 + 16);
@@ -170,11 +178,34 @@ mod tests {
                 pack: &p,
                 out_dir: &out_dir,
                 mtime_floor: floor,
+                replaced: &[],
             })
             .unwrap();
         assert_eq!(
             mtime_ns(&fs::metadata(out_dir.join("app-1")).unwrap()),
             floor
         );
+
+        // A replaced entry gets the given bytes, the recorded mode and the same mtime.
+        let r = Restore
+            .deliver(&Delivery {
+                pack: &p,
+                out_dir: &out_dir,
+                mtime_floor: 0,
+                replaced: &[(1, b"y.d: src/lib.rs\n".to_vec())],
+            })
+            .unwrap();
+        assert_eq!(
+            fs::read(out_dir.join("app-1.d")).unwrap(),
+            b"y.d: src/lib.rs\n"
+        );
+        assert_eq!(
+            r.files[1].digest,
+            crate::hash::Digest::of(b"y.d: src/lib.rs\n")
+        );
+        let m1 = fs::metadata(out_dir.join("app-1")).unwrap();
+        let m2 = fs::metadata(out_dir.join("app-1.d")).unwrap();
+        assert_eq!(m2.mode() & 0o777, 0o644);
+        assert_eq!(mtime_ns(&m1), mtime_ns(&m2));
     }
 }

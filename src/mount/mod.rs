@@ -2,6 +2,7 @@
 //! (refusing when busy unless forced, optionally materializing projections first), and the
 //! list of live mounts. See `docs/mount.md`.
 
+pub mod fs;
 pub mod sys;
 
 use std::collections::BTreeMap;
@@ -30,6 +31,9 @@ pub struct MountInfo {
     pub opens_cached: u64,
     pub copy_ups: u64,
     pub bytes_served: u64,
+    /// Disk space of the real files in the mount (`du` of the lower dir, hard links once).
+    #[serde(default)]
+    pub real_bytes: u64,
     pub since: u64,
 }
 
@@ -51,6 +55,11 @@ pub struct LiveMount {
 }
 
 impl LiveMount {
+    /// Whether the kernel still serves this mount from us.
+    pub fn is_live(&self) -> bool {
+        self.session.lock().is_some()
+    }
+
     pub fn info(&self) -> MountInfo {
         let u = self.vfs.usage();
         MountInfo {
@@ -65,6 +74,7 @@ impl LiveMount {
             opens_cached: u.opens_cached,
             copy_ups: u.copy_ups,
             bytes_served: u.bytes_served,
+            real_bytes: self.vfs.real_bytes(),
             since: self.since,
         }
     }
@@ -104,6 +114,10 @@ impl Mounts {
     }
 
     /// The live mount whose directory contains `path`, with the path relative to it.
+    pub fn all(&self) -> Vec<Arc<LiveMount>> {
+        self.live.lock().values().cloned().collect()
+    }
+
     pub fn find(&self, path: &Path) -> Option<(Arc<LiveMount>, PathBuf)> {
         let live = self.live.lock();
         live.iter()

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::hash::Digest;
 
-pub const MAGIC: &[u8; 8] = b"ZCFSMAN1";
+pub const MAGIC: &[u8; 8] = b"ZCFSMAN2";
 /// Entries kept per manifest; older ones are dropped first.
 pub const MAX_ENTRIES: usize = 16;
 
@@ -17,18 +17,22 @@ pub struct FileDep {
     pub digest: Digest,
 }
 
-/// A value the entry's outputs depend on by path, which must match for a hit.
+/// A path the entry was built under (spec X2). `strict`: the outputs or messages contain
+/// it, so a hit needs the same value; otherwise it is recorded so that paths in the `.d`
+/// and in `artifact` lines can be rewritten for another location.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Binding {
     pub name: String,
     pub value: Vec<u8>,
+    pub strict: bool,
 }
 
 impl Binding {
-    pub fn new(name: &str, value: &[u8]) -> Binding {
+    pub fn new(name: &str, value: &[u8], strict: bool) -> Binding {
         Binding {
             name: name.to_string(),
             value: value.to_vec(),
+            strict,
         }
     }
 }
@@ -92,7 +96,7 @@ mod tests {
                 }],
                 env: vec![("A".into(), None), ("B".into(), Some(String::new()))],
                 absent: vec![b"src/lib/mod.rs".to_vec()],
-                bindings: vec![Binding::new("cwd", b"/w")],
+                bindings: vec![Binding::new("cwd", b"/w", true)],
             },
             pack: Digest([n; 32]),
             created: n as u64,

@@ -406,11 +406,16 @@ impl Store {
         if self.usage().0 <= max {
             return EvictReport::default();
         }
-        self.evict_to((max as f64 * EVICT_TO) as u64)
+        self.evict_to(self.evict_target())
     }
 
-    fn evict_to(&self, target: u64) -> EvictReport {
-        let mut report = EvictReport::default();
+    /// The size eviction brings the store down to.
+    pub fn evict_target(&self) -> u64 {
+        (self.max_size() as f64 * EVICT_TO) as u64
+    }
+
+    /// Packs with their sizes, least recently used first.
+    pub fn lru_order(&self) -> Vec<(Digest, u64)> {
         let mut order: Vec<(u64, Digest, u64)> = {
             let lru = self.lru.lock();
             lru.packs
@@ -419,7 +424,12 @@ impl Store {
                 .collect()
         };
         order.sort();
-        for (_, id, size) in order {
+        order.into_iter().map(|(_, id, size)| (id, size)).collect()
+    }
+
+    fn evict_to(&self, target: u64) -> EvictReport {
+        let mut report = EvictReport::default();
+        for (id, size) in self.lru_order() {
             if self.usage().0 <= target {
                 break;
             }

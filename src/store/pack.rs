@@ -294,6 +294,48 @@ pub fn write(
     })
 }
 
+/// Which needles occur in a pack being written (`file`, described by `header`): in the
+/// payloads whose name passes `scan`, or in one of `extra`. Returns one flag per needle.
+pub fn find_in_payloads(
+    file: &File,
+    header: &PackHeader,
+    scan: impl Fn(&str) -> bool,
+    extra: &[&[u8]],
+    needles: &[&[u8]],
+) -> io::Result<Vec<bool>> {
+    let mut found = vec![false; needles.len()];
+    let finders: Vec<memchr::memmem::Finder<'_>> =
+        needles.iter().map(memchr::memmem::Finder::new).collect();
+    let check = |hay: &[u8], found: &mut Vec<bool>| {
+        for (i, f) in finders.iter().enumerate() {
+            if !found[i] && f.find(hay).is_some() {
+                found[i] = true;
+            }
+        }
+    };
+    for hay in extra {
+        check(hay, &mut found);
+    }
+    if header.entries.iter().all(|e| e.size == 0 || !scan(&e.name)) {
+        return Ok(found);
+    }
+    // SAFETY: the temp file is ours and not modified while mapped.
+    let map = unsafe { memmap2::Mmap::map(file)? };
+    for e in &header.entries {
+        if found.iter().all(|f| *f) {
+            break;
+        }
+        if scan(&e.name) {
+            let end = (e.offset + e.size) as usize;
+            let hay = map
+                .get(e.offset as usize..end)
+                .ok_or_else(|| io::Error::other("pack shorter than its header says"))?;
+            check(hay, &mut found);
+        }
+    }
+    Ok(found)
+}
+
 /// An open, mapped pack.
 pub struct Pack {
     pub id: Digest,

@@ -6,6 +6,7 @@
 //! never while file data is read or written, nor while the kernel is notified.
 
 pub mod journal;
+mod project;
 pub mod table;
 pub mod types;
 
@@ -15,7 +16,7 @@ use std::fs::File;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -27,6 +28,7 @@ use crate::fsutil::{KernelClock, NanoTime, clone_or_copy, timespec};
 use crate::hash::Digest;
 use crate::store::pack::Pack;
 use journal::{Journal, Meta, Record};
+pub use project::{KeptReal, PathTarget, ProjectError, ProjectItem};
 use table::{Content, DirNode, FileNode, LowerId, Node, NodeKind, Projection, Table};
 pub use types::*;
 
@@ -67,27 +69,6 @@ struct Handle {
     /// dropped (writes through a passthrough mmap change mtime behind its back).
     write: bool,
     state: Mutex<HandleState>,
-}
-
-/// One projection request item.
-#[derive(Debug, Clone)]
-pub struct ProjectItem {
-    /// Relative to the mount root.
-    pub path: PathBuf,
-    pub pack: Arc<Pack>,
-    pub index: usize,
-    pub perm: u16,
-    pub mtime: NanoTime,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ProjectError {
-    #[error("invalid path {0:?}: {1}")]
-    BadPath(PathBuf, &'static str),
-    #[error("{0:?}: {1}")]
-    Io(PathBuf, Errno),
-    #[error("pack entry {1} out of range for {0:?}")]
-    BadEntry(PathBuf, usize),
 }
 
 /// Counts of what a mount holds and how its files were opened.
@@ -266,7 +247,8 @@ impl Vfs {
         }
     }
 
-    fn now(&self) -> NanoTime {
+    /// The kernel's file clock, now (spec M4).
+    pub fn now(&self) -> NanoTime {
         self.clock.now().unwrap_or(0)
     }
 
@@ -1566,157 +1548,6 @@ impl Vfs {
         Ok(())
     }
 
-    // ----- projections ------------------------------------------------------------------
-
-    /// Checks a relative path and splits it into parent components and a file name.
-    fn split(path: &Path) -> Result<(Vec<OsString>, OsString), ProjectError> {
-        let bad = |why| ProjectError::BadPath(path.to_path_buf(), why);
-        let mut parts = Vec::new();
-        for c in path.components() {
-            match c {
-                Component::Normal(n) => parts.push(n.to_os_string()),
-                Component::CurDir => return Err(bad("has a `.` component")),
-                Component::ParentDir => return Err(bad("has a `..` component")),
-                Component::RootDir | Component::Prefix(_) => return Err(bad("is absolute")),
-            }
-        }
-        let name = parts.pop().ok_or_else(|| bad("is empty"))?;
-        if name.as_bytes().len() > 255 {
-            return Err(bad("name too long"));
-        }
-        Ok((parts, name))
-    }
-
-    /// The directory node for parent components, walking real directories only.
-    fn walk_dirs(
-        &self,
-        t: &mut Table,
-        parts: &[OsString],
-        path: &Path,
-    ) -> Result<Ino, ProjectError> {
-        let mut cur = ROOT;
-        for part in parts {
-            let io = |e| ProjectError::Io(path.to_path_buf(), e);
-            if t.projected_child(cur, part).map_err(io)?.is_some() {
-                return Err(ProjectError::BadPath(
-                    path.to_path_buf(),
-                    "a parent is a file",
-                ));
-            }
-            let fd = t.dir_fd(cur).map_err(io)?;
-            let st = statat(&fd, part).map_err(io)?;
-            if !is_dir(&st) {
-                return Err(ProjectError::BadPath(
-                    path.to_path_buf(),
-                    "a parent is not a directory (symlinks are not followed)",
-                ));
-            }
-            cur = self.real_node(t, cur, part, &st).map_err(io)?;
-        }
-        Ok(cur)
-    }
-
-    /// Projects entries, replacing whatever was at their paths, and returns once every
-    /// process can see them (spec M9). All-or-nothing per item; items are applied in order.
-    pub fn project(&self, items: &[ProjectItem]) -> Result<Vec<Ino>, ProjectError> {
-        let mut plans = Vec::with_capacity(items.len());
-        for it in items {
-            let (parts, name) = Self::split(&it.path)?;
-            if it.index >= it.pack.header.entries.len() {
-                return Err(ProjectError::BadEntry(it.path.clone(), it.index));
-            }
-            plans.push((parts, name));
-        }
-        let mut inos = Vec::with_capacity(items.len());
-        let mut invals = Vec::new();
-        {
-            let mut t = self.table.lock();
-            let now = self.now();
-            for (it, (parts, name)) in items.iter().zip(&plans) {
-                let io = |e| ProjectError::Io(it.path.clone(), e);
-                let parent = self.walk_dirs(&mut t, parts, &it.path)?;
-                match Self::resolve(&t, parent, name).map_err(io)? {
-                    Target::Projected(old) => {
-                        self.remove_projected_name(&mut t, parent, name, old)
-                            .map_err(io)?;
-                        invals.push(Inval::Inode(old));
-                    }
-                    Target::Real(st) => {
-                        if is_dir(&st) {
-                            return Err(ProjectError::BadPath(it.path.clone(), "is a directory"));
-                        }
-                        let fd = t.dir_fd(parent).map_err(io)?;
-                        rustix::fs::unlinkat(&*fd, name, AtFlags::empty()).map_err(io)?;
-                        // The file may live on under other names: its link count changed
-                        // behind the kernel's back.
-                        if let Some(&old) = t.by_lower.get(&lower_id(&st)) {
-                            invals.push(Inval::Inode(old));
-                        }
-                        self.real_name_removed(&mut t, parent, name, &st);
-                    }
-                    Target::Missing => {}
-                }
-                let ino = t.alloc();
-                let id = self.next_proj.fetch_add(1, Ordering::Relaxed);
-                let size = it.pack.header.entries[it.index].size;
-                let p = Projection {
-                    id,
-                    pack: it.pack.clone(),
-                    index: it.index,
-                    size,
-                    perm: it.perm & 0o7777,
-                    uid: self.uid,
-                    gid: self.gid,
-                    atime: it.mtime,
-                    mtime: it.mtime,
-                    ctime: now,
-                };
-                self.journal(Record::Put {
-                    id,
-                    path: journal::path_bytes(&it.path),
-                    pack: p.pack.id,
-                    index: it.index as u32,
-                    size,
-                    meta: meta_of(&p),
-                });
-                t.nodes.insert(
-                    ino,
-                    Node {
-                        kind: NodeKind::File(FileNode {
-                            names: vec![(parent, name.clone())],
-                            content: Content::Projected(p),
-                            lower: None,
-                            kind: FileKind::Regular,
-                            cached_opens: 0,
-                            passthrough_opens: 0,
-                            last_attr: None,
-                        }),
-                        nlookup: 0,
-                    },
-                );
-                t.get_mut(parent)
-                    .and_then(|n| n.dir_mut())
-                    .map_err(io)?
-                    .projected
-                    .insert(name.clone(), ino);
-                Self::touch_dir(&t, parent);
-                invals.push(Inval::Entry(parent, name.clone()));
-                invals.push(Inval::Inode(parent));
-                inos.push(ino);
-            }
-        }
-        let n = self.notifier();
-        for i in invals {
-            match i {
-                Inval::Entry(p, name) => n.inval_entry(p, &name),
-                Inval::Inode(ino) => n.inval_inode(ino),
-            }
-        }
-        n.sync();
-        self.maybe_compact();
-        Ok(inos)
-    }
-
     fn maybe_compact(&self) {
         let big = self
             .journal
@@ -1825,6 +1656,27 @@ impl Vfs {
         Ok(inos.len() as u64)
     }
 
+    /// Copies up every projection of one pack (the store must let it go). Returns how
+    /// many were copied up.
+    pub fn materialize_pack(&self, id: &Digest) -> VResult<u64> {
+        let mut t = self.table.lock();
+        let inos: Vec<Ino> = t
+            .nodes
+            .iter()
+            .filter_map(|(i, n)| match &n.kind {
+                NodeKind::File(f) if !f.names.is_empty() => match &f.content {
+                    Content::Projected(p) if p.pack.id == *id => Some(*i),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect();
+        for ino in &inos {
+            self.copy_up(&mut t, *ino, false)?;
+        }
+        Ok(inos.len() as u64)
+    }
+
     pub fn usage(&self) -> Usage {
         let t = self.table.lock();
         let c = &self.counters;
@@ -1849,6 +1701,29 @@ impl Vfs {
             }
         }
         u
+    }
+
+    /// Disk space of the real files under the mount (hard links counted once), read
+    /// through the lower root fd.
+    pub fn real_bytes(&self) -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        let mut seen = std::collections::HashSet::new();
+        let mut total = 0u64;
+        let mut stack = vec![proc_fd(&self.root_fd)];
+        while let Some(dir) = stack.pop() {
+            let Ok(rd) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for e in rd.flatten() {
+                let Ok(m) = e.metadata() else { continue };
+                if m.is_dir() {
+                    stack.push(e.path());
+                } else if (m.nlink() == 1 || seen.insert((m.dev(), m.ino()))) && m.is_file() {
+                    total += m.blocks() * 512;
+                }
+            }
+        }
+        total
     }
 
     /// Packs that projections use.

@@ -445,3 +445,150 @@ fn materialize_writes_projections_with_their_mtime() {
     assert_eq!(m.permissions().mode() & 0o777, 0o755);
     assert_eq!(f.vfs.usage().projections, 0);
 }
+
+/// The stat the engine records for a lower file.
+fn lower_stat(p: &Path) -> crate::hashcache::FileStat {
+    crate::hashcache::FileStat::of(&std::fs::metadata(p).unwrap())
+}
+
+#[test]
+fn a_stored_real_file_becomes_a_projection_with_the_same_inode_and_times() {
+    let mut f = Fixture::new();
+    let deps = f.ino("deps").unwrap();
+    let (e, o) = f
+        .vfs
+        .create(deps, OsStr::new("libx.rlib"), 0o644, libc::O_WRONLY, false)
+        .unwrap();
+    f.vfs.write(o.fh, 0, b"rlib bytes").unwrap();
+    f.vfs.release(o.fh);
+    // cargo's uplift: a hard link in another directory.
+    f.vfs.link(e.attr.ino, ROOT, OsStr::new("x")).unwrap();
+    let before = f.vfs.getattr(e.attr.ino).unwrap().attr;
+    let dir_mtime = crate::fsutil::mtime_ns(&std::fs::metadata(f.lower_path("deps")).unwrap());
+    let stat = lower_stat(&f.lower_path("deps/libx.rlib"));
+    let pack = f.pack(&[("libx.rlib", b"rlib bytes")]);
+
+    // Open: it stays real for now.
+    let o = f.vfs.open(e.attr.ino, libc::O_RDONLY, true).unwrap();
+    let r = f
+        .vfs
+        .convert_to_projection(Path::new("deps/libx.rlib"), pack.clone(), 0, &stat)
+        .unwrap();
+    assert_eq!(r, Err(KeptReal::Open));
+    f.vfs.release(o.fh);
+
+    let r = f
+        .vfs
+        .convert_to_projection(Path::new("deps/libx.rlib"), pack.clone(), 0, &stat)
+        .unwrap();
+    assert_eq!(r, Ok(e.attr.ino));
+    // Both names are gone from the lower dir, whose mtime did not move.
+    assert!(!f.lower_path("deps/libx.rlib").exists());
+    assert!(!f.lower_path("x").exists());
+    assert_eq!(
+        crate::fsutil::mtime_ns(&std::fs::metadata(f.lower_path("deps")).unwrap()),
+        dir_mtime
+    );
+    let after = f.vfs.getattr(e.attr.ino).unwrap().attr;
+    assert_eq!((after.ino, after.size, after.mtime), (before.ino, 10, before.mtime));
+    assert_eq!((after.perm, after.nlink), (before.perm, 2));
+    assert_eq!(f.ino("x").unwrap(), e.attr.ino);
+    assert_eq!(f.read_all(e.attr.ino), b"rlib bytes");
+    assert_eq!(f.vfs.usage().projections, 1);
+    // It survives a restart, with both names.
+    let report = f.reopen();
+    assert_eq!(report.restored, 1);
+    assert_eq!(f.read_all(f.ino("x").unwrap()), b"rlib bytes");
+    assert_eq!(
+        f.vfs.getattr(f.ino("deps/libx.rlib").unwrap()).unwrap().attr.mtime,
+        before.mtime
+    );
+}
+
+#[test]
+fn a_changed_or_unknown_file_stays_real() {
+    let mut f = Fixture::new();
+    let deps = f.ino("deps").unwrap();
+    let (_, o) = f
+        .vfs
+        .create(deps, OsStr::new("a"), 0o644, libc::O_WRONLY, false)
+        .unwrap();
+    f.vfs.write(o.fh, 0, b"one").unwrap();
+    f.vfs.release(o.fh);
+    let stat = lower_stat(&f.lower_path("deps/a"));
+    let pack = f.pack(&[("a", b"one")]);
+    // Written again after it was stored (same size).
+    let o = f.vfs.open(f.ino("deps/a").unwrap(), libc::O_WRONLY, false).unwrap();
+    f.vfs.write(o.fh, 0, b"two").unwrap();
+    f.vfs.release(o.fh);
+    let r = f
+        .vfs
+        .convert_to_projection(Path::new("deps/a"), pack.clone(), 0, &stat)
+        .unwrap();
+    assert_eq!(r, Err(KeptReal::Changed));
+    assert_eq!(std::fs::read(f.lower_path("deps/a")).unwrap(), b"two");
+
+    // A hard link made behind the mount's back: its names are not all known.
+    std::fs::write(f.lower_path("deps/b"), b"one").unwrap();
+    std::fs::hard_link(f.lower_path("deps/b"), f.lower_path("b2")).unwrap();
+    let stat = lower_stat(&f.lower_path("deps/b"));
+    let r = f
+        .vfs
+        .convert_to_projection(Path::new("deps/b"), pack.clone(), 0, &stat)
+        .unwrap();
+    assert_eq!(r, Err(KeptReal::UnknownNames));
+    assert!(f.lower_path("deps/b").exists());
+    // Nothing there.
+    let r = f
+        .vfs
+        .convert_to_projection(Path::new("deps/none"), pack, 0, &stat)
+        .unwrap();
+    assert_eq!(r, Err(KeptReal::NotRealFile));
+}
+
+#[test]
+fn put_real_replaces_a_projection_with_a_real_file() {
+    let mut f = Fixture::new();
+    let old = f.project("deps/x.d", b"old", 0o644, T);
+    f.vfs
+        .put_real(Path::new("deps/x.d"), b"new text", 0o640, T + 5)
+        .unwrap();
+    let m = std::fs::metadata(f.lower_path("deps/x.d")).unwrap();
+    assert_eq!(std::fs::read(f.lower_path("deps/x.d")).unwrap(), b"new text");
+    assert_eq!(m.permissions().mode() & 0o777, 0o640);
+    assert_eq!(crate::fsutil::mtime_ns(&m), T + 5);
+    let now = f.ino("deps/x.d").unwrap();
+    assert_ne!(now, old);
+    assert_eq!(f.read_all(now), b"new text");
+    assert_eq!(f.vfs.usage().projections, 0);
+    // And over a real file.
+    f.vfs
+        .put_real(Path::new("deps/x.d"), b"third", 0o644, T)
+        .unwrap();
+    assert_eq!(std::fs::read(f.lower_path("deps/x.d")).unwrap(), b"third");
+    // No temp file is left.
+    assert_eq!(std::fs::read_dir(f.lower_path("deps")).unwrap().count(), 1);
+}
+
+#[test]
+fn materialize_pack_copies_up_only_that_pack() {
+    let mut f = Fixture::new();
+    let a = f.pack(&[("a", b"aaa")]);
+    let b = f.pack(&[("b", b"bbb")]);
+    for (path, p) in [("deps/a", &a), ("deps/b", &b)] {
+        f.vfs
+            .project(&[ProjectItem {
+                path: path.into(),
+                pack: p.clone(),
+                index: 0,
+                perm: 0o644,
+                mtime: T,
+            }])
+            .unwrap();
+    }
+    assert_eq!(f.vfs.packs_in_use().len(), 2);
+    assert_eq!(f.vfs.materialize_pack(&a.id).unwrap(), 1);
+    assert_eq!(f.vfs.packs_in_use(), vec![b.id]);
+    assert_eq!(std::fs::read(f.lower_path("deps/a")).unwrap(), b"aaa");
+    assert!(!f.lower_path("deps/b").exists());
+}

@@ -2,6 +2,7 @@
 //! recorded inputs of a manifest entry (D2–D4, K5).
 
 pub mod args;
+pub mod bindings;
 pub mod identity;
 
 use std::collections::HashMap;
@@ -12,15 +13,16 @@ use std::sync::Arc;
 
 use crate::compiler::{Uncacheable, depinfo};
 use crate::fsutil::{NanoTime, resolve};
+use crate::fsview::FsView;
 use crate::hash::{Digest, KeyHasher};
 use crate::hashcache::{FileStat, HashCache, HashError};
-use crate::store::manifest::{Binding, FileDep, Inputs};
+use crate::store::manifest::{FileDep, Inputs};
 
 pub use args::RustcArgs;
 pub use identity::{IdentityCache, RustcIdentity};
 
 /// Version of the key schema; bump to invalidate every entry.
-const KEY_VERSION: &str = "zcfs-rustc-key-v1";
+const KEY_VERSION: &str = "zcfs-rustc-key-v2";
 
 /// A cacheable rustc invocation with its key computed.
 #[derive(Debug)]
@@ -36,6 +38,49 @@ pub struct RustcJob {
     pub externs: Vec<(PathBuf, FileStat, Digest)>,
     /// Newest mtime among the extern inputs: the floor for output mtimes (spec M5).
     pub inputs_mtime_floor: NanoTime,
+    /// The target (build) dir the out-dir lies in, from `-L dependency=<root>/<profile>/deps`.
+    pub target_root: Option<PathBuf>,
+}
+
+impl RustcJob {
+    pub fn place(&self) -> bindings::Place<'_> {
+        bindings::Place {
+            cwd: &self.cwd,
+            out_dir: &self.out_dir,
+            target_root: self.target_root.as_deref(),
+        }
+    }
+}
+
+/// The target dir of a compile: `-L dependency=` names `<root>[/<triple>]/<profile>/deps`.
+pub fn target_root(args: &RustcArgs, cwd: &Path) -> Option<PathBuf> {
+    let deps = args
+        .search_paths
+        .iter()
+        .find(|(kind, p)| kind == "dependency" && p.file_name().is_some_and(|n| n == "deps"))?;
+    let abs = resolve(cwd, &deps.1);
+    let mut root = abs.parent()?.parent()?.to_path_buf();
+    if args.target.is_some() {
+        root = root.parent()?.to_path_buf();
+    }
+    // A root that is too short would be found everywhere.
+    (root.as_os_str().len() > 4).then_some(root)
+}
+
+/// Replaces the target dir and the cwd in a key field by placeholders (spec X3): the key
+/// is the same in another target dir or checkout; whether the outputs depend on those
+/// paths is decided per entry (bindings).
+fn normalize<'a>(v: &'a [u8], target: Option<&[u8]>, cwd: &[u8]) -> std::borrow::Cow<'a, [u8]> {
+    let mut out = std::borrow::Cow::Borrowed(v);
+    for (needle, with) in [(target, &b"${TARGET}"[..]), (Some(cwd), &b"${CWD}"[..])] {
+        let Some(needle) = needle.filter(|n| n.len() > 1) else {
+            continue;
+        };
+        if memchr::memmem::find(&out, needle).is_some() {
+            out = std::borrow::Cow::Owned(bindings::replace_all(&out, needle, with));
+        }
+    }
+    out
 }
 
 /// Inputs to a key computation.
@@ -43,7 +88,10 @@ pub struct KeyInputs<'a> {
     pub argv: &'a [OsString],
     pub cwd: &'a Path,
     pub env: &'a HashMap<OsString, OsString>,
+    /// Host files: the toolchain (identity).
     pub hashes: &'a HashCache,
+    /// Everything else a compile involves (externs, native libs, target specs).
+    pub fs: &'a dyn FsView,
     pub identities: &'a IdentityCache,
 }
 
@@ -83,6 +131,10 @@ pub fn is_keyed_env(name: &str) -> bool {
 /// Environment variables the linker reads (spec K5).
 const LINKER_ENV: &[&str] = &["LIBRARY_PATH", "COMPILER_PATH", "GCC_EXEC_PREFIX"];
 
+fn digest_only(fs: &dyn FsView, p: &Path) -> Result<Digest, HashError> {
+    fs.digest(p).map(|(d, _)| d)
+}
+
 fn hash_err(e: HashError) -> KeyError {
     KeyError::Uncacheable(Uncacheable::new("unreadable input", e.to_string()))
 }
@@ -100,10 +152,15 @@ pub fn prepare(inp: &KeyInputs<'_>) -> Result<RustcJob, KeyError> {
         .get(&rustc, inp.env, inp.cwd, inp.hashes)
         .map_err(KeyError::Internal)?;
 
+    let root = target_root(&args, inp.cwd);
+    let root_b = root.as_ref().map(|r| r.as_os_str().as_bytes().to_vec());
+    let cwd_b = inp.cwd.as_os_str().as_bytes();
+    let norm = |v: &[u8]| normalize(v, root_b.as_deref(), cwd_b).into_owned();
+
     let mut h = KeyHasher::new(KEY_VERSION);
     h.digest("identity", &identity.digest);
     for a in &args.key_args {
-        h.field("arg", a);
+        h.field("arg", &norm(a));
     }
 
     let mut env: Vec<(&OsString, &OsString)> = inp
@@ -114,7 +171,7 @@ pub fn prepare(inp: &KeyInputs<'_>) -> Result<RustcJob, KeyError> {
     env.sort();
     for (k, v) in env {
         h.field("env-name", k.as_bytes());
-        h.field("env-value", v.as_bytes());
+        h.field("env-value", &norm(v.as_bytes()));
     }
 
     // --extern contents (spec K1-5), sorted by name.
@@ -126,7 +183,7 @@ pub fn prepare(inp: &KeyInputs<'_>) -> Result<RustcJob, KeyError> {
         h.field("extern", format!("{}:{}", e.opts, e.name).as_bytes());
         if let Some(p) = &e.path {
             let abs = resolve(inp.cwd, p);
-            let (digest, stat) = inp.hashes.digest(&abs).map_err(hash_err)?;
+            let (digest, stat) = inp.fs.digest(&abs).map_err(hash_err)?;
             h.digest("extern-digest", &digest);
             floor = floor.max(stat.mtime);
             externs.push((abs, stat, digest));
@@ -141,7 +198,7 @@ pub fn prepare(inp: &KeyInputs<'_>) -> Result<RustcJob, KeyError> {
             .iter()
             .filter(|(kind, _)| kind == "native" || kind == "all")
             .map(|(_, dir)| resolve(inp.cwd, &dir.join(&file)))
-            .find(|p| p.is_file());
+            .find(|p| inp.fs.is_file(p));
         let Some(path) = found else {
             return Err(Uncacheable::new(
                 "static lib not found",
@@ -149,7 +206,7 @@ pub fn prepare(inp: &KeyInputs<'_>) -> Result<RustcJob, KeyError> {
             )
             .into());
         };
-        let digest = inp.hashes.digest_only(&path).map_err(hash_err)?;
+        let digest = digest_only(inp.fs, &path).map_err(hash_err)?;
         h.field("static-lib", file.as_bytes());
         h.digest("static-lib-digest", &digest);
     }
@@ -157,10 +214,8 @@ pub fn prepare(inp: &KeyInputs<'_>) -> Result<RustcJob, KeyError> {
     // Target: a JSON spec is keyed by content; the std libs of the target by listing.
     let target = args.target.clone().unwrap_or_else(|| identity.host.clone());
     if target.ends_with(".json") {
-        let digest = inp
-            .hashes
-            .digest_only(&resolve(inp.cwd, Path::new(&target)))
-            .map_err(hash_err)?;
+        let digest =
+            digest_only(inp.fs, &resolve(inp.cwd, Path::new(&target))).map_err(hash_err)?;
         h.digest("target-json", &digest);
     } else {
         h.digest(
@@ -170,10 +225,7 @@ pub fn prepare(inp: &KeyInputs<'_>) -> Result<RustcJob, KeyError> {
     }
 
     for p in &args.profile_use {
-        let digest = inp
-            .hashes
-            .digest_only(&resolve(inp.cwd, p))
-            .map_err(hash_err)?;
+        let digest = digest_only(inp.fs, &resolve(inp.cwd, p)).map_err(hash_err)?;
         h.digest("profile-use", &digest);
     }
 
@@ -187,11 +239,11 @@ pub fn prepare(inp: &KeyInputs<'_>) -> Result<RustcJob, KeyError> {
         let linker = args.linker.clone().unwrap_or_else(|| PathBuf::from("cc"));
         let resolved = identity::resolve_program(&linker, inp.env, inp.cwd)
             .ok_or_else(|| Uncacheable::new("linker not found", linker.display().to_string()))?;
-        let digest = inp.hashes.digest_only(&resolved).map_err(hash_err)?;
+        let digest = digest_only(inp.fs, &resolved).map_err(hash_err)?;
         h.field("linker", linker.as_os_str().as_bytes());
         h.digest("linker-digest", &digest);
         if let Some(ld) = identity::resolve_program(Path::new("ld"), inp.env, inp.cwd)
-            && let Ok(d) = inp.hashes.digest_only(&ld)
+            && let Ok(d) = digest_only(inp.fs, &ld)
         {
             h.digest("ld-digest", &d);
         }
@@ -201,8 +253,8 @@ pub fn prepare(inp: &KeyInputs<'_>) -> Result<RustcJob, KeyError> {
                 h.field("linker-env-value", v.as_bytes());
             }
         }
-        for path in files_in_link_args(&args.link_args, inp.cwd) {
-            let digest = inp.hashes.digest_only(&path).map_err(hash_err)?;
+        for path in files_in_link_args(&args.link_args, inp.cwd, inp.fs) {
+            let digest = digest_only(inp.fs, &path).map_err(hash_err)?;
             h.field("link-arg-file", path.as_os_str().as_bytes());
             h.digest("link-arg-digest", &digest);
         }
@@ -217,11 +269,12 @@ pub fn prepare(inp: &KeyInputs<'_>) -> Result<RustcJob, KeyError> {
         key: h.finish(),
         externs,
         inputs_mtime_floor: floor,
+        target_root: root,
     })
 }
 
 /// Files named in linker arguments (`-Wl,--version-script=x`, `-Tfoo.ld`, plain paths).
-fn files_in_link_args(link_args: &[String], cwd: &Path) -> Vec<PathBuf> {
+fn files_in_link_args(link_args: &[String], cwd: &Path, fs: &dyn FsView) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for a in link_args {
         let words: Vec<&str> = match a.strip_prefix("-Wl,") {
@@ -237,7 +290,7 @@ fn files_in_link_args(link_args: &[String], cwd: &Path) -> Vec<PathBuf> {
                 continue;
             }
             let p = resolve(cwd, Path::new(cand));
-            if p.is_file() {
+            if fs.is_file(&p) {
                 out.push(p);
             }
         }
@@ -293,7 +346,7 @@ fn is_rustc_temp(path: &Path, out_dir: &Path) -> bool {
 /// it makes the result unstorable ("too new", D3).
 pub fn collect_inputs(
     job: &RustcJob,
-    hashes: &HashCache,
+    fs: &dyn FsView,
     start: NanoTime,
     link_depfile: Option<&Path>,
 ) -> Result<Inputs, Uncacheable> {
@@ -304,9 +357,10 @@ pub fn collect_inputs(
     let d_path = job
         .out_dir
         .join(format!("{}{}.d", a.crate_name, a.extra_filename));
-    let text = std::fs::read_to_string(&d_path)
+    let text = fs
+        .read(&d_path)
         .map_err(|e| Uncacheable::new("missing output", format!("{}: {e}", d_path.display())))?;
-    let info = depinfo::parse(&text);
+    let info = depinfo::parse(&String::from_utf8_lossy(&text));
 
     let mut files = Vec::new();
     let mut absent = Vec::new();
@@ -314,11 +368,11 @@ pub fn collect_inputs(
     for dep in &info.deps {
         let spelled = PathBuf::from(dep);
         let abs = resolve(&job.cwd, &spelled);
-        let f = record_file(hashes, &spelled, &abs, start, true)?;
+        let f = record_file(fs, &spelled, &abs, start, true)?;
         files.push(f);
         if abs != crate_root
             && let Some(alt) = module_alternative(&spelled)
-            && !resolve(&job.cwd, &alt).exists()
+            && !fs.exists(&resolve(&job.cwd, &alt))
         {
             absent.push(alt.into_os_string().into_vec());
         }
@@ -341,7 +395,7 @@ pub fn collect_inputs(
             }
             // Build artifacts may be hard-linked by incremental sessions: check mtime only.
             let check_ctime = !p.starts_with(&job.out_dir);
-            let f = record_file(hashes, &p, &p, start, check_ctime)?;
+            let f = record_file(fs, &p, &p, start, check_ctime)?;
             if !files.iter().any(|x: &FileDep| x.path == f.path) {
                 files.push(f);
             }
@@ -350,8 +404,7 @@ pub fn collect_inputs(
 
     // Externs must still hold the bytes that were keyed (K4: compare content, not ctime).
     for (path, _stat, digest) in &job.externs {
-        let now = hashes
-            .digest_only(path)
+        let now = digest_only(fs, path)
             .map_err(|e| Uncacheable::new("input modified during compile", e.to_string()))?;
         if now != *digest {
             return Err(Uncacheable::new(
@@ -365,21 +418,19 @@ pub fn collect_inputs(
         files,
         env: info.env,
         absent,
-        bindings: vec![
-            Binding::new("cwd", job.cwd.as_os_str().as_bytes()),
-            Binding::new("out-dir", job.out_dir.as_os_str().as_bytes()),
-        ],
+        // Decided once the outputs are known: see `bindings`.
+        bindings: Vec::new(),
     })
 }
 
 fn record_file(
-    hashes: &HashCache,
+    fs: &dyn FsView,
     spelled: &Path,
     abs: &Path,
     start: NanoTime,
     check_ctime: bool,
 ) -> Result<FileDep, Uncacheable> {
-    let (digest, stat) = hashes
+    let (digest, stat) = fs
         .digest(abs)
         .map_err(|e| Uncacheable::new("unreadable input", e.to_string()))?;
     if stat.mtime >= start || (check_ctime && stat.ctime >= start) {
@@ -434,7 +485,11 @@ pub fn artifact_paths(stderr: &[u8]) -> Vec<PathBuf> {
 
 /// The names (in the out-dir) of every output to store: the expected set plus artifacts
 /// (spec W10). Errors if an output lies outside the out-dir or is missing.
-pub fn output_names(job: &RustcJob, stderr: &[u8]) -> Result<Vec<String>, Uncacheable> {
+pub fn output_names(
+    job: &RustcJob,
+    fs: &dyn FsView,
+    stderr: &[u8],
+) -> Result<Vec<String>, Uncacheable> {
     let mut names = job.args.expected_outputs();
     for p in artifact_paths(stderr) {
         let p = resolve(&job.cwd, &p);
@@ -451,7 +506,7 @@ pub fn output_names(job: &RustcJob, stderr: &[u8]) -> Result<Vec<String>, Uncach
         }
     }
     for n in &names {
-        if !job.out_dir.join(n).is_file() {
+        if !fs.is_file(&job.out_dir.join(n)) {
             return Err(Uncacheable::new(
                 "missing output",
                 format!("{} was not produced", job.out_dir.join(n).display()),
@@ -491,6 +546,7 @@ impl RustcJob {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fsview::HostFs;
 
     #[test]
     fn module_alternatives() {
@@ -607,6 +663,9 @@ mod tests {
                 cwd: self.dir.path(),
                 env: &self.env,
                 hashes: &self.hashes,
+                fs: &HostFs {
+                    hashes: &self.hashes,
+                },
                 identities: &self.identities,
             })
             .unwrap()
@@ -673,6 +732,7 @@ mod tests {
             cwd: f.dir.path(),
             env: &f.env,
             hashes: &f.hashes,
+            fs: &HostFs { hashes: &f.hashes },
             identities: &f.identities,
         })
         .unwrap_err();
@@ -695,6 +755,7 @@ mod tests {
             cwd: f.dir.path(),
             env: &f.env,
             hashes: &f.hashes,
+            fs: &HostFs { hashes: &f.hashes },
             identities: &f.identities,
         })
         .unwrap_err();
@@ -712,6 +773,9 @@ mod tests {
                 "-lfoo".to_string(),
             ],
             dir.path(),
+            &HostFs {
+                hashes: &HashCache::new(),
+            },
         );
         assert_eq!(got, vec![dir.path().join("v.map")]);
     }

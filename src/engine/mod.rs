@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc;
@@ -17,19 +17,23 @@ use tracing::{debug, info, warn};
 use crate::compiler::rustc::{self, KeyError, KeyInputs, RustcJob};
 use crate::compiler::{Language, classify};
 use crate::config::Config;
-use crate::deliver::{Deliver, Delivery};
-use crate::fsutil::{KernelClock, NanoTime, resolve};
+use crate::deliver::Deliver;
+use crate::fsutil::{KernelClock, NanoTime};
+use crate::fsview::FsView;
 use crate::hashcache::HashCache;
 use crate::mount::Mounts;
+use crate::mount::fs::MountedFs;
 use crate::paths::Paths;
 use crate::proto::{CompileOutcome, CompileRequest, Reply, Request};
-use crate::stats::{self, HitPhases, Stats};
-use crate::store::manifest::{Entry, Inputs};
-use crate::store::pack::{self, WriteError};
-use crate::store::{OpenError, Store, open_sources, unix_now};
+use crate::stats::{self, Stats};
+use crate::store::Store;
+use crate::store::pack::{self};
 
 /// Misses older than this are forgotten (their wrapper died).
 const PENDING_TTL: Duration = Duration::from_secs(6 * 3600);
+
+mod hit;
+mod miss;
 
 struct Pending {
     job: RustcJob,
@@ -37,13 +41,7 @@ struct Pending {
     start: NanoTime,
     created: Instant,
     link_depfile: Option<PathBuf>,
-}
-
-struct PublishJob {
-    temp: tempfile::NamedTempFile,
-    written: pack::Written,
-    key: crate::hash::Digest,
-    entry: Entry,
+    cargo_home: Option<PathBuf>,
 }
 
 pub struct Engine {
@@ -57,7 +55,7 @@ pub struct Engine {
     clock: KernelClock,
     deliver: Box<dyn Deliver>,
     pending: Mutex<HashMap<u64, Pending>>,
-    publish_tx: Mutex<Option<mpsc::Sender<PublishJob>>>,
+    publish_tx: Mutex<Option<mpsc::Sender<miss::PublishJob>>>,
     /// Keys whose result is being published, and the condition signalled when one is done.
     publishing: (Mutex<HashSet<crate::hash::Digest>>, Condvar),
 }
@@ -86,14 +84,25 @@ impl Engine {
             publish_tx: Mutex::new(None),
             publishing: (Mutex::new(HashSet::new()), Condvar::new()),
         });
-        let (tx, rx) = mpsc::channel::<PublishJob>();
+        let (tx, rx) = mpsc::channel::<miss::PublishJob>();
         *engine.publish_tx.lock() = Some(tx);
         let e = engine.clone();
         std::thread::Builder::new()
             .name("publisher".into())
             .spawn(move || {
-                for job in rx {
-                    e.publish(job);
+                let mut deferred = Vec::new();
+                loop {
+                    let wait = if deferred.is_empty() {
+                        Duration::from_secs(3600)
+                    } else {
+                        Duration::from_millis(50)
+                    };
+                    match rx.recv_timeout(wait) {
+                        Ok(job) => e.publish(job, &mut deferred),
+                        Err(mpsc::RecvTimeoutError::Timeout) => {}
+                        Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                    }
+                    e.retry_deferred(&mut deferred);
                 }
             })?;
         let e = engine.clone();
@@ -124,6 +133,7 @@ impl Engine {
             }
             Request::Gc => {
                 self.wait_published(Duration::from_secs(30));
+                self.evict();
                 let r = self.store.gc();
                 self.stats.update(|d| {
                     d.evicted_packs += r.evicted_packs;
@@ -173,6 +183,14 @@ impl Engine {
             }
             // Status and Shutdown are answered by the daemon, which knows its process.
             Request::Status | Request::Shutdown => Reply::Error("not handled by the engine".into()),
+        }
+    }
+
+    /// The engine's view of files: through the mount's core under its own mounts.
+    pub fn fs(&self) -> MountedFs<'_> {
+        MountedFs {
+            mounts: &self.mounts,
+            hashes: &self.hashes,
         }
     }
 
@@ -258,11 +276,13 @@ impl Engine {
             .map(|(k, v)| (OsString::from_vec(k.0), OsString::from_vec(v.0)))
             .collect();
 
+        let fs = self.fs();
         let job = match rustc::prepare(&KeyInputs {
             argv: &argv,
             cwd: &cwd,
             env: &env,
             hashes: &self.hashes,
+            fs: &fs,
             identities: &self.identities,
         }) {
             Ok(job) => job,
@@ -283,16 +303,24 @@ impl Engine {
         };
 
         // rustc fails when its out-dir is missing; a hit must not hide that.
-        if !job.out_dir.is_dir() {
+        if !fs.is_dir(&job.out_dir) {
             self.stats.uncacheable(lang, "out-dir missing");
             return Reply::PassThrough {
                 reason: format!("out-dir {} does not exist", job.out_dir.display()),
             };
         }
 
+        let cargo_home = rustc::bindings::cargo_home(&env);
         if !self.config.recache {
             self.wait_not_publishing(&job.key, Duration::from_secs(5));
-            if let Some(reply) = self.try_hit(&job, &env, lang, t0.elapsed()) {
+            let q = hit::HitQuery {
+                job: &job,
+                env: &env,
+                cargo_home: cargo_home.as_deref(),
+                lang,
+                key_time: t0.elapsed(),
+            };
+            if let Some(reply) = self.try_hit(&q) {
                 return reply;
             }
         }
@@ -342,6 +370,7 @@ impl Engine {
                 start,
                 created: Instant::now(),
                 link_depfile,
+                cargo_home,
             },
         );
         self.stats.miss(lang);
@@ -350,123 +379,6 @@ impl Engine {
             extra_args,
             buffer_stderr,
         }
-    }
-
-    fn try_hit(
-        &self,
-        job: &RustcJob,
-        env: &HashMap<OsString, OsString>,
-        lang: Language,
-        key_time: Duration,
-    ) -> Option<Reply> {
-        let t_lookup = Instant::now();
-        let manifest = self.store.manifest(&job.key)?;
-        for entry in &manifest.entries {
-            if !self.matches(job, env, &entry.inputs) {
-                continue;
-            }
-            let pack = match self.store.open_pack(&entry.pack) {
-                Ok(p) => p,
-                Err(OpenError::Missing) => {
-                    self.store.drop_entries_for_pack(&job.key, &entry.pack);
-                    continue;
-                }
-                Err(OpenError::Corrupt(msg)) => {
-                    warn!(
-                        "{}: corrupt pack {}: {msg}",
-                        rustc::describe(job),
-                        entry.pack.short()
-                    );
-                    self.stats.error(lang, "corrupt pack");
-                    self.stats.update(|d| d.corrupt_packs += 1);
-                    self.store.drop_entries_for_pack(&job.key, &entry.pack);
-                    continue;
-                }
-                Err(OpenError::Io(e)) => {
-                    warn!("cannot open pack {}: {e}", entry.pack.short());
-                    self.stats.error(lang, "pack unreadable");
-                    return None;
-                }
-            };
-            if !same_outputs(job, &pack) {
-                warn!(
-                    "pack {} does not hold the outputs {} expects; ignoring it",
-                    entry.pack.short(),
-                    rustc::describe(job)
-                );
-                self.stats.error(lang, "pack mismatch");
-                continue;
-            }
-            let lookup = t_lookup.elapsed();
-            let t_deliver = Instant::now();
-            return match self.deliver.deliver(&Delivery {
-                pack: &pack,
-                out_dir: &job.out_dir,
-                mtime_floor: job.inputs_mtime_floor,
-            }) {
-                Ok(report) => {
-                    for f in report.files {
-                        self.hashes.record_trusted(&f.path, f.stat, f.digest);
-                    }
-                    self.store.touch(&entry.pack);
-                    let phases = HitPhases {
-                        key: key_time,
-                        lookup,
-                        deliver: t_deliver.elapsed(),
-                    };
-                    self.stats
-                        .hit(lang, phases, report.bytes, report.reflinked_bytes);
-                    debug!("hit {} {phases:?}", rustc::describe(job));
-                    Some(Reply::Hit {
-                        stdout: pack.header.stdout.clone(),
-                        stderr: pack.header.stderr.clone(),
-                    })
-                }
-                Err(e) => {
-                    warn!(
-                        "{}: cannot deliver outputs ({e}); running the compiler",
-                        rustc::describe(job)
-                    );
-                    self.stats.error(lang, "deliver failed");
-                    None
-                }
-            };
-        }
-        None
-    }
-
-    /// Whether a manifest entry's recorded inputs hold now (spec D2).
-    fn matches(&self, job: &RustcJob, env: &HashMap<OsString, OsString>, inputs: &Inputs) -> bool {
-        for b in &inputs.bindings {
-            let current = match b.name.as_str() {
-                "cwd" => job.cwd.as_os_str().as_bytes(),
-                "out-dir" => job.out_dir.as_os_str().as_bytes(),
-                _ => return false,
-            };
-            if current != b.value.as_slice() {
-                return false;
-            }
-        }
-        for (name, value) in &inputs.env {
-            let now = env.get(std::ffi::OsStr::new(name)).map(|v| v.as_bytes());
-            if now != value.as_ref().map(|v| v.as_bytes()) {
-                return false;
-            }
-        }
-        for p in &inputs.absent {
-            let p = resolve(&job.cwd, Path::new(std::ffi::OsStr::from_bytes(p)));
-            if std::fs::symlink_metadata(&p).is_ok() {
-                return false;
-            }
-        }
-        for f in &inputs.files {
-            let p = resolve(&job.cwd, Path::new(std::ffi::OsStr::from_bytes(&f.path)));
-            match self.hashes.digest(&p) {
-                Ok((d, stat)) if d == f.digest && stat.size == f.size => {}
-                _ => return false,
-            }
-        }
-        true
     }
 
     fn compile_done(&self, token: u64, outcome: CompileOutcome) -> Reply {
@@ -493,130 +405,63 @@ impl Engine {
         Reply::Done { stored }
     }
 
-    fn store_result(&self, p: &Pending, stdout: Vec<u8>, stderr: Vec<u8>) -> bool {
-        let job = &p.job;
-        let not_stored = |reason: &str, detail: String| {
-            info!("{}: not stored: {reason}: {detail}", rustc::describe(job));
-            self.stats.not_stored(reason);
-            false
-        };
-        let names = match rustc::output_names(job, &stderr) {
-            Ok(n) => n,
-            Err(u) => return not_stored(u.reason, u.detail),
-        };
-        let inputs =
-            match rustc::collect_inputs(job, &self.hashes, p.start, p.link_depfile.as_deref()) {
-                Ok(i) => i,
-                Err(u) => return not_stored(u.reason, u.detail),
-            };
-        let files = match open_sources(&job.out_dir, &names) {
-            Ok(f) => f,
-            Err(e) => return not_stored("missing output", e.to_string()),
-        };
-        let temp = match self.store.pack_temp() {
-            Ok(t) => t,
-            Err(e) => {
-                warn!("cannot store {}: {e}", rustc::describe(job));
-                self.stats.error(p.lang, store_error_kind(&e));
-                return false;
+    /// Evicts packs beyond the size cap. Packs that live projections use are kept; when
+    /// only those are left above the cap, the projections of the least recently used ones
+    /// are copied up first (spec M8).
+    fn evict(&self) {
+        let mut ev = self.store.evict_if_needed();
+        if self.store.usage().0 > self.store.max_size() && ev.skipped_in_use > 0 {
+            let freed = self.release_pinned_packs();
+            if freed > 0 {
+                let more = self.store.evict_if_needed();
+                ev.evicted_packs += more.evicted_packs;
+                ev.evicted_bytes += more.evicted_bytes;
             }
-        };
-        let sources: Vec<pack::Source<'_>> = names
-            .iter()
-            .zip(&files)
-            .map(|(n, f)| pack::Source {
-                name: n.clone(),
-                file: f,
-            })
-            .collect();
-        let meta = serde_json::json!({
-            "compiler": "rustc",
-            "crate": job.args.crate_name,
-            "cwd": job.cwd,
-            "out_dir": job.out_dir,
-            "key": job.key.to_hex(),
-            "created": unix_now(),
-        })
-        .to_string()
-        .into_bytes();
-        let written = match pack::write(temp.as_file(), &sources, stdout, stderr, meta) {
-            Ok(w) => w,
-            Err(WriteError::SourceChanged(n)) => {
-                return not_stored("output modified during store", n);
-            }
-            Err(WriteError::Io(e)) => {
-                warn!("cannot store {}: {e}", rustc::describe(job));
-                self.stats.error(p.lang, store_error_kind(&e));
-                return false;
-            }
-        };
-        // The outputs' bytes are known now: later keys that use them as externs need not
-        // read them again.
-        for (i, name) in names.iter().enumerate() {
-            self.hashes.record_trusted(
-                &job.out_dir.join(name),
-                written.source_stats[i],
-                written.header.entries[i].digest,
-            );
         }
-        let entry = Entry {
-            inputs,
-            pack: written.id,
-            created: unix_now(),
-        };
-        let key = job.key;
-        self.publishing.0.lock().insert(key);
-        let sent = self
-            .publish_tx
-            .lock()
-            .as_ref()
-            .map(|tx| {
-                tx.send(PublishJob {
-                    temp,
-                    written,
-                    key,
-                    entry,
-                })
-                .is_ok()
-            })
-            .unwrap_or(false);
-        if !sent {
-            self.publishing.0.lock().remove(&key);
-            self.publishing.1.notify_all();
+        if ev.evicted_packs > 0 {
+            self.stats.update(|d| {
+                d.evicted_packs += ev.evicted_packs;
+                d.evicted_bytes += ev.evicted_bytes;
+            });
         }
-        sent
     }
 
-    fn publish(&self, job: PublishJob) {
-        let size = job.written.size;
-        let id = job.written.id;
-        let r = self
-            .store
-            .publish(job.temp, &job.written)
-            .and_then(|()| self.store.add_entry(&job.key, job.entry));
-        match r {
-            Ok(()) => {
-                self.stats.update(|d| {
-                    d.stored += 1;
-                    d.bytes_stored += size;
-                });
-                debug!("stored pack {} ({size} bytes)", id.short());
-                let ev = self.store.evict_if_needed();
-                if ev.evicted_packs > 0 {
-                    self.stats.update(|d| {
-                        d.evicted_packs += ev.evicted_packs;
-                        d.evicted_bytes += ev.evicted_bytes;
-                    });
+    /// Copies up the projections of the least recently used packs that mounts use, until
+    /// the store would fit its cap without them. Returns the bytes of packs released.
+    fn release_pinned_packs(&self) -> u64 {
+        let (size, _) = self.store.usage();
+        let target = self.store.evict_target();
+        if size <= target {
+            return 0;
+        }
+        let mut need = size - target;
+        let mounts = self.mounts.all();
+        let in_use: HashSet<crate::hash::Digest> =
+            mounts.iter().flat_map(|m| m.vfs.packs_in_use()).collect();
+        let mut freed = 0;
+        for (id, pack_size) in self.store.lru_order() {
+            if need == 0 {
+                break;
+            }
+            if !in_use.contains(&id) {
+                continue;
+            }
+            for m in &mounts {
+                match m.vfs.materialize_pack(&id) {
+                    Ok(n) if n > 0 => info!(
+                        "store over its cap: copied up {n} projections of pack {} in {}",
+                        id.short(),
+                        m.dir.display()
+                    ),
+                    Ok(_) => {}
+                    Err(e) => warn!("copying up projections of {}: {e}", id.short()),
                 }
             }
-            Err(e) => {
-                warn!("cannot publish pack {}: {e}", id.short());
-                self.stats.error(Language::Rust, store_error_kind(&e));
-            }
+            self.stats.update(|d| d.packs_released += 1);
+            freed += pack_size;
+            need = need.saturating_sub(pack_size);
         }
-        let (set, cv) = &self.publishing;
-        set.lock().remove(&job.key);
-        cv.notify_all();
+        freed
     }
 
     fn wait_not_publishing(&self, key: &crate::hash::Digest, max: Duration) {
@@ -658,16 +503,7 @@ impl Engine {
     }
 }
 
-/// Whether a pack holds exactly the files a compile would produce (a sanity check: the key
-/// covers everything that determines the names).
-fn same_outputs(job: &RustcJob, pack: &pack::Pack) -> bool {
-    let expected = job.args.expected_outputs();
-    expected
-        .iter()
-        .all(|n| pack.header.entries.iter().any(|e| &e.name == n))
-}
-
-fn store_error_kind(e: &std::io::Error) -> &'static str {
+pub(super) fn store_error_kind(e: &std::io::Error) -> &'static str {
     use std::io::ErrorKind::*;
     match e.kind() {
         StorageFull | QuotaExceeded => "store full",

@@ -1,0 +1,326 @@
+//! The miss path after rustc succeeded: store its outputs as a pack, decide the entry's path
+//! bindings (spec X2), publish it in the background, and turn the outputs in a mount into
+//! projections of the stored pack (issue 4: target/ holds no second copy).
+
+use std::fs::File;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tracing::{debug, info, warn};
+
+use super::{Engine, Pending};
+use crate::compiler::Language;
+use crate::compiler::rustc::{self, bindings};
+use crate::fsview::FsView;
+use crate::mount::LiveMount;
+use crate::store::manifest::Entry;
+use crate::store::pack::{self, WriteError};
+use crate::store::unix_now;
+use crate::vfs::KeptReal;
+
+/// A stored result on its way to the store.
+pub(super) struct PublishJob {
+    pub temp: tempfile::NamedTempFile,
+    pub written: pack::Written,
+    pub key: crate::hash::Digest,
+    pub entry: Entry,
+    pub convert: Option<Convert>,
+}
+
+/// Outputs in a mount to turn into projections once their pack is published.
+pub(super) struct Convert {
+    pub mount: Arc<LiveMount>,
+    pub rel_out_dir: PathBuf,
+    pub out_dir: PathBuf,
+}
+
+/// A conversion that found its file open, to be tried again.
+pub(super) struct Deferred {
+    convert: Arc<Convert>,
+    pack: Arc<pack::Pack>,
+    index: usize,
+    until: Instant,
+}
+
+/// How long conversions of files that stay open are retried.
+const DEFER_FOR: Duration = Duration::from_secs(20);
+
+impl Engine {
+    pub(super) fn store_result(&self, p: &Pending, stdout: Vec<u8>, stderr: Vec<u8>) -> bool {
+        let job = &p.job;
+        let not_stored = |reason: &str, detail: String| {
+            info!("{}: not stored: {reason}: {detail}", rustc::describe(job));
+            self.stats.not_stored(reason);
+            false
+        };
+        let fs = self.fs();
+        let names = match rustc::output_names(job, &fs, &stderr) {
+            Ok(n) => n,
+            Err(u) => return not_stored(u.reason, u.detail),
+        };
+        let mut inputs = match rustc::collect_inputs(job, &fs, p.start, p.link_depfile.as_deref()) {
+            Ok(i) => i,
+            Err(u) => return not_stored(u.reason, u.detail),
+        };
+        let mut files: Vec<File> = Vec::with_capacity(names.len());
+        for n in &names {
+            match fs.open(&job.out_dir.join(n)) {
+                Ok(f) => files.push(f),
+                Err(e) => return not_stored("missing output", format!("{n}: {e}")),
+            }
+        }
+        let temp = match self.store.pack_temp() {
+            Ok(t) => t,
+            Err(e) => {
+                warn!("cannot store {}: {e}", rustc::describe(job));
+                self.stats.error(p.lang, super::store_error_kind(&e));
+                return false;
+            }
+        };
+        let sources: Vec<pack::Source<'_>> = names
+            .iter()
+            .zip(&files)
+            .map(|(n, f)| pack::Source {
+                name: n.clone(),
+                file: f,
+            })
+            .collect();
+        let meta = serde_json::json!({
+            "compiler": "rustc",
+            "crate": job.args.crate_name,
+            "cwd": job.cwd,
+            "out_dir": job.out_dir,
+            "key": job.key.to_hex(),
+            "created": unix_now(),
+        })
+        .to_string()
+        .into_bytes();
+        let messages = bindings::without_artifact_lines(&stderr);
+        let written = match pack::write(temp.as_file(), &sources, stdout, stderr, meta) {
+            Ok(w) => w,
+            Err(WriteError::SourceChanged(n)) => {
+                return not_stored("output modified during store", n);
+            }
+            Err(WriteError::Io(e)) => {
+                warn!("cannot store {}: {e}", rustc::describe(job));
+                self.stats.error(p.lang, super::store_error_kind(&e));
+                return false;
+            }
+        };
+
+        // Which of the paths the compile ran under its outputs and messages contain (X2).
+        let place = job.place();
+        let needles = bindings::needles(&place, p.cargo_home.as_deref());
+        let found = match pack::find_in_payloads(
+            temp.as_file(),
+            &written.header,
+            |name| !name.ends_with(".d"),
+            &[&messages, &written.header.stdout],
+            &needles
+                .iter()
+                .map(|(_, b)| b.as_slice())
+                .collect::<Vec<_>>(),
+        ) {
+            Ok(f) => f,
+            Err(e) => {
+                warn!("cannot scan {}: {e}", rustc::describe(job));
+                self.stats.error(p.lang, "store write failed");
+                return false;
+            }
+        };
+        let searched: Vec<&str> = needles.iter().map(|(n, _)| *n).collect();
+        let found: Vec<&str> = needles
+            .iter()
+            .zip(&found)
+            .filter(|(_, f)| **f)
+            .map(|((n, _), _)| *n)
+            .collect();
+        inputs.bindings = bindings::bindings(&place, p.cargo_home.as_deref(), &searched, &found);
+        debug!(
+            "{}: bound to {:?}",
+            rustc::describe(job),
+            inputs
+                .bindings
+                .iter()
+                .filter(|b| b.strict)
+                .map(|b| b.name.as_str())
+                .collect::<Vec<_>>()
+        );
+
+        // The outputs' bytes are known now: later keys that use them as externs need not
+        // read them again.
+        for (i, name) in names.iter().enumerate() {
+            self.hashes.record_trusted(
+                &job.out_dir.join(name),
+                written.source_stats[i],
+                written.header.entries[i].digest,
+            );
+        }
+        let convert = if self.config.project_misses {
+            self.mounts
+                .find(&job.out_dir)
+                .map(|(mount, rel_out_dir)| Convert {
+                    mount,
+                    rel_out_dir,
+                    out_dir: job.out_dir.clone(),
+                })
+        } else {
+            None
+        };
+        let entry = Entry {
+            inputs,
+            pack: written.id,
+            created: unix_now(),
+        };
+        let key = job.key;
+        self.publishing.0.lock().insert(key);
+        let sent = self
+            .publish_tx
+            .lock()
+            .as_ref()
+            .map(|tx| {
+                tx.send(PublishJob {
+                    temp,
+                    written,
+                    key,
+                    entry,
+                    convert,
+                })
+                .is_ok()
+            })
+            .unwrap_or(false);
+        if !sent {
+            self.publishing.0.lock().remove(&key);
+            self.publishing.1.notify_all();
+        }
+        sent
+    }
+
+    /// Runs on the publisher thread.
+    pub(super) fn publish(&self, job: PublishJob, deferred: &mut Vec<Deferred>) {
+        let size = job.written.size;
+        let id = job.written.id;
+        let r = self
+            .store
+            .publish(job.temp, &job.written)
+            .and_then(|()| self.store.add_entry(&job.key, job.entry));
+        match r {
+            Ok(()) => {
+                self.stats.update(|d| {
+                    d.stored += 1;
+                    d.bytes_stored += size;
+                });
+                debug!("stored pack {} ({size} bytes)", id.short());
+                if let Some(c) = job.convert {
+                    self.convert_outputs(Arc::new(c), &job.written, deferred);
+                }
+                self.evict();
+            }
+            Err(e) => {
+                warn!("cannot publish pack {}: {e}", id.short());
+                self.stats
+                    .error(Language::Rust, super::store_error_kind(&e));
+            }
+        }
+        let (set, cv) = &self.publishing;
+        set.lock().remove(&job.key);
+        cv.notify_all();
+    }
+
+    fn convert_outputs(&self, c: Arc<Convert>, w: &pack::Written, deferred: &mut Vec<Deferred>) {
+        let pack = match self.store.open_pack(&w.id) {
+            Ok(p) => p,
+            Err(e) => {
+                warn!("reopening pack {}: {e:?}", w.id.short());
+                return;
+            }
+        };
+        for index in 0..w.header.entries.len() {
+            let d = Deferred {
+                convert: c.clone(),
+                pack: pack.clone(),
+                index,
+                until: Instant::now() + DEFER_FOR,
+            };
+            if let Some(d) = self.convert_one(d) {
+                deferred.push(d);
+            }
+        }
+    }
+
+    /// Tries the conversions that found their file open.
+    pub(super) fn retry_deferred(&self, deferred: &mut Vec<Deferred>) {
+        let now = Instant::now();
+        let mut still = Vec::new();
+        for d in deferred.drain(..) {
+            if now >= d.until {
+                self.kept_real(KeptReal::Open);
+                continue;
+            }
+            if let Some(d) = self.convert_one(d) {
+                still.push(d);
+            }
+        }
+        *deferred = still;
+    }
+
+    /// Converts one output; gives it back if it is open.
+    fn convert_one(&self, d: Deferred) -> Option<Deferred> {
+        let entry = &d.pack.header.entries[d.index];
+        let c = &d.convert;
+        if !c.mount.is_live() {
+            return None;
+        }
+        // The file must still hold the stored bytes: its stat is unchanged since it was
+        // stored (the hash cache knows its digest), or its bytes are read again.
+        let path = c.out_dir.join(&entry.name);
+        let stat = match self.fs().digest(&path) {
+            Ok((digest, stat)) if digest == entry.digest => stat,
+            Ok(_) => {
+                self.kept_real(KeptReal::Changed);
+                return None;
+            }
+            Err(e) => {
+                debug!("not converting {}: {e}", path.display());
+                self.kept_real(KeptReal::NotRealFile);
+                return None;
+            }
+        };
+        let rel = c.rel_out_dir.join(&entry.name);
+        match c
+            .mount
+            .vfs
+            .convert_to_projection(&rel, d.pack.clone(), d.index, &stat)
+        {
+            Ok(Ok(_)) => {
+                self.stats.update(|s| {
+                    s.miss_outputs_projected += 1;
+                    s.miss_bytes_projected += entry.size;
+                });
+                None
+            }
+            Ok(Err(KeptReal::Open)) => Some(d),
+            Ok(Err(why)) => {
+                self.kept_real(why);
+                None
+            }
+            Err(e) => {
+                warn!("converting {}: {e}", path.display());
+                self.kept_real(KeptReal::NotRealFile);
+                None
+            }
+        }
+    }
+
+    fn kept_real(&self, why: KeptReal) {
+        let reason = match why {
+            KeptReal::Changed => "changed",
+            KeptReal::Open => "open",
+            KeptReal::UnknownNames => "unknown hard links",
+            KeptReal::NotRealFile => "gone",
+        };
+        self.stats
+            .update(|s| *s.miss_outputs_kept_real.entry(reason.into()).or_default() += 1);
+    }
+}

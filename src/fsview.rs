@@ -1,0 +1,76 @@
+//! How the engine reads the files a compile involves. Paths outside any zcfs mount are read
+//! as usual; paths under one of the daemon's own mounts are read through that mount's core
+//! (its lower directory fds), never through the mount itself: the daemon must not make
+//! requests to its own FUSE server, and a projected file's digest is already known.
+
+use std::fs::File;
+use std::io;
+use std::path::Path;
+
+use crate::hash::Digest;
+use crate::hashcache::{FileStat, HashCache, HashError};
+
+/// What the engine needs to know about a path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Meta {
+    pub is_file: bool,
+    pub is_dir: bool,
+    pub stat: FileStat,
+}
+
+pub trait FsView: Send + Sync {
+    /// The blake3 and stat of a regular file (symlinks followed outside mounts).
+    fn digest(&self, path: &Path) -> Result<(Digest, FileStat), HashError>;
+    /// Metadata, following symlinks outside mounts; `None` if the path does not exist.
+    fn meta(&self, path: &Path) -> io::Result<Option<Meta>>;
+    /// Opens a regular file for reading.
+    fn open(&self, path: &Path) -> io::Result<File>;
+
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
+        use std::io::Read;
+        let mut v = Vec::new();
+        self.open(path)?.read_to_end(&mut v)?;
+        Ok(v)
+    }
+    fn is_file(&self, path: &Path) -> bool {
+        matches!(self.meta(path), Ok(Some(m)) if m.is_file)
+    }
+    fn is_dir(&self, path: &Path) -> bool {
+        matches!(self.meta(path), Ok(Some(m)) if m.is_dir)
+    }
+    fn exists(&self, path: &Path) -> bool {
+        matches!(self.meta(path), Ok(Some(_)))
+    }
+}
+
+/// Plain paths, hashed through the hash cache.
+pub struct HostFs<'a> {
+    pub hashes: &'a HashCache,
+}
+
+impl FsView for HostFs<'_> {
+    fn digest(&self, path: &Path) -> Result<(Digest, FileStat), HashError> {
+        self.hashes.digest(path)
+    }
+
+    fn meta(&self, path: &Path) -> io::Result<Option<Meta>> {
+        host_meta(path)
+    }
+
+    fn open(&self, path: &Path) -> io::Result<File> {
+        File::open(path)
+    }
+}
+
+pub fn host_meta(path: &Path) -> io::Result<Option<Meta>> {
+    match std::fs::metadata(path) {
+        Ok(m) => Ok(Some(Meta {
+            is_file: m.is_file(),
+            is_dir: m.is_dir(),
+            stat: FileStat::of(&m),
+        })),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => Ok(None),
+        Err(e) => Err(e),
+    }
+}

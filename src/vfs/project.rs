@@ -1,0 +1,487 @@
+//! Projections: the daemon's side of the core. Entries are projected (or, for rewritten
+//! files, written as real files) at paths relative to the mount root; the daemon reads
+//! paths through the lower directory fds, never through its own mount.
+
+use std::ffi::OsString;
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use rustix::fs::{AtFlags, Mode, OFlags, Timestamps};
+use rustix::io::Errno;
+
+use super::journal::{self, Record};
+use super::table::{Content, FileNode, Node, NodeKind, Projection, Table};
+use super::*;
+
+/// One projection request item.
+#[derive(Debug, Clone)]
+pub struct ProjectItem {
+    /// Relative to the mount root.
+    pub path: PathBuf,
+    pub pack: Arc<Pack>,
+    pub index: usize,
+    pub perm: u16,
+    pub mtime: NanoTime,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectError {
+    #[error("invalid path {0:?}: {1}")]
+    BadPath(PathBuf, &'static str),
+    #[error("{0:?}: {1}")]
+    Io(PathBuf, Errno),
+    #[error("pack entry {1} out of range for {0:?}")]
+    BadEntry(PathBuf, usize),
+}
+
+/// Why a real file was left real instead of becoming a projection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeptReal {
+    /// The file changed since it was stored (or is not the file that was stored).
+    Changed,
+    /// The file is open: its handles read the lower file, and an open file may be written.
+    Open,
+    /// The lower file has names the mount does not know of (hard links made elsewhere).
+    UnknownNames,
+    /// Nothing (or a directory, a projection) is at the path.
+    NotRealFile,
+}
+
+/// What a path in a mount is, for the daemon.
+#[derive(Debug)]
+pub enum PathTarget {
+    Projected {
+        attr: Attr,
+        digest: Digest,
+    },
+    /// A real entry: open it with `openat(dirfd, name)`.
+    Real {
+        dirfd: Arc<OwnedFd>,
+        name: OsString,
+        is_file: bool,
+    },
+    Dir,
+}
+
+impl Vfs {
+    // ----- projections ------------------------------------------------------------------
+
+    /// Checks a relative path and splits it into parent components and a file name.
+    pub(super) fn split(path: &Path) -> Result<(Vec<OsString>, OsString), ProjectError> {
+        let bad = |why| ProjectError::BadPath(path.to_path_buf(), why);
+        let mut parts = Vec::new();
+        for c in path.components() {
+            match c {
+                Component::Normal(n) => parts.push(n.to_os_string()),
+                Component::CurDir => return Err(bad("has a `.` component")),
+                Component::ParentDir => return Err(bad("has a `..` component")),
+                Component::RootDir | Component::Prefix(_) => return Err(bad("is absolute")),
+            }
+        }
+        let name = parts.pop().ok_or_else(|| bad("is empty"))?;
+        if name.as_bytes().len() > 255 {
+            return Err(bad("name too long"));
+        }
+        Ok((parts, name))
+    }
+
+    /// The directory node for parent components, walking real directories only.
+    pub(super) fn walk_dirs(
+        &self,
+        t: &mut Table,
+        parts: &[OsString],
+        path: &Path,
+    ) -> Result<Ino, ProjectError> {
+        let mut cur = ROOT;
+        for part in parts {
+            let io = |e| ProjectError::Io(path.to_path_buf(), e);
+            if t.projected_child(cur, part).map_err(io)?.is_some() {
+                return Err(ProjectError::BadPath(
+                    path.to_path_buf(),
+                    "a parent is a file",
+                ));
+            }
+            let fd = t.dir_fd(cur).map_err(io)?;
+            let st = statat(&fd, part).map_err(io)?;
+            if !is_dir(&st) {
+                return Err(ProjectError::BadPath(
+                    path.to_path_buf(),
+                    "a parent is not a directory (symlinks are not followed)",
+                ));
+            }
+            cur = self.real_node(t, cur, part, &st).map_err(io)?;
+        }
+        Ok(cur)
+    }
+
+    /// What a path relative to the mount root is, resolved through the lower directory
+    /// fds (for the daemon itself, which never goes through its own mount).
+    pub fn path_target(&self, rel: &Path) -> VResult<PathTarget> {
+        let (parts, name) = Self::split(rel).map_err(|_| Errno::INVAL)?;
+        let mut t = self.table.lock();
+        let parent = self.walk_dirs(&mut t, &parts, rel).map_err(|e| match e {
+            ProjectError::Io(_, e) => e,
+            _ => Errno::NOTDIR,
+        })?;
+        match Self::resolve(&t, parent, &name)? {
+            Target::Projected(ino) => {
+                let e = self.node_attr(&t, ino)?;
+                let f = t.get(ino)?.file()?;
+                let Content::Projected(p) = &f.content else {
+                    return Err(Errno::IO);
+                };
+                Ok(PathTarget::Projected {
+                    attr: e.attr,
+                    digest: p.pack.header.entries[p.index].digest,
+                })
+            }
+            Target::Real(st) if is_dir(&st) => Ok(PathTarget::Dir),
+            Target::Real(st) => Ok(PathTarget::Real {
+                dirfd: t.dir_fd(parent)?,
+                name,
+                is_file: st.st_mode & libc::S_IFMT == libc::S_IFREG,
+            }),
+            Target::Missing => Err(Errno::NOENT),
+        }
+    }
+
+    /// The bytes of a projected file at `rel`, or `None` if it is not projected.
+    pub fn projected_bytes(&self, rel: &Path) -> Option<Vec<u8>> {
+        let (parts, name) = Self::split(rel).ok()?;
+        let mut t = self.table.lock();
+        let parent = self.walk_dirs(&mut t, &parts, rel).ok()?;
+        let ino = t.projected_child(parent, &name).ok()??;
+        match &t.get(ino).ok()?.file().ok()?.content {
+            Content::Projected(p) => Some(p.bytes().to_vec()),
+            Content::Real => None,
+        }
+    }
+
+    /// Projects entries, replacing whatever was at their paths, and returns once every
+    /// process can see them (spec M9). All-or-nothing per item; items are applied in order.
+    pub fn project(&self, items: &[ProjectItem]) -> Result<Vec<Ino>, ProjectError> {
+        let mut plans = Vec::with_capacity(items.len());
+        for it in items {
+            let (parts, name) = Self::split(&it.path)?;
+            if it.index >= it.pack.header.entries.len() {
+                return Err(ProjectError::BadEntry(it.path.clone(), it.index));
+            }
+            plans.push((parts, name));
+        }
+        let mut inos = Vec::with_capacity(items.len());
+        let mut invals = Vec::new();
+        {
+            let mut t = self.table.lock();
+            let now = self.now();
+            for (it, (parts, name)) in items.iter().zip(&plans) {
+                let io = |e| ProjectError::Io(it.path.clone(), e);
+                let parent = self.walk_dirs(&mut t, parts, &it.path)?;
+                match Self::resolve(&t, parent, name).map_err(io)? {
+                    Target::Projected(old) => {
+                        self.remove_projected_name(&mut t, parent, name, old)
+                            .map_err(io)?;
+                        invals.push(Inval::Inode(old));
+                    }
+                    Target::Real(st) => {
+                        if is_dir(&st) {
+                            return Err(ProjectError::BadPath(it.path.clone(), "is a directory"));
+                        }
+                        let fd = t.dir_fd(parent).map_err(io)?;
+                        rustix::fs::unlinkat(&*fd, name, AtFlags::empty()).map_err(io)?;
+                        // The file may live on under other names: its link count changed
+                        // behind the kernel's back.
+                        if let Some(&old) = t.by_lower.get(&lower_id(&st)) {
+                            invals.push(Inval::Inode(old));
+                        }
+                        self.real_name_removed(&mut t, parent, name, &st);
+                    }
+                    Target::Missing => {}
+                }
+                let ino = t.alloc();
+                let id = self.next_proj.fetch_add(1, Ordering::Relaxed);
+                let size = it.pack.header.entries[it.index].size;
+                let p = Projection {
+                    id,
+                    pack: it.pack.clone(),
+                    index: it.index,
+                    size,
+                    perm: it.perm & 0o7777,
+                    uid: self.uid,
+                    gid: self.gid,
+                    atime: it.mtime,
+                    mtime: it.mtime,
+                    ctime: now,
+                };
+                self.journal(Record::Put {
+                    id,
+                    path: journal::path_bytes(&it.path),
+                    pack: p.pack.id,
+                    index: it.index as u32,
+                    size,
+                    meta: meta_of(&p),
+                });
+                t.nodes.insert(
+                    ino,
+                    Node {
+                        kind: NodeKind::File(FileNode {
+                            names: vec![(parent, name.clone())],
+                            content: Content::Projected(p),
+                            lower: None,
+                            kind: FileKind::Regular,
+                            cached_opens: 0,
+                            passthrough_opens: 0,
+                            last_attr: None,
+                        }),
+                        nlookup: 0,
+                    },
+                );
+                t.get_mut(parent)
+                    .and_then(|n| n.dir_mut())
+                    .map_err(io)?
+                    .projected
+                    .insert(name.clone(), ino);
+                Self::touch_dir(&t, parent);
+                invals.push(Inval::Entry(parent, name.clone()));
+                invals.push(Inval::Inode(parent));
+                inos.push(ino);
+            }
+        }
+        self.send_invals(invals);
+        self.maybe_compact();
+        Ok(inos)
+    }
+
+    /// Tells the kernel, and waits until it knows.
+    fn send_invals(&self, invals: Vec<Inval>) {
+        let n = self.notifier();
+        for i in invals {
+            match i {
+                Inval::Entry(p, name) => n.inval_entry(p, &name),
+                Inval::Inode(ino) => n.inval_inode(ino),
+            }
+        }
+        n.sync();
+    }
+
+    /// Writes a real file with the given bytes, mode and mtime at `rel`, replacing whatever
+    /// file or projection was there, and returns once every process sees it. Used for
+    /// outputs whose bytes differ from their pack (a rewritten dep-info file).
+    pub fn put_real(
+        &self,
+        rel: &Path,
+        bytes: &[u8],
+        perm: u16,
+        mtime: NanoTime,
+    ) -> Result<(), ProjectError> {
+        let (parts, name) = Self::split(rel)?;
+        let io = |e| ProjectError::Io(rel.to_path_buf(), e);
+        let mut invals = Vec::new();
+        {
+            let mut t = self.table.lock();
+            let parent = self.walk_dirs(&mut t, &parts, rel)?;
+            let fd = t.dir_fd(parent).map_err(io)?;
+            let tmp = OsString::from(format!(
+                ".zcfs-put-{}-{}",
+                std::process::id(),
+                self.next_fh.fetch_add(1, Ordering::Relaxed)
+            ));
+            let file = File::from(
+                rustix::fs::openat(
+                    &*fd,
+                    &tmp,
+                    OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC,
+                    Mode::from_raw_mode(0o600),
+                )
+                .map_err(io)?,
+            );
+            let written = (|| {
+                use std::io::Write;
+                (&file).write_all(bytes).map_err(to_errno)?;
+                rustix::fs::fchmod(&file, Mode::from_raw_mode(perm as u32 & 0o7777))?;
+                rustix::fs::futimens(
+                    &file,
+                    &Timestamps {
+                        last_access: timespec(mtime),
+                        last_modification: timespec(mtime),
+                    },
+                )
+            })();
+            let unlink_tmp = || {
+                let _ = rustix::fs::unlinkat(&*fd, &tmp, AtFlags::empty());
+            };
+            if let Err(e) = written {
+                unlink_tmp();
+                return Err(io(e));
+            }
+            match Self::resolve(&t, parent, &name).map_err(io)? {
+                Target::Projected(old) => {
+                    if let Err(e) = self.remove_projected_name(&mut t, parent, &name, old) {
+                        unlink_tmp();
+                        return Err(io(e));
+                    }
+                    invals.push(Inval::Inode(old));
+                }
+                Target::Real(st) => {
+                    if is_dir(&st) {
+                        unlink_tmp();
+                        return Err(ProjectError::BadPath(rel.to_path_buf(), "is a directory"));
+                    }
+                    if let Some(&old) = t.by_lower.get(&lower_id(&st)) {
+                        invals.push(Inval::Inode(old));
+                    }
+                    self.real_name_removed(&mut t, parent, &name, &st);
+                }
+                Target::Missing => {}
+            }
+            if let Err(e) = rustix::fs::renameat(&*fd, &tmp, &*fd, &name) {
+                unlink_tmp();
+                return Err(io(e));
+            }
+            Self::touch_dir(&t, parent);
+            invals.push(Inval::Entry(parent, name.clone()));
+            invals.push(Inval::Inode(parent));
+        }
+        self.send_invals(invals);
+        Ok(())
+    }
+
+    /// Turns the real file at `rel` into a projection of `pack`'s entry `index` with the
+    /// same inode number, mode and times, for all its names (a miss's output once it is
+    /// stored). The caller checked that the file holds the entry's bytes when it had the
+    /// stat `expect`; if anything differs now, or the file is open, it stays real.
+    pub fn convert_to_projection(
+        &self,
+        rel: &Path,
+        pack: Arc<Pack>,
+        index: usize,
+        expect: &crate::hashcache::FileStat,
+    ) -> Result<Result<Ino, KeptReal>, ProjectError> {
+        let (parts, name) = Self::split(rel)?;
+        let io = |e| ProjectError::Io(rel.to_path_buf(), e);
+        let entry = pack
+            .header
+            .entries
+            .get(index)
+            .ok_or_else(|| ProjectError::BadEntry(rel.to_path_buf(), index))?;
+        let size = entry.size;
+        let mut t = self.table.lock();
+        let parent = self.walk_dirs(&mut t, &parts, rel)?;
+        let st = match Self::resolve(&t, parent, &name).map_err(io)? {
+            Target::Real(st) if st.st_mode & libc::S_IFMT == libc::S_IFREG => st,
+            _ => return Ok(Err(KeptReal::NotRealFile)),
+        };
+        let id = lower_id(&st);
+        let same = id == (expect.dev, expect.ino)
+            && st.st_size as u64 == expect.size
+            && size == expect.size
+            && ns(st.st_mtime, st.st_mtime_nsec) == expect.mtime
+            && ns(st.st_ctime, st.st_ctime_nsec) == expect.ctime;
+        if !same {
+            return Ok(Err(KeptReal::Changed));
+        }
+        let ino = self.real_node(&mut t, parent, &name, &st).map_err(io)?;
+        let f = t.get(ino).and_then(|n| n.file()).map_err(io)?;
+        if f.cached_opens > 0 || f.passthrough_opens > 0 {
+            return Ok(Err(KeptReal::Open));
+        }
+        let names = f.names.clone();
+        if names.len() as u64 != st.st_nlink {
+            return Ok(Err(KeptReal::UnknownNames));
+        }
+        // Every known name must still be this lower file.
+        let mut dirs = Vec::with_capacity(names.len());
+        for (p, n) in &names {
+            let fd = t.dir_fd(*p).map_err(io)?;
+            match statat(&fd, n) {
+                Ok(s) if lower_id(&s) == id => {}
+                _ => return Ok(Err(KeptReal::UnknownNames)),
+            }
+            let dst = rustix::fs::fstat(&*fd).map_err(io)?;
+            dirs.push((fd, dst));
+        }
+
+        let pid = self.next_proj.fetch_add(1, Ordering::Relaxed);
+        let p = Projection {
+            id: pid,
+            pack,
+            index,
+            size,
+            perm: (st.st_mode & 0o7777) as u16,
+            uid: st.st_uid,
+            gid: st.st_gid,
+            atime: ns(st.st_atime, st.st_atime_nsec),
+            mtime: expect.mtime,
+            ctime: expect.ctime,
+        };
+        // Journal first: a crash before the unlinks leaves the real names, which win over
+        // the journal's at replay.
+        for (i, (p_ino, n)) in names.iter().enumerate() {
+            let path = t.dir_path(*p_ino).map_err(io)?.join(n);
+            self.journal(if i == 0 {
+                Record::Put {
+                    id: pid,
+                    path: journal::path_bytes(&path),
+                    pack: p.pack.id,
+                    index: index as u32,
+                    size,
+                    meta: meta_of(&p),
+                }
+            } else {
+                Record::AddName {
+                    id: pid,
+                    path: journal::path_bytes(&path),
+                }
+            });
+        }
+        let mut kept = Vec::new();
+        for (i, ((p_ino, n), (fd, dst))) in names.iter().zip(&dirs).enumerate() {
+            if let Err(e) = rustix::fs::unlinkat(&**fd, n, AtFlags::empty()) {
+                warn!("converting {rel:?}: cannot unlink {n:?}: {e}");
+                if i == 0 {
+                    self.journal(Record::Drop { id: pid });
+                    return Err(io(e));
+                }
+                // The journal's name is shadowed by the real file at replay.
+                kept.push((*p_ino, n.clone()));
+                continue;
+            }
+            // The directory did not change for anyone looking: keep its mtime.
+            let _ = rustix::fs::utimensat(
+                rustix::fs::CWD,
+                proc_fd(fd),
+                &Timestamps {
+                    last_access: Timespec {
+                        tv_sec: 0,
+                        tv_nsec: rustix::fs::UTIME_OMIT,
+                    },
+                    last_modification: Timespec {
+                        tv_sec: dst.st_mtime,
+                        tv_nsec: dst.st_mtime_nsec as _,
+                    },
+                },
+                AtFlags::empty(),
+            );
+            if let Ok(d) = t.get_mut(*p_ino).and_then(|n| n.dir_mut()) {
+                d.projected.insert(n.clone(), ino);
+            }
+        }
+        if kept.is_empty() {
+            t.lower_gone(id);
+        } else {
+            // The names that could not be unlinked stay a real file of their own.
+            t.by_lower.remove(&id);
+            for (p_ino, n) in &kept {
+                let dfd = t.dir_fd(*p_ino).map_err(io)?;
+                let st = statat(&dfd, n).map_err(io)?;
+                self.real_node(&mut t, *p_ino, n, &st).map_err(io)?;
+            }
+        }
+        let f = t.get_mut(ino).and_then(|n| n.file_mut()).map_err(io)?;
+        f.names.retain(|x| !kept.contains(x));
+        f.content = Content::Projected(p);
+        f.lower = None;
+        f.last_attr = None;
+        Ok(Ok(ino))
+    }
+}
