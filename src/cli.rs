@@ -1,4 +1,4 @@
-//! The command line: `zcfs status|stop|stats|gc|clear|config|daemon|mount|unmount`.
+//! The command line: `zcfs status|stop|stats|gc|clear|config|daemon|mount|unmount|cargo`.
 //! (`zcfs <compiler> args...` is the wrapper, dispatched in `main`.)
 
 use std::os::unix::ffi::OsStrExt;
@@ -77,6 +77,14 @@ enum Cmd {
         #[arg(long)]
         materialize: bool,
     },
+    /// Run cargo with zcfs: mounts the build dir (./target) if needed and sets
+    /// RUSTC_WRAPPER. `zcfs cargo clean` unmounts first.
+    #[command(disable_help_flag = true)]
+    Cargo {
+        /// Arguments for cargo.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
+        args: Vec<std::ffi::OsString>,
+    },
     /// Store SRC and project it at REL inside the mount DIR (testing and debugging).
     #[command(hide = true)]
     Project {
@@ -95,7 +103,7 @@ enum Cmd {
 /// Names that select the command line rather than the wrapper.
 pub const SUBCOMMANDS: &[&str] = &[
     "status", "stop", "stats", "gc", "clear", "config", "daemon", "mount", "unmount", "project",
-    "help",
+    "cargo", "help",
 ];
 
 pub fn main() -> ! {
@@ -111,6 +119,9 @@ pub fn main() -> ! {
 }
 
 fn run(cli: Cli) -> Result<i32> {
+    if let Cmd::Cargo { args } = cli.command {
+        return crate::cargo_cmd::run(args);
+    }
     let config = Config::load()?;
     let paths = Paths::new(&config);
     let timeout = Duration::from_secs(120);
@@ -340,6 +351,7 @@ fn run(cli: Cli) -> Result<i32> {
             }
             Ok(0)
         }
+        Cmd::Cargo { .. } => unreachable!("handled above"),
         Cmd::Project {
             dir,
             rel,

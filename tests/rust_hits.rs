@@ -72,101 +72,98 @@ fn assert_outputs_complete(env: &Env) {
     assert!(env.target().join("debug/app").is_file());
 }
 
-#[test]
-fn t1_cold_build_then_noop() {
-    let env = Env::new();
-    let b = env.cargo(&["build"]);
-    b.assert_ok();
-    assert_eq!(b.misses, UNITS, "{}", b.stderr);
-    assert_eq!(b.hits, 0);
-    assert_eq!(b.errors, 0, "{}", env.daemon_log());
-    assert_eq!(b.stats["stored"], UNITS, "{}", env.daemon_log());
-    env.cargo(&["build"]).assert_ok().assert_noop();
-}
-
-#[test]
-fn t2_clean_then_all_hits() {
-    let env = Env::new();
-    env.cargo(&["build"]).assert_ok();
-    let plain = env.run_app();
-    assert!(env.cargo_plain(&env.ws, &["clean"]).status.success());
-    let b = env.cargo(&["build"]);
-    b.assert_ok();
-    assert_eq!(b.hits, UNITS, "every unit is a hit:\n{}", b.stderr);
-    assert_eq!(b.misses, 0);
-    assert_fingerprints_complete(&env);
-    assert_outputs_complete(&env);
-    assert_eq!(env.run_app(), plain, "the restored binary behaves the same");
-    env.cargo(&["build"]).assert_ok().assert_noop();
-}
-
-#[test]
-fn t3_repeated_clean_builds_never_rebuild_spuriously() {
-    let env = Env::new();
-    env.cargo(&["build"]).assert_ok();
-    for round in 0..20 {
-        assert!(env.cargo_plain(&env.ws, &["clean"]).status.success());
+scenarios! {
+    fn t1_cold_build_then_noop(mounted: bool) {
+        let env = Env::for_mode(mounted);
         let b = env.cargo(&["build"]);
         b.assert_ok();
-        assert_eq!(b.hits, UNITS, "round {round}: {}", b.stderr);
-        let again = env.cargo(&["build"]);
-        again.assert_ok();
-        assert!(
-            again.is_noop(),
-            "round {round}: spurious rebuild {:?}\n{}",
-            again.compiled,
-            again.stderr
-        );
+        assert_eq!(b.misses, UNITS, "{}", b.stderr);
+        assert_eq!(b.hits, 0);
+        assert_eq!(b.errors, 0, "{}", env.daemon_log());
+        assert_eq!(b.stats["stored"], UNITS, "{}", env.daemon_log());
+        env.cargo(&["build"]).assert_ok().assert_noop();
     }
-}
 
-#[test]
-fn t23_uplifted_binary_is_a_hard_link_of_deps() {
-    use std::os::unix::fs::MetadataExt;
-    let env = Env::new();
-    env.cargo(&["build"]).assert_ok();
-    assert!(env.cargo_plain(&env.ws, &["clean"]).status.success());
-    env.cargo(&["build"]).assert_ok();
-    let up = std::fs::metadata(env.target().join("debug/app")).unwrap();
-    let deps: Vec<_> = env
-        .deps("app-")
-        .into_iter()
-        .filter(|p| p.extension().is_none())
-        .collect();
-    assert_eq!(deps.len(), 1, "{deps:?}");
-    let d = std::fs::metadata(&deps[0]).unwrap();
-    assert_eq!((up.dev(), up.ino()), (d.dev(), d.ino()), "same inode");
-    assert_eq!(up.nlink(), 2);
-    assert_eq!(up.mode() & 0o111, 0o111, "executable");
-    // Deleting the uplifted copy: cargo links it again without calling the wrapper.
-    std::fs::remove_file(env.target().join("debug/app")).unwrap();
-    let b = env.cargo(&["build"]);
-    b.assert_ok();
-    assert_eq!(b.hits + b.misses, 0, "no compile for a missing uplift");
-    assert!(env.target().join("debug/app").is_file());
-}
+    fn t2_clean_then_all_hits(mounted: bool) {
+        let env = Env::for_mode(mounted);
+        env.cargo(&["build"]).assert_ok();
+        let plain = env.run_app();
+        env.clean();
+        let b = env.cargo(&["build"]);
+        b.assert_ok();
+        assert_eq!(b.hits, UNITS, "every unit is a hit:\n{}", b.stderr);
+        assert_eq!(b.misses, 0);
+        assert_fingerprints_complete(&env);
+        assert_outputs_complete(&env);
+        assert_eq!(env.run_app(), plain, "the restored binary behaves the same");
+        env.cargo(&["build"]).assert_ok().assert_noop();
+    }
 
-#[test]
-fn t24_deleted_output_is_restored_by_a_hit() {
-    let env = Env::new();
-    env.cargo(&["build"]).assert_ok();
-    let rlib = env
-        .deps("libutil-")
-        .into_iter()
-        .find(|p| p.extension().and_then(|e| e.to_str()) == Some("rlib"))
-        .unwrap();
-    std::fs::remove_file(&rlib).unwrap();
-    let b = env.cargo(&["build"]);
-    b.assert_ok();
-    assert!(!b.stderr.contains("E0463"), "{}", b.stderr);
-    assert!(b.compiled.contains(&"util".to_string()), "{:?}", b.compiled);
-    assert_eq!(
-        b.misses, 0,
-        "util and its dependents are hits: {}",
-        b.stderr
-    );
-    assert!(b.hits >= 2);
-    assert!(rlib.is_file());
-    env.cargo(&["build"]).assert_ok().assert_noop();
-    assert!(mtime(Path::new(&rlib)) > 0);
+    fn t3_repeated_clean_builds_never_rebuild_spuriously(mounted: bool) {
+        let env = Env::for_mode(mounted);
+        env.cargo(&["build"]).assert_ok();
+        for round in 0..20 {
+            env.clean();
+            let b = env.cargo(&["build"]);
+            b.assert_ok();
+            assert_eq!(b.hits, UNITS, "round {round}: {}", b.stderr);
+            let again = env.cargo(&["build"]);
+            again.assert_ok();
+            assert!(
+                again.is_noop(),
+                "round {round}: spurious rebuild {:?}\n{}",
+                again.compiled,
+                again.stderr
+            );
+        }
+    }
+
+    fn t23_uplifted_binary_is_a_hard_link_of_deps(mounted: bool) {
+        use std::os::unix::fs::MetadataExt;
+        let env = Env::for_mode(mounted);
+        env.cargo(&["build"]).assert_ok();
+        env.clean();
+        env.cargo(&["build"]).assert_ok();
+        let up = std::fs::metadata(env.target().join("debug/app")).unwrap();
+        let deps: Vec<_> = env
+            .deps("app-")
+            .into_iter()
+            .filter(|p| p.extension().is_none())
+            .collect();
+        assert_eq!(deps.len(), 1, "{deps:?}");
+        let d = std::fs::metadata(&deps[0]).unwrap();
+        assert_eq!((up.dev(), up.ino()), (d.dev(), d.ino()), "same inode");
+        assert_eq!(up.nlink(), 2);
+        assert_eq!(up.mode() & 0o111, 0o111, "executable");
+        // Deleting the uplifted copy: cargo links it again without calling the wrapper.
+        std::fs::remove_file(env.target().join("debug/app")).unwrap();
+        let b = env.cargo(&["build"]);
+        b.assert_ok();
+        assert_eq!(b.hits + b.misses, 0, "no compile for a missing uplift");
+        assert!(env.target().join("debug/app").is_file());
+    }
+
+    fn t24_deleted_output_is_restored_by_a_hit(mounted: bool) {
+        let env = Env::for_mode(mounted);
+        env.cargo(&["build"]).assert_ok();
+        let rlib = env
+            .deps("libutil-")
+            .into_iter()
+            .find(|p| p.extension().and_then(|e| e.to_str()) == Some("rlib"))
+            .unwrap();
+        std::fs::remove_file(&rlib).unwrap();
+        let b = env.cargo(&["build"]);
+        b.assert_ok();
+        assert!(!b.stderr.contains("E0463"), "{}", b.stderr);
+        assert!(b.compiled.contains(&"util".to_string()), "{:?}", b.compiled);
+        assert_eq!(
+            b.misses, 0,
+            "util and its dependents are hits: {}",
+            b.stderr
+        );
+        assert!(b.hits >= 2);
+        assert!(rlib.is_file());
+        env.cargo(&["build"]).assert_ok().assert_noop();
+        assert!(mtime(Path::new(&rlib)) > 0);
+    }
 }

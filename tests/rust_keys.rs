@@ -18,171 +18,165 @@ fn touch(env: &Env, rel: &str) {
     f.set_modified(std::time::SystemTime::now()).unwrap();
 }
 
-#[test]
-fn t5_t6_edit_misses_and_revert_hits_with_identical_outputs() {
-    let env = Env::new();
-    env.cargo(&["build"]).assert_ok();
-    let rlib = built_rlib(&env, "util");
-    let original = std::fs::read(&rlib).unwrap();
-    let original_foo = env.read("util/src/foo.rs");
+scenarios! {
+    fn t5_t6_edit_misses_and_revert_hits_with_identical_outputs(mounted: bool) {
+        let env = Env::for_mode(mounted);
+        env.cargo(&["build"]).assert_ok();
+        let rlib = built_rlib(&env, "util");
+        let original = std::fs::read(&rlib).unwrap();
+        let original_foo = env.read("util/src/foo.rs");
 
-    // T5: a real edit misses util and the units that depend on it.
-    env.write(
-        "util/src/foo.rs",
-        &original_foo.replace("\"foo\"", "\"foo2\""),
-    );
-    let b = env.cargo(&["build"]);
-    b.assert_ok();
-    assert_eq!(b.hits, 0, "{}", b.stderr);
-    assert_eq!(b.misses, 2, "util and app miss: {:?}", b.compiled);
-    assert!(env.run_app().contains("foo=foo2"));
-    env.cargo(&["build"]).assert_ok().assert_noop();
+        // T5: a real edit misses util and the units that depend on it.
+        env.write(
+            "util/src/foo.rs",
+            &original_foo.replace("\"foo\"", "\"foo2\""),
+        );
+        let b = env.cargo(&["build"]);
+        b.assert_ok();
+        assert_eq!(b.hits, 0, "{}", b.stderr);
+        assert_eq!(b.misses, 2, "util and app miss: {:?}", b.compiled);
+        assert!(env.run_app().contains("foo=foo2"));
+        env.cargo(&["build"]).assert_ok().assert_noop();
 
-    // T6: the revert is served from the cache, byte for byte.
-    env.write("util/src/foo.rs", &original_foo);
-    let b = env.cargo(&["build"]);
-    b.assert_ok();
-    assert_eq!((b.hits, b.misses), (2, 0), "{}", b.stderr);
-    assert_eq!(std::fs::read(&rlib).unwrap(), original, "identical rlib");
-    assert!(env.run_app().contains("foo=foo\n"));
-    env.cargo(&["build"]).assert_ok().assert_noop();
-}
+        // T6: the revert is served from the cache, byte for byte.
+        env.write("util/src/foo.rs", &original_foo);
+        let b = env.cargo(&["build"]);
+        b.assert_ok();
+        assert_eq!((b.hits, b.misses), (2, 0), "{}", b.stderr);
+        assert_eq!(std::fs::read(&rlib).unwrap(), original, "identical rlib");
+        assert!(env.run_app().contains("foo=foo\n"));
+        env.cargo(&["build"]).assert_ok().assert_noop();
+    }
 
-#[test]
-fn t12_env_from_cargo_config() {
-    let env = Env::new();
-    env.cargo(&["build"]).assert_ok();
-    env.write(".cargo/config.toml", "[env]\nZT = \"2\"\n");
-    let b = env.cargo(&["build"]);
-    b.assert_ok();
-    assert!(b.compiled.contains(&"util".into()), "{:?}", b.compiled);
-    assert_eq!(b.hits, 0, "{}", b.stderr);
-    assert!(b.misses >= 2);
-    assert!(env.run_app().contains("zt=2\n"));
-    env.write(".cargo/config.toml", "[env]\nZT = \"1\"\n");
-    let b = env.cargo(&["build"]);
-    b.assert_ok();
-    assert_eq!(b.misses, 0, "the old entry serves ZT=1 again: {}", b.stderr);
-    assert!(b.hits >= 2);
-    assert!(env.run_app().contains("zt=1\n"));
-}
+    fn t12_env_from_cargo_config(mounted: bool) {
+        let env = Env::for_mode(mounted);
+        env.cargo(&["build"]).assert_ok();
+        env.write(".cargo/config.toml", "[env]\nZT = \"2\"\n");
+        let b = env.cargo(&["build"]);
+        b.assert_ok();
+        assert!(b.compiled.contains(&"util".into()), "{:?}", b.compiled);
+        assert_eq!(b.hits, 0, "{}", b.stderr);
+        assert!(b.misses >= 2);
+        assert!(env.run_app().contains("zt=2\n"));
+        env.write(".cargo/config.toml", "[env]\nZT = \"1\"\n");
+        let b = env.cargo(&["build"]);
+        b.assert_ok();
+        assert_eq!(b.misses, 0, "the old entry serves ZT=1 again: {}", b.stderr);
+        assert!(b.hits >= 2);
+        assert!(env.run_app().contains("zt=1\n"));
+    }
 
-#[test]
-fn t13_unset_and_empty_env_are_different_keys() {
-    let mut env = Env::new();
-    env.cargo(&["build"]).assert_ok();
-    assert!(env.run_app().contains("zt_opt=None"));
-    env.var("ZT_OPT", "");
-    let b = env.cargo(&["build"]);
-    b.assert_ok();
-    assert!(b.compiled.contains(&"util".into()));
-    assert_eq!(
-        b.hits, 0,
-        "empty must not be served the unset result: {}",
-        b.stderr
-    );
-    assert!(
-        env.run_app().contains("zt_opt=Some(\"\")"),
-        "{}",
-        env.run_app()
-    );
-    env.unset("ZT_OPT");
-    let b = env.cargo(&["build"]);
-    b.assert_ok();
-    assert_eq!(b.misses, 0);
-    assert!(env.run_app().contains("zt_opt=None"));
-}
+    fn t13_unset_and_empty_env_are_different_keys(mounted: bool) {
+        let mut env = Env::for_mode(mounted);
+        env.cargo(&["build"]).assert_ok();
+        assert!(env.run_app().contains("zt_opt=None"));
+        env.var("ZT_OPT", "");
+        let b = env.cargo(&["build"]);
+        b.assert_ok();
+        assert!(b.compiled.contains(&"util".into()));
+        assert_eq!(
+            b.hits, 0,
+            "empty must not be served the unset result: {}",
+            b.stderr
+        );
+        assert!(
+            env.run_app().contains("zt_opt=Some(\"\")"),
+            "{}",
+            env.run_app()
+        );
+        env.unset("ZT_OPT");
+        let b = env.cargo(&["build"]);
+        b.assert_ok();
+        assert_eq!(b.misses, 0);
+        assert!(env.run_app().contains("zt_opt=None"));
+    }
 
-#[test]
-fn t14_build_script_rustc_env_is_keyed() {
-    let mut env = Env::new();
-    env.cargo(&["build"]).assert_ok();
-    env.var("ZT_SHA", "sha1");
-    let b = env.cargo(&["build"]);
-    b.assert_ok();
-    assert!(b.compiled.contains(&"zt_core".into()), "{:?}", b.compiled);
-    assert_eq!(b.hits, 0, "{}", b.stderr);
-    assert!(env.run_app().contains("sha=sha1"), "{}", env.run_app());
-    let bin = std::fs::read(env.target().join("debug/app")).unwrap();
-    assert!(
-        bin.windows(4).any(|w| w == b"sha1"),
-        "the binary holds the new SHA"
-    );
-}
+    fn t14_build_script_rustc_env_is_keyed(mounted: bool) {
+        let mut env = Env::for_mode(mounted);
+        env.cargo(&["build"]).assert_ok();
+        env.var("ZT_SHA", "sha1");
+        let b = env.cargo(&["build"]);
+        b.assert_ok();
+        assert!(b.compiled.contains(&"zt_core".into()), "{:?}", b.compiled);
+        assert_eq!(b.hits, 0, "{}", b.stderr);
+        assert!(env.run_app().contains("sha=sha1"), "{}", env.run_app());
+        let bin = std::fs::read(env.target().join("debug/app")).unwrap();
+        assert!(
+            bin.windows(4).any(|w| w == b"sha1"),
+            "the binary holds the new SHA"
+        );
+    }
 
-#[test]
-fn t15_include_bytes_data_file() {
-    let env = Env::new();
-    env.cargo(&["build"]).assert_ok();
-    let original = env.read("util/data.bin");
-    env.write("util/data.bin", "other data, longer\n");
-    let b = env.cargo(&["build"]);
-    b.assert_ok();
-    assert_eq!(b.hits, 0);
-    assert!(b.misses >= 2);
-    assert!(env.run_app().contains("data=19"));
-    env.write("util/data.bin", &original);
-    let b = env.cargo(&["build"]);
-    b.assert_ok();
-    assert_eq!(b.misses, 0, "{}", b.stderr);
-    assert!(env.run_app().contains("data=15"));
-}
+    fn t15_include_bytes_data_file(mounted: bool) {
+        let env = Env::for_mode(mounted);
+        env.cargo(&["build"]).assert_ok();
+        let original = env.read("util/data.bin");
+        env.write("util/data.bin", "other data, longer\n");
+        let b = env.cargo(&["build"]);
+        b.assert_ok();
+        assert_eq!(b.hits, 0);
+        assert!(b.misses >= 2);
+        assert!(env.run_app().contains("data=19"));
+        env.write("util/data.bin", &original);
+        let b = env.cargo(&["build"]);
+        b.assert_ok();
+        assert_eq!(b.misses, 0, "{}", b.stderr);
+        assert!(env.run_app().contains("data=15"));
+    }
 
-#[test]
-fn t16_out_dir_file_same_content_hits_new_content_misses() {
-    let mut env = Env::new();
-    env.cargo(&["build"]).assert_ok();
-    // The build script runs again and writes an identical gen.rs (newer mtime).
-    touch(&env, "zt_core/build.rs");
-    let b = env.cargo(&["build"]);
-    b.assert_ok();
-    assert!(b.compiled.contains(&"zt_core".into()), "{:?}", b.compiled);
-    assert_eq!(b.misses, 0, "identical generated code hits: {}", b.stderr);
-    env.cargo(&["build"]).assert_ok().assert_noop();
-    // Different generated code misses.
-    env.var("ZT_GEN", "changed");
-    let b = env.cargo(&["build"]);
-    b.assert_ok();
-    assert!(b.misses >= 2, "{}", b.stderr);
-    assert!(env.run_app().contains("gen=changed"));
-}
+    fn t16_out_dir_file_same_content_hits_new_content_misses(mounted: bool) {
+        let mut env = Env::for_mode(mounted);
+        env.cargo(&["build"]).assert_ok();
+        // The build script runs again and writes an identical gen.rs (newer mtime).
+        touch(&env, "zt_core/build.rs");
+        let b = env.cargo(&["build"]);
+        b.assert_ok();
+        assert!(b.compiled.contains(&"zt_core".into()), "{:?}", b.compiled);
+        assert_eq!(b.misses, 0, "identical generated code hits: {}", b.stderr);
+        env.cargo(&["build"]).assert_ok().assert_noop();
+        // Different generated code misses.
+        env.var("ZT_GEN", "changed");
+        let b = env.cargo(&["build"]);
+        b.assert_ok();
+        assert!(b.misses >= 2, "{}", b.stderr);
+        assert!(env.run_app().contains("gen=changed"));
+    }
 
-#[test]
-fn t17_module_alternative_appearing_is_never_hidden_by_a_hit() {
-    let env = Env::new();
-    env.cargo(&["build"]).assert_ok();
-    env.write(
-        "util/src/foo/mod.rs",
-        "pub fn name() -> &'static str { \"dir\" }\n",
-    );
-    touch(&env, "util/src/lib.rs");
-    let b = env.cargo(&["build"]);
-    assert!(!b.status.success(), "rustc must see both module files");
-    assert!(b.stderr.contains("E0761"), "{}", b.stderr);
-    assert_eq!(b.hits, 0);
-    std::fs::remove_dir_all(env.ws.join("util/src/foo")).unwrap();
-    touch(&env, "util/src/lib.rs");
-    let b = env.cargo(&["build"]);
-    b.assert_ok();
-    assert_eq!(b.misses, 0, "{}", b.stderr);
-}
+    fn t17_module_alternative_appearing_is_never_hidden_by_a_hit(mounted: bool) {
+        let env = Env::for_mode(mounted);
+        env.cargo(&["build"]).assert_ok();
+        env.write(
+            "util/src/foo/mod.rs",
+            "pub fn name() -> &'static str { \"dir\" }\n",
+        );
+        touch(&env, "util/src/lib.rs");
+        let b = env.cargo(&["build"]);
+        assert!(!b.status.success(), "rustc must see both module files");
+        assert!(b.stderr.contains("E0761"), "{}", b.stderr);
+        assert_eq!(b.hits, 0);
+        std::fs::remove_dir_all(env.ws.join("util/src/foo")).unwrap();
+        touch(&env, "util/src/lib.rs");
+        let b = env.cargo(&["build"]);
+        b.assert_ok();
+        assert_eq!(b.misses, 0, "{}", b.stderr);
+    }
 
-#[test]
-fn t18_extern_change_without_source_change() {
-    let env = Env::new();
-    env.cargo(&["build"]).assert_ok();
-    let manifest = env.read("Cargo.toml");
-    env.write(
-        "Cargo.toml",
-        &format!("{manifest}\n[profile.dev.package.util]\nopt-level = 1\n"),
-    );
-    let b = env.cargo(&["build"]);
-    b.assert_ok();
-    assert!(b.compiled.contains(&"util".into()));
-    assert!(b.compiled.contains(&"app".into()));
-    assert_eq!(b.hits, 0, "util and its dependents miss: {}", b.stderr);
-    env.write("Cargo.toml", &manifest);
-    let b = env.cargo(&["build"]);
-    b.assert_ok();
-    assert_eq!(b.misses, 0, "{}", b.stderr);
+    fn t18_extern_change_without_source_change(mounted: bool) {
+        let env = Env::for_mode(mounted);
+        env.cargo(&["build"]).assert_ok();
+        let manifest = env.read("Cargo.toml");
+        env.write(
+            "Cargo.toml",
+            &format!("{manifest}\n[profile.dev.package.util]\nopt-level = 1\n"),
+        );
+        let b = env.cargo(&["build"]);
+        b.assert_ok();
+        assert!(b.compiled.contains(&"util".into()));
+        assert!(b.compiled.contains(&"app".into()));
+        assert_eq!(b.hits, 0, "util and its dependents miss: {}", b.stderr);
+        env.write("Cargo.toml", &manifest);
+        let b = env.cargo(&["build"]);
+        b.assert_ok();
+        assert_eq!(b.misses, 0, "{}", b.stderr);
+    }
 }

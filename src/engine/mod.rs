@@ -124,8 +124,9 @@ impl Engine {
             Request::Stats { zero } => {
                 self.wait_published(Duration::from_secs(10));
                 let (size, packs) = self.store.usage();
-                let json =
+                let mut json =
                     stats::to_json(&self.stats.snapshot(), size, packs, self.store.max_size());
+                json["mounts"] = serde_json::to_value(self.mounts.list()).unwrap_or_default();
                 if zero {
                     self.stats.zero();
                 }

@@ -35,11 +35,12 @@ fn io_err(e: rustix::io::Errno) -> io::Error {
     io::Error::from_raw_os_error(e.raw_os_error())
 }
 
-impl FsView for MountedFs<'_> {
-    fn digest(&self, path: &Path) -> Result<(Digest, FileStat), HashError> {
+impl MountedFs<'_> {
+    fn digest_once(&self, path: &Path) -> Result<(Digest, FileStat), HashError> {
         let Some((m, rel)) = self.mounts.find(path) else {
             return self.hashes.digest(path);
         };
+
         match m.vfs.path_target(&rel) {
             Ok(PathTarget::Projected { attr, digest }) => Ok((digest, projected_stat(&attr))),
             Ok(PathTarget::Real {
@@ -58,6 +59,20 @@ impl FsView for MountedFs<'_> {
             }
             Ok(_) => Err(HashError::NotAFile(path.to_path_buf())),
             Err(e) => Err(HashError::Io(path.to_path_buf(), io_err(e))),
+        }
+    }
+}
+
+impl FsView for MountedFs<'_> {
+    fn digest(&self, path: &Path) -> Result<(Digest, FileStat), HashError> {
+        // A real file that becomes a projection while it is hashed (a miss's output being
+        // converted) looks changed: its name was unlinked. Look again.
+        let mut tries = 0;
+        loop {
+            match self.digest_once(path) {
+                Err(HashError::Changed(_)) if tries < 2 => tries += 1,
+                r => return r,
+            }
         }
     }
 

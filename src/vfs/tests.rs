@@ -490,7 +490,10 @@ fn a_stored_real_file_becomes_a_projection_with_the_same_inode_and_times() {
         dir_mtime
     );
     let after = f.vfs.getattr(e.attr.ino).unwrap().attr;
-    assert_eq!((after.ino, after.size, after.mtime), (before.ino, 10, before.mtime));
+    assert_eq!(
+        (after.ino, after.size, after.mtime),
+        (before.ino, 10, before.mtime)
+    );
     assert_eq!((after.perm, after.nlink), (before.perm, 2));
     assert_eq!(f.ino("x").unwrap(), e.attr.ino);
     assert_eq!(f.read_all(e.attr.ino), b"rlib bytes");
@@ -500,7 +503,11 @@ fn a_stored_real_file_becomes_a_projection_with_the_same_inode_and_times() {
     assert_eq!(report.restored, 1);
     assert_eq!(f.read_all(f.ino("x").unwrap()), b"rlib bytes");
     assert_eq!(
-        f.vfs.getattr(f.ino("deps/libx.rlib").unwrap()).unwrap().attr.mtime,
+        f.vfs
+            .getattr(f.ino("deps/libx.rlib").unwrap())
+            .unwrap()
+            .attr
+            .mtime,
         before.mtime
     );
 }
@@ -518,7 +525,10 @@ fn a_changed_or_unknown_file_stays_real() {
     let stat = lower_stat(&f.lower_path("deps/a"));
     let pack = f.pack(&[("a", b"one")]);
     // Written again after it was stored (same size).
-    let o = f.vfs.open(f.ino("deps/a").unwrap(), libc::O_WRONLY, false).unwrap();
+    let o = f
+        .vfs
+        .open(f.ino("deps/a").unwrap(), libc::O_WRONLY, false)
+        .unwrap();
     f.vfs.write(o.fh, 0, b"two").unwrap();
     f.vfs.release(o.fh);
     let r = f
@@ -554,7 +564,10 @@ fn put_real_replaces_a_projection_with_a_real_file() {
         .put_real(Path::new("deps/x.d"), b"new text", 0o640, T + 5)
         .unwrap();
     let m = std::fs::metadata(f.lower_path("deps/x.d")).unwrap();
-    assert_eq!(std::fs::read(f.lower_path("deps/x.d")).unwrap(), b"new text");
+    assert_eq!(
+        std::fs::read(f.lower_path("deps/x.d")).unwrap(),
+        b"new text"
+    );
     assert_eq!(m.permissions().mode() & 0o777, 0o640);
     assert_eq!(crate::fsutil::mtime_ns(&m), T + 5);
     let now = f.ino("deps/x.d").unwrap();

@@ -40,6 +40,8 @@ pub struct Env {
     pub run: PathBuf,
     /// Extra environment for every command.
     pub vars: Vec<(String, String)>,
+    /// Builds run as `zcfs cargo`, with the target dir on a zcfs mount.
+    pub mounted: bool,
 }
 
 /// What one cargo run did.
@@ -119,7 +121,21 @@ impl Env {
             cache,
             run,
             vars: vec![],
+            mounted: false,
         }
+    }
+
+    /// An environment whose builds run as `zcfs cargo`: the target dir is mounted by zcfs
+    /// and hits are projections.
+    pub fn mounted() -> Env {
+        let mut env = Env::new();
+        env.mounted = true;
+        env
+    }
+
+    /// The mode's constructor, chosen by the scenario module (see `scenarios!`).
+    pub fn for_mode(mounted: bool) -> Env {
+        if mounted { Env::mounted() } else { Env::new() }
     }
 
     pub fn var(&mut self, k: &str, v: &str) -> &mut Self {
@@ -176,10 +192,17 @@ impl Env {
 
     pub fn cargo_in(&self, dir: &Path, args: &[&str]) -> Build {
         let before = self.stats();
-        let mut cmd = self.command("cargo");
+        let mut cmd = if self.mounted {
+            let mut c = self.command(ZCFS);
+            c.arg("cargo");
+            c
+        } else {
+            let mut c = self.command("cargo");
+            c.env("RUSTC_WRAPPER", ZCFS);
+            c
+        };
         cmd.args(args)
             .current_dir(dir)
-            .env("RUSTC_WRAPPER", ZCFS)
             .env("CARGO_LOG", "cargo::core::compiler::fingerprint=info")
             .stdin(Stdio::null());
         let out = cmd.output().unwrap();
@@ -212,6 +235,25 @@ impl Env {
             errors: n(&after, "errors") - n(&before, "errors"),
             stats: after,
         }
+    }
+
+    /// Removes the target dir: `cargo clean`, or `zcfs cargo clean` in mounted mode (which
+    /// unmounts first; the next build mounts again).
+    pub fn clean(&self) {
+        let out = if self.mounted {
+            self.command(ZCFS)
+                .args(["cargo", "clean"])
+                .output()
+                .unwrap()
+        } else {
+            self.cargo_plain(&self.ws, &["clean"])
+        };
+        assert!(
+            out.status.success(),
+            "clean: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!self.target().exists(), "the target dir is gone");
     }
 
     /// Runs cargo without zcfs (for comparisons).
@@ -280,7 +322,17 @@ impl Env {
 
 impl Drop for Env {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            // The daemon's side of a failure, before the temp dir goes.
+            let log = self.daemon_log();
+            let lines: Vec<&str> = log.lines().collect();
+            eprintln!("--- daemon log (last 80 lines) ---");
+            for l in &lines[lines.len().saturating_sub(80)..] {
+                eprintln!("{l}");
+            }
+        }
         let pid = self.daemon_pid();
+        // The daemon unmounts its mounts when it stops.
         let _ = self.command(ZCFS).arg("stop").output();
         if let Some(pid) = pid {
             // Make sure it is gone before the temp dir goes.
@@ -294,7 +346,47 @@ impl Drop for Env {
                 }
             }
         }
+        // No test leaves a mount behind, even after killing its daemon.
+        for dir in zcfs_mounts_under(self.tmp.path()) {
+            let _ = Command::new("umount").arg("-l").arg(&dir).status();
+        }
     }
+}
+
+/// zcfs mounts at or below `root`.
+pub fn zcfs_mounts_under(root: &Path) -> Vec<PathBuf> {
+    let root = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            let sep = f.iter().position(|x| *x == "-")?;
+            let zcfs = f.get(sep + 1).is_some_and(|t| t.starts_with("fuse"))
+                && f.get(sep + 2) == Some(&"zcfs");
+            let dir = PathBuf::from(f.get(4)?);
+            (zcfs && dir.starts_with(&root)).then_some(dir)
+        })
+        .collect()
+}
+
+/// Runs each scenario twice: without a mount (`plain::`) and with the target dir on a zcfs
+/// mount (`mounted::`). Scenario bodies get `mounted: bool` and build their `Env` with
+/// `Env::for_mode(mounted)`.
+#[macro_export]
+macro_rules! scenarios {
+    ($( $(#[$meta:meta])* fn $name:ident($mounted:ident: bool) $body:block )*) => {
+        $(
+            $(#[$meta])*
+            fn $name($mounted: bool) $body
+        )*
+        mod plain {
+            $( #[test] fn $name() { super::$name(false) } )*
+        }
+        mod mounted {
+            $( #[test] fn $name() { super::$name(true) } )*
+        }
+    };
 }
 
 /// Waits until `f` holds, or panics after `secs`.

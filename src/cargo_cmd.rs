@@ -1,0 +1,271 @@
+//! `zcfs cargo [args...]`: one command for users. It finds the build dir cargo will use
+//! (`cargo metadata`: `build_directory`, else `target_directory`), mounts it if it is not
+//! mounted yet, and runs cargo with `RUSTC_WRAPPER` set to this binary. The mount stays for
+//! the next build; `zcfs unmount` removes it.
+//!
+//! `zcfs cargo clean` (a whole-target clean) unmounts first: cargo removes the target dir
+//! itself, which it cannot do while it is a mount point. Partial cleans (`-p`, `--release`,
+//! `--profile`, `--target`, `--doc`) run through the mount.
+//!
+//! If the mount cannot be set up, cargo still runs with the wrapper (hits are then restored
+//! as real files) and the reason is printed: a cache never stops a build.
+
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+
+use crate::client;
+use crate::config::Config;
+use crate::paths::Paths;
+use crate::proto::{Bytes, Reply, Request};
+
+/// Options of cargo's command line that change where the build dir is, passed on to
+/// `cargo metadata` (with a value).
+const LOCATION_OPTS: &[&str] = &["--manifest-path", "--config", "-Z"];
+
+/// Options of `cargo clean` that clean only a part of the target dir.
+const PARTIAL_CLEAN: &[&str] = &[
+    "-p",
+    "--package",
+    "-r",
+    "--release",
+    "--profile",
+    "--target",
+    "--doc",
+];
+
+pub fn run(args: Vec<OsString>) -> Result<i32> {
+    let config = Config::load()?;
+    let paths = Paths::new(&config);
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
+    let exe = std::env::current_exe().context("cannot find the zcfs binary")?;
+    if let Some(w) = std::env::var_os("RUSTC_WRAPPER").filter(|w| !w.is_empty())
+        && !is_zcfs(&w, &exe)
+    {
+        bail!(
+            "RUSTC_WRAPPER is already set to {}; unset it to use zcfs",
+            w.to_string_lossy()
+        );
+    }
+
+    if config.disable {
+        // Pure pass-through: no mount, no daemon.
+        return Err(exec(Command::new(&cargo).args(&args)));
+    }
+
+    let dir = match build_dir(&cargo, &args) {
+        Ok(d) => Some(d),
+        Err(e) => {
+            eprintln!("zcfs: cannot find the build dir ({e:#}); building without a mount");
+            None
+        }
+    };
+    if let Some(dir) = &dir {
+        if subcommand(&args).is_some_and(|s| s == "clean") && !is_partial_clean(&args) {
+            unmount_for_clean(&paths, dir)?;
+        } else if let Err(e) = ensure_mounted(&config, &paths, dir) {
+            eprintln!(
+                "zcfs: cannot mount {} ({e:#}); building without a mount",
+                dir.display()
+            );
+        }
+    }
+    let mut cmd = Command::new(&cargo);
+    cmd.args(&args).env("RUSTC_WRAPPER", &exe);
+    Err(exec(&mut cmd))
+}
+
+/// Runs the command in place of this process; returns only on failure.
+fn exec(cmd: &mut Command) -> anyhow::Error {
+    let e = cmd.exec();
+    anyhow::anyhow!("cannot run {:?}: {e}", cmd.get_program())
+}
+
+fn is_zcfs(wrapper: &OsStr, exe: &Path) -> bool {
+    let w = Path::new(wrapper);
+    w == exe || w.file_name() == Some(OsStr::new("zcfs"))
+}
+
+/// cargo's subcommand: the first argument that is not an option (or a `+toolchain`).
+fn subcommand(args: &[OsString]) -> Option<&OsStr> {
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let b = a.as_bytes();
+        if b.starts_with(b"+") {
+            continue;
+        }
+        if b.starts_with(b"-") {
+            // Global options with a separate value.
+            if matches!(
+                b,
+                b"--config" | b"-Z" | b"-C" | b"--color" | b"--manifest-path"
+            ) {
+                it.next();
+            }
+            continue;
+        }
+        return Some(a);
+    }
+    None
+}
+
+fn is_partial_clean(args: &[OsString]) -> bool {
+    args.iter().any(|a| {
+        let s = a.to_string_lossy();
+        PARTIAL_CLEAN
+            .iter()
+            .any(|o| s == *o || (o.starts_with("--") && s.starts_with(&format!("{o}="))))
+    })
+}
+
+/// The value of `--opt value` or `--opt=value`.
+fn option_value(args: &[OsString], opt: &str) -> Option<OsString> {
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if a == "--" {
+            break;
+        }
+        if a == opt {
+            return it.next().cloned();
+        }
+        if let Some(v) = a
+            .to_str()
+            .and_then(|s| s.strip_prefix(opt))
+            .and_then(|s| s.strip_prefix('='))
+        {
+            return Some(v.into());
+        }
+    }
+    None
+}
+
+/// The directory cargo writes intermediate artifacts to: `--target-dir`, else what
+/// `cargo metadata` says (build-dir when configured, else target-dir).
+fn build_dir(cargo: &OsStr, args: &[OsString]) -> Result<PathBuf> {
+    let cwd = std::env::current_dir()?;
+    let mut meta = Command::new(cargo);
+    if let Some(tc) = args.iter().find(|a| a.as_bytes().starts_with(b"+")) {
+        meta.arg(tc);
+    }
+    meta.args([
+        "metadata",
+        "--format-version",
+        "1",
+        "--no-deps",
+        "--offline",
+    ]);
+    for opt in LOCATION_OPTS {
+        let mut rest = args;
+        while let Some(i) = rest.iter().position(|a| a == opt) {
+            if let Some(v) = rest.get(i + 1) {
+                meta.arg(opt).arg(v);
+            }
+            rest = &rest[(i + 1).min(rest.len())..];
+        }
+    }
+    let out = meta
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .context("running cargo metadata")?;
+    if !out.status.success() {
+        bail!(
+            "cargo metadata failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).context("parsing cargo metadata")?;
+    let target = v["target_directory"]
+        .as_str()
+        .context("cargo metadata has no target_directory")?;
+    let build = v["build_directory"].as_str().unwrap_or(target);
+    // An explicit --target-dir moves both unless a build-dir is configured apart.
+    if let Some(t) = option_value(args, "--target-dir") {
+        let t = cwd.join(t);
+        return Ok(if build == target {
+            t
+        } else {
+            PathBuf::from(build)
+        });
+    }
+    Ok(PathBuf::from(build))
+}
+
+fn ensure_mounted(config: &Config, paths: &Paths, dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let dir = dir.canonicalize()?;
+    let req = Request::Mount {
+        dir: Bytes(dir.as_os_str().as_bytes().to_vec()),
+        opts: crate::mount::MountOptions::default(),
+    };
+    match client::call(config, paths, &req)?.0 {
+        Reply::Mounted(m) => {
+            if !m.already {
+                eprintln!("zcfs: mounted {}", m.dir);
+            }
+            Ok(())
+        }
+        Reply::Error(e) => bail!("{e}"),
+        other => bail!("unexpected reply: {other:?}"),
+    }
+}
+
+fn unmount_for_clean(paths: &Paths, dir: &Path) -> Result<()> {
+    if !crate::mount::sys::zcfs_mounts_at(dir).is_empty() {
+        let req = Request::Unmount {
+            dir: Bytes(dir.as_os_str().as_bytes().to_vec()),
+            force: false,
+            materialize: false,
+        };
+        match client::request_once(paths, &req, Duration::from_secs(120)) {
+            Ok(Reply::Unmounted(u)) => eprintln!("zcfs: unmounted {} to clean it", u.dir),
+            Ok(Reply::Error(e)) => bail!("cannot unmount {} before cleaning: {e}", dir.display()),
+            Ok(other) => bail!("unexpected reply: {other:?}"),
+            Err(client::ClientError::NoDaemon) => {
+                crate::mount::sys::clean_stale(dir)?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(args: &[&str]) -> Vec<OsString> {
+        args.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn finds_the_subcommand_and_options() {
+        assert_eq!(
+            subcommand(&v(&["+nightly", "--config", "x=1", "build", "-p", "a"])),
+            Some(OsStr::new("build"))
+        );
+        assert_eq!(subcommand(&v(&["-v", "clean"])), Some(OsStr::new("clean")));
+        assert_eq!(subcommand(&v(&["--version"])), None);
+        assert_eq!(
+            option_value(&v(&["build", "--target-dir", "t2"]), "--target-dir"),
+            Some("t2".into())
+        );
+        assert_eq!(
+            option_value(&v(&["build", "--target-dir=t3"]), "--target-dir"),
+            Some("t3".into())
+        );
+        assert_eq!(
+            option_value(&v(&["run", "--", "--target-dir", "x"]), "--target-dir"),
+            None
+        );
+        assert!(is_partial_clean(&v(&["clean", "-p", "util"])));
+        assert!(is_partial_clean(&v(&["clean", "--profile=dev"])));
+        assert!(!is_partial_clean(&v(&["clean"])));
+    }
+}
