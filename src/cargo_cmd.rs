@@ -42,7 +42,13 @@ const PARTIAL_CLEAN: &[&str] = &[
 pub fn run(args: Vec<OsString>) -> Result<i32> {
     let config = Config::load()?;
     let paths = Paths::new(&config);
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
+    // `+toolchain` needs rustup's proxy on PATH; otherwise the cargo that runs us (an
+    // alias, an xtask), if any.
+    let toolchain = args.first().is_some_and(|a| a.as_bytes().starts_with(b"+"));
+    let cargo = match std::env::var_os("CARGO") {
+        Some(c) if !toolchain => c,
+        _ => OsString::from("cargo"),
+    };
     let exe = std::env::current_exe().context("cannot find the zcfs binary")?;
     if let Some(w) = std::env::var_os("RUSTC_WRAPPER").filter(|w| !w.is_empty())
         && !is_zcfs(&w, &exe)

@@ -150,6 +150,24 @@ impl Mounts {
             // Our own session died: forget it.
             live.remove(dir);
         }
+        // Inside one of our mounts: that mount already serves it (a target dir under a
+        // mounted parent, spec M11).
+        if let Some(outer) = live.keys().find(|m| dir.starts_with(m)) {
+            return Ok(Mounted {
+                dir: outer.display().to_string(),
+                already: true,
+                cleaned_stale: 0,
+                restored: 0,
+                dropped: 0,
+            });
+        }
+        if let Some(inner) = live.keys().find(|m| m.starts_with(dir)) {
+            bail!(
+                "{} contains the zcfs mount {}; unmount it first",
+                dir.display(),
+                inner.display()
+            );
+        }
         let cleaned = sys::clean_stale(dir).context("cleaning a stale mount")? as u64;
         if !sys::zcfs_mounts_at(dir).is_empty() {
             bail!(
