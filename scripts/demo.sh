@@ -1,17 +1,25 @@
 #!/usr/bin/env bash
 # Sets up zcfs and shows its main job: installs it into ~/.cargo/bin, builds this repository
-# through the cache (all misses), removes target/, builds again (all hits), prints the stats.
+# with `zcfs cargo build` (target dir on a zcfs mount; every unit a miss, stored), cleans,
+# builds again (every unit a hit, projected: no artifact written), shows the stats and how
+# little real data the target dir holds, then unmounts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
-cargo install --locked --path . --root "${CARGO_HOME:-$HOME/.cargo}"
+scripts/install.sh
+export PATH=${CARGO_HOME:-$HOME/.cargo}/bin:$PATH
 demo_target=$(mktemp -d /tmp/zcfs-demo-target.XXXXXX)
-trap 'rm -rf "$demo_target"' EXIT
-export CARGO_TARGET_DIR=$demo_target RUSTC_WRAPPER=zcfs
+cleanup() {
+  zcfs unmount "$demo_target" >/dev/null 2>&1 || true
+  rm -rf "$demo_target"
+}
+trap cleanup EXIT
 zcfs stats --zero >/dev/null 2>&1 || true
-echo "== cold build through zcfs (every unit a miss, outputs stored)"
-time cargo build --release --quiet
-rm -rf "$demo_target"/*
-echo "== warm build (target removed; every unit a hit)"
-time cargo build --release --quiet
+echo "== cold build: zcfs cargo build --release (every unit a miss, outputs stored)"
+time zcfs cargo build --release --quiet --target-dir "$demo_target"
+zcfs cargo clean --quiet --target-dir "$demo_target"
+echo "== warm build after cargo clean (every unit a hit, projected from the cache)"
+time zcfs cargo build --release --quiet --target-dir "$demo_target"
+echo "== and the next build is a no-op"
+time zcfs cargo build --release --quiet --target-dir "$demo_target"
 zcfs stats

@@ -6,6 +6,8 @@ command -v cc >/dev/null || need+=(gcc)
 command -v ar >/dev/null || need+=(binutils)
 command -v mount >/dev/null || need+=(mount)
 command -v fusermount3 >/dev/null || need+=(fuse3)
+command -v python3 >/dev/null || need+=(python3)   # test shims (tests/mount_scenarios.rs)
+command -v strip >/dev/null || need+=(binutils)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "install-deps: need ${need[*]} (run as root or install them)" >&2

@@ -11,7 +11,7 @@
 //! as real files) and the reason is printed: a cache never stops a build.
 
 use std::ffi::{OsStr, OsString};
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -64,7 +64,7 @@ pub fn run(args: Vec<OsString>) -> Result<i32> {
         return Err(exec(Command::new(&cargo).args(&args)));
     }
 
-    let dir = match build_dir(&cargo, &args) {
+    let dir = match cached_build_dir(&paths, &cargo, &args) {
         Ok(d) => Some(d),
         Err(e) => {
             eprintln!("zcfs: cannot find the build dir ({e:#}); building without a mount");
@@ -148,6 +148,78 @@ fn option_value(args: &[OsString], opt: &str) -> Option<OsString> {
         }
     }
     None
+}
+
+/// `build_dir`, remembered in the runtime dir under a key of everything that decides it:
+/// the cwd, the arguments and environment that name a location or a toolchain, and the
+/// identity (size, mtime, inode) of every `Cargo.toml` and `.cargo/config[.toml]` from the
+/// cwd up and in `CARGO_HOME`. `cargo metadata` costs ~25 ms, most of a no-op build.
+fn cached_build_dir(paths: &Paths, cargo: &OsStr, args: &[OsString]) -> Result<PathBuf> {
+    let key = location_key(cargo, args)?;
+    let file = paths
+        .runtime_dir
+        .join("cargo-dirs")
+        .join(key.to_hex().to_string());
+    if let Ok(b) = std::fs::read(&file) {
+        return Ok(PathBuf::from(std::ffi::OsString::from_vec(b)));
+    }
+    let dir = build_dir(cargo, args)?;
+    if let Some(parent) = file.parent()
+        && std::fs::create_dir_all(parent).is_ok()
+    {
+        let _ = crate::fsutil::write_atomic(&file, dir.as_os_str().as_bytes());
+    }
+    Ok(dir)
+}
+
+fn location_key(cargo: &OsStr, args: &[OsString]) -> Result<blake3::Hash> {
+    use std::os::unix::fs::MetadataExt;
+    let mut h = blake3::Hasher::new();
+    let mut field = |tag: &str, v: &[u8]| {
+        h.update(tag.as_bytes());
+        h.update(&(v.len() as u64).to_le_bytes());
+        h.update(v);
+    };
+    let cwd = std::env::current_dir()?;
+    field("cwd", cwd.as_os_str().as_bytes());
+    field("cargo", cargo.as_bytes());
+    for a in args {
+        field("arg", a.as_bytes());
+    }
+    let mut env: Vec<(OsString, OsString)> = std::env::vars_os()
+        .filter(|(k, _)| {
+            let k = k.to_string_lossy();
+            k.starts_with("CARGO_") || k.starts_with("RUSTUP_") || k == "HOME"
+        })
+        .collect();
+    env.sort();
+    for (k, v) in env {
+        field("env", k.as_bytes());
+        field("val", v.as_bytes());
+    }
+    let mut files: Vec<PathBuf> = Vec::new();
+    for d in cwd.ancestors() {
+        files.push(d.join("Cargo.toml"));
+        files.push(d.join(".cargo/config.toml"));
+        files.push(d.join(".cargo/config"));
+    }
+    let home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cargo")));
+    if let Some(home) = home {
+        files.push(home.join("config.toml"));
+        files.push(home.join("config"));
+    }
+    for f in files {
+        if let Ok(m) = std::fs::metadata(&f) {
+            field("file", f.as_os_str().as_bytes());
+            field("size", &m.size().to_le_bytes());
+            field("mtime", &m.mtime().to_le_bytes());
+            field("mtime_ns", &m.mtime_nsec().to_le_bytes());
+            field("ino", &m.ino().to_le_bytes());
+        }
+    }
+    Ok(h.finalize())
 }
 
 /// The directory cargo writes intermediate artifacts to: `--target-dir`, else what

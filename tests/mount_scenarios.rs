@@ -164,6 +164,14 @@ fn t10_pipelining_on_hits() {
     assert!(hit("zt_core-") < hit("app-"));
     assert!(hit("build_script_build-") < hit("zt_core-"));
     env.cargo(&["build"]).assert_ok().assert_noop();
+    // The mount counts the kernel's requests; xattrs are refused once for good (not asked
+    // again before every write).
+    let st = env.zcfs(&["status", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
+    let req = &v["mounts"][0]["requests"];
+    assert!(req["lookup"].as_u64().unwrap() > 0, "{v:#}");
+    assert!(req["create"].as_u64().unwrap() > 0, "{v:#}");
+    assert!(req["xattr"].as_u64().unwrap_or(0) <= 1, "{v:#}");
 }
 
 #[test]

@@ -23,7 +23,7 @@ impl Deliver for Project {
     fn deliver(&self, d: &Delivery<'_>) -> io::Result<Report> {
         // One mtime for the whole entry: the kernel's file clock now, raised to the newest
         // input (spec M4, M5).
-        let mtime = self.mount.vfs.now().max(d.mtime_floor);
+        let mtime = self.mount.vfs.try_now()?.max(d.mtime_floor);
         let pack = d.pack.clone();
         let mut report = Report::default();
         // Rewritten files first: they are real files, written before any projection so

@@ -32,8 +32,9 @@ pub struct MountInfo {
     pub copy_ups: u64,
     pub bytes_served: u64,
     /// Disk space of the real files in the mount (`du` of the lower dir, hard links once).
-    #[serde(default)]
     pub real_bytes: u64,
+    /// Requests received from the kernel, by kind.
+    pub requests: std::collections::BTreeMap<String, u64>,
     pub since: u64,
 }
 
@@ -75,6 +76,11 @@ impl LiveMount {
             copy_ups: u.copy_ups,
             bytes_served: u.bytes_served,
             real_bytes: self.vfs.real_bytes(),
+            requests: u
+                .requests
+                .iter()
+                .map(|(k, v)| (k.to_string(), *v))
+                .collect(),
             since: self.since,
         }
     }

@@ -72,7 +72,7 @@ struct Handle {
 }
 
 /// Counts of what a mount holds and how its files were opened.
-#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct Usage {
     pub projections: u64,
     pub projected_bytes: u64,
@@ -82,10 +82,13 @@ pub struct Usage {
     pub copy_ups: u64,
     /// Bytes the daemon itself read or wrote for cached opens.
     pub bytes_served: u64,
+    /// Requests received, by kind (kinds never seen are left out).
+    pub requests: std::collections::BTreeMap<&'static str, u64>,
 }
 
 #[derive(Default)]
 struct Counters {
+    requests: [AtomicU64; RequestKind::ALL.len()],
     opens_passthrough: AtomicU64,
     opens_cached: AtomicU64,
     copy_ups: AtomicU64,
@@ -250,6 +253,11 @@ impl Vfs {
     /// The kernel's file clock, now (spec M4).
     pub fn now(&self) -> NanoTime {
         self.clock.now().unwrap_or(0)
+    }
+
+    /// The kernel file clock, or why it cannot be read.
+    pub fn try_now(&self) -> std::io::Result<NanoTime> {
+        self.clock.now()
     }
 
     // ----- attributes -------------------------------------------------------------------
@@ -1677,15 +1685,28 @@ impl Vfs {
         Ok(inos.len() as u64)
     }
 
+    /// Counts one request of the adapter (see `zcfs status --json`).
+    pub fn count_request(&self, kind: RequestKind) {
+        self.counters.requests[kind as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn usage(&self) -> Usage {
         let t = self.table.lock();
         let c = &self.counters;
+        let requests = RequestKind::ALL
+            .iter()
+            .filter_map(|k| {
+                let n = c.requests[*k as usize].load(Ordering::Relaxed);
+                (n > 0).then_some((k.name(), n))
+            })
+            .collect();
         let mut u = Usage {
             nodes: t.nodes.len() as u64,
             opens_passthrough: c.opens_passthrough.load(Ordering::Relaxed),
             opens_cached: c.opens_cached.load(Ordering::Relaxed),
             copy_ups: c.copy_ups.load(Ordering::Relaxed),
             bytes_served: c.bytes_served.load(Ordering::Relaxed),
+            requests,
             ..Usage::default()
         };
         for n in t.nodes.values() {

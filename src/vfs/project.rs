@@ -171,6 +171,7 @@ impl Vfs {
         }
         let mut inos = Vec::with_capacity(items.len());
         let mut invals = Vec::new();
+        let mut touched: Vec<Ino> = Vec::new();
         {
             let mut t = self.table.lock();
             let now = self.now();
@@ -241,12 +242,16 @@ impl Vfs {
                     .map_err(io)?
                     .projected
                     .insert(name.clone(), ino);
-                Self::touch_dir(&t, parent);
+                // Once per directory: an entry's outputs share one.
+                if !touched.contains(&parent) {
+                    Self::touch_dir(&t, parent);
+                    touched.push(parent);
+                }
                 invals.push(Inval::Entry(parent, name.clone()));
-                invals.push(Inval::Inode(parent));
                 inos.push(ino);
             }
         }
+        invals.extend(touched.into_iter().map(Inval::Inode));
         self.send_invals(invals);
         self.maybe_compact();
         Ok(inos)
