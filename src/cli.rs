@@ -207,7 +207,25 @@ fn run(cli: Cli) -> Result<i32> {
         Cmd::Stats { json, zero } => {
             let v = match daemon_json(&config, &paths, Request::Stats { zero }) {
                 Ok(v) => v,
-                Err(ClientError::NoDaemon) if !zero => offline_stats(&paths, &config),
+                // No daemon: the counters are in stats.json.
+                Err(ClientError::NoDaemon) => {
+                    let v = offline_stats(&paths, &config);
+                    if zero {
+                        let stats = crate::stats::Stats::load(&paths.stats_file());
+                        stats.zero();
+                        stats.flush(&paths.stats_file());
+                    }
+                    v
+                }
+                // An older daemon would keep (and later write back) its counters: replace
+                // it, then zero.
+                Err(ClientError::Outdated(_)) if zero => {
+                    match client::call(&config, &paths, &Request::Stats { zero })?.0 {
+                        Reply::Json(s) => serde_json::from_str(&s)?,
+                        other => bail!("unexpected reply: {other:?}"),
+                    }
+                }
+                Err(ClientError::Outdated(_)) => offline_stats(&paths, &config),
                 Err(e) => return Err(e.into()),
             };
             if json {

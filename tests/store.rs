@@ -66,9 +66,15 @@ fn stats_zero_and_text_output() {
     assert_eq!(s["misses"], 0);
     assert_eq!(s["cache"]["packs"], 7, "zeroing counters keeps the cache");
     // Stats survive the daemon.
-    assert!(env.cargo_plain(&env.ws, &["clean"]).status.success());
+    env.clean();
     env.cargo(&["build"]).assert_ok();
     assert!(env.zcfs(&["stop"]).status.success());
     let s = env.stats();
     assert_eq!(s["hits"], 7, "read from stats.json without a daemon: {s}");
+    // Zeroing works without a daemon too, and the next daemon starts from zero.
+    assert!(env.zcfs(&["stats", "--zero"]).status.success());
+    assert_eq!(env.stats()["hits"], 0);
+    env.clean();
+    env.cargo(&["build"]).assert_ok();
+    assert_eq!(env.stats()["hits"], 7);
 }
