@@ -1,4 +1,5 @@
-//! Rust hits without a mount: spec scenarios T1, T2, T3, T23, T24.
+//! Rust hits, each scenario without and with a mount (`scenarios!`): spec T1, T2, T3, T23,
+//! T24; and T30's two target dirs without a mount (restored files, rewritten dep-info).
 
 mod common;
 
@@ -70,6 +71,47 @@ fn assert_outputs_complete(env: &Env) {
     assert_eq!(env.deps("libmac-").len(), 1, "proc-macro .so");
     assert_eq!(env.deps("libcdy.so").len(), 1, "cdylib .so");
     assert!(env.target().join("debug/app").is_file());
+}
+
+#[test]
+fn t30_two_target_dirs_without_a_mount() {
+    let mut env = Env::new();
+    let a = env.ws.join("a");
+    let b = env.ws.join("b");
+    env.var("CARGO_TARGET_DIR", a.to_str().unwrap());
+    env.cargo(&["build"]).assert_ok();
+    env.var("CARGO_TARGET_DIR", b.to_str().unwrap());
+    let build = env.cargo(&["build"]);
+    build.assert_ok();
+    // zt_core holds its OUT_DIR path and app links it: they miss; the rest are served.
+    assert_eq!(
+        (build.hits, build.misses),
+        (UNITS - 2, 2),
+        "{}",
+        build.stderr
+    );
+    assert_eq!(build.stats["hits_rebased"], UNITS - 2);
+    assert_eq!(build.stats["hits_restored"], UNITS - 2);
+    let util_d = std::fs::read_dir(b.join("debug/deps"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            let n = p.file_name().unwrap().to_str().unwrap();
+            n.starts_with("util-") && n.ends_with(".d")
+        })
+        .unwrap();
+    let text = std::fs::read_to_string(&util_d).unwrap();
+    assert!(
+        text.contains(&format!("{}/debug/deps/", b.display())),
+        "{text}"
+    );
+    assert!(!text.contains(&format!("{}/", a.display())), "{text}");
+    let out = std::process::Command::new(b.join("debug/app"))
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("mac=42"));
+    env.cargo(&["build"]).assert_ok().assert_noop();
 }
 
 scenarios! {
