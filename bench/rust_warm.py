@@ -10,8 +10,9 @@ this machine, medians of --runs, for:
   floor       a static C wrapper that hard-links each unit's saved outputs (bench/floor.c):
               the least work any per-unit cache can do; the rest is cargo itself
 
-Per tool: one cold build (empty cache and target; fills the cache), then --runs times:
-warm build (cache full, target removed) and the no-op build right after it. Measured:
+Per tool: one cold build (empty cache and target; fills the cache); then --runs rounds in
+which every tool in turn does a warm build (cache full, target removed) and the no-op build
+right after it (interleaved, so that the machine's drift favours no tool). Measured:
 wall time, hits/misses, bytes written to the block device during the warm build (sync
 before and after; system-wide, so the daemons' writes count), real bytes in target after
 a warm build (`du`, after `zcfs unmount` for the mount), and for zcfs its hit latency.
@@ -122,8 +123,9 @@ class Zcfs(Tool):
         super().__init__(work, project)
         self.exe = exe
         self.wrapper = exe
-        self.cache = work / "zcfs-cache"
-        self.run = work / "zcfs-run"
+        # Each zcfs variant has its own cache and daemon: their rounds are interleaved.
+        self.cache = work / f"{self.name}-cache"
+        self.run = work / f"{self.name}-run"
 
     def env(self):
         e = super().env()
@@ -383,18 +385,24 @@ def main():
         else:
             sys.exit(f"unknown tool {name}")
 
-    results = {}
+    results = {t.name: {"warm": [], "noop": [], "written": [], "warm_hits": None}
+               for t in tools}
+    # Cold builds fill each cache (and the floor's store).
     for tool in tools:
-        r = {"warm": [], "noop": [], "written": [], "warm_hits": None}
-        print(f"== {tool.name}", flush=True)
+        r = results[tool.name]
         tool.wipe()
         tool.rm_target()
         r["cold"] = tool.build(profile_args)
-        print(f"  cold: {r['cold']:.2f} s", flush=True)
         r["target_bytes_cold"] = du(project / "target")
-        for i in range(args.runs):
+        print(f"== {tool.name}: cold {r['cold']:.2f} s", flush=True)
+        tool.rm_target()
+        tool.zero()
+    # Warm and no-op builds, the tools interleaved in every round, so that the machine's
+    # drift (page cache, ext4's state after mass deletions, writeback) favours none of them.
+    for i in range(args.runs):
+        for tool in tools:
+            r = results[tool.name]
             tool.rm_target()
-            tool.zero()
             before = tool.hits()
             sh(["sync"])
             w0 = sectors_written(dev)
@@ -405,22 +413,23 @@ def main():
             r["warm_hits"] = (None if before is None or after is None
                               else (after[0] - before[0], after[1] - before[1]))
             r["noop"].append(tool.build(profile_args))
-            print(f"  warm {i + 1}: {r['warm'][-1]:.3f} s  hits/misses {r['warm_hits']}  "
-                  f"written {r['written'][-1] / 1e6:.1f} MB  no-op {r['noop'][-1]:.3f} s",
-                  flush=True)
+            print(f"  round {i + 1} {tool.name:<11} warm {r['warm'][-1]:.3f} s  "
+                  f"hits/misses {r['warm_hits']}  written {r['written'][-1] / 1e6:.1f} MB  "
+                  f"no-op {r['noop'][-1]:.3f} s", flush=True)
+            if i == args.runs - 1:
+                if isinstance(tool, Zcfs):
+                    s = tool.stats()
+                    r["zcfs_stats"] = {k: s[k] for k in [
+                        "hit_latency", "hit_service", "hit_phases", "hits_projected",
+                        "hits_restored", "bytes_projected", "bytes_restored"]}
+                r["target_bytes_warm"] = tool.real_target_bytes()
+            tool.rm_target()
+    for tool in tools:
         if isinstance(tool, Zcfs):
-            s = tool.stats()
-            r["zcfs_stats"] = {k: s[k] for k in ["hit_latency", "hit_service", "hit_phases",
-                                                "hits_projected", "hits_restored",
-                                                "bytes_projected", "bytes_restored"]}
-        r["target_bytes_warm"] = tool.real_target_bytes()
-        if isinstance(tool, Zcfs):
-            r["zcfs_outside"] = hit_latency_from_outside(tool, profile_args, args.latency_reps)
-            if isinstance(tool, ZcfsMount):
-                tool.unmount()
+            results[tool.name]["zcfs_outside"] = hit_latency_from_outside(
+                tool, profile_args, args.latency_reps)
+            tool.rm_target()
         tool.stop()
-        tool.rm_target()
-        results[tool.name] = r
 
     shutil.rmtree(work, ignore_errors=True)
 
