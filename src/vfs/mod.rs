@@ -1022,12 +1022,17 @@ impl Vfs {
             (Target::Real(ast), Target::Real(bst)) => {
                 let (apath, bpath) = (t.dir_path(a.0)?.join(a.1), t.dir_path(b.0)?.join(b.1));
                 rustix::fs::renameat_with(&*afd, a.1, &*bfd, b.1, RenameFlags::EXCHANGE)?;
-                self.real_moved(t, ast, a, b, is_dir(ast).then(|| apath.clone()))?;
-                // The second move must not be confused with the first: b's node moves to a.
-                self.real_moved(t, bst, b, a, is_dir(bst).then(|| bpath.clone()))?;
-                if is_dir(ast) || is_dir(bst) {
-                    // Both directories swapped places: rebuild journal paths via a temp name.
-                    self.journal_swap_dirs(&apath, &bpath, is_dir(ast), is_dir(bst));
+                // Two directories swap their journal paths through a temporary name: two
+                // plain records (a→b, b→a) would merge both subtrees under a. A directory
+                // swapped with a file is one plain move.
+                let both_dirs = is_dir(ast) && is_dir(bst);
+                let journal_path = |st: &rustix::fs::Stat, p: &PathBuf| {
+                    (is_dir(st) && !both_dirs).then(|| p.clone())
+                };
+                self.real_moved(t, ast, a, b, journal_path(ast, &apath))?;
+                self.real_moved(t, bst, b, a, journal_path(bst, &bpath))?;
+                if both_dirs {
+                    self.journal_swap_dirs(&apath, &bpath);
                 }
                 Ok(())
             }
@@ -1063,19 +1068,16 @@ impl Vfs {
         }
     }
 
-    fn journal_swap_dirs(&self, a: &Path, b: &Path, a_dir: bool, b_dir: bool) {
+    /// Journals two directories swapping places (a→tmp, b→a, tmp→b).
+    fn journal_swap_dirs(&self, a: &Path, b: &Path) {
         let tmp = PathBuf::from(format!("{}.zcfs-exchange", a.display()));
         let rec = |from: &Path, to: &Path| Record::RenameDir {
             from: journal::path_bytes(from),
             to: journal::path_bytes(to),
         };
-        // The records written by real_moved already moved a→b and b→a in sequence, which
-        // merges the two subtrees; undo that ambiguity by replaying through a temp name.
-        if a_dir && b_dir {
-            self.journal(rec(a, &tmp));
-            self.journal(rec(b, a));
-            self.journal(rec(&tmp, b));
-        }
+        self.journal(rec(a, &tmp));
+        self.journal(rec(b, a));
+        self.journal(rec(&tmp, b));
     }
 
     // ----- open, create, I/O ------------------------------------------------------------

@@ -343,6 +343,34 @@ fn directories_with_projections_are_not_empty_and_move_with_them() {
 }
 
 #[test]
+fn exchanging_two_directories_keeps_their_projections_apart() {
+    let mut f = Fixture::new();
+    std::fs::create_dir_all(f.lower_path("a")).unwrap();
+    std::fs::create_dir_all(f.lower_path("b")).unwrap();
+    f.project("a/in-a", b"A", 0o644, T);
+    f.project("b/in-b", b"B", 0o644, T);
+    f.vfs
+        .rename(
+            ROOT,
+            OsStr::new("a"),
+            ROOT,
+            OsStr::new("b"),
+            RenameFlags::EXCHANGE.bits(),
+        )
+        .unwrap();
+    let check = |f: &Fixture| {
+        assert_eq!(f.read_all(f.ino("b/in-a").unwrap()), b"A");
+        assert_eq!(f.read_all(f.ino("a/in-b").unwrap()), b"B");
+        assert_eq!(f.ino("a/in-a").unwrap_err(), Errno::NOENT);
+        assert_eq!(f.ino("b/in-b").unwrap_err(), Errno::NOENT);
+    };
+    check(&f);
+    // The journal says the same after a remount.
+    assert_eq!(f.reopen().restored, 2);
+    check(&f);
+}
+
+#[test]
 fn replay_drops_projections_whose_pack_or_place_is_gone() {
     let mut f = Fixture::new();
     f.project("deps/keep", b"1", 0o644, T);
