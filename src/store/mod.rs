@@ -9,9 +9,9 @@ pub mod manifest;
 pub mod pack;
 
 use std::collections::{HashMap, HashSet};
-use std::fs::{self, File};
+use std::fs;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -596,16 +596,13 @@ impl crate::vfs::PackSource for Store {
     }
 }
 
-/// Opens each output file of a result for storing.
-pub fn open_sources(dir: &Path, names: &[String]) -> io::Result<Vec<File>> {
-    names.iter().map(|n| File::open(dir.join(n))).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::Config;
+    use std::fs::File;
     use std::io::Write;
+    use std::path::Path;
 
     fn store(dir: &Path) -> Store {
         let mut c = Config::load_from(&|k: &str| (k == "HOME").then(|| "/h".to_string())).unwrap();

@@ -387,13 +387,9 @@ impl Vfs {
     pub fn lookup(&self, parent: Ino, name: &OsStr) -> VResult<Entry> {
         valid_name(name)?;
         let mut t = self.table.lock();
-        let ino = match t.projected_child(parent, name)? {
-            Some(ino) => ino,
-            None => {
-                let fd = t.dir_fd(parent)?;
-                let st = statat(&fd, name)?;
-                self.real_node(&mut t, parent, name, &st)?
-            }
+        let Some(ino) = t.projected_child(parent, name)? else {
+            // A real name: one stat gives both its node and its attributes.
+            return self.new_entry(&mut t, parent, name);
         };
         let e = self.node_attr(&t, ino)?;
         t.get_mut(ino)?.nlookup += 1;
@@ -1367,12 +1363,6 @@ impl Vfs {
             }
         }
         t.maybe_free(h.ino);
-    }
-
-    /// Whether the inode has open handles in passthrough mode (the adapter shares one
-    /// backing id per inode).
-    pub fn handle_is_passthrough(&self, fh: u64) -> bool {
-        self.handle(fh).map(|h| h.passthrough).unwrap_or(false)
     }
 
     // ----- directories ------------------------------------------------------------------

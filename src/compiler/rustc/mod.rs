@@ -153,9 +153,9 @@ pub fn prepare(inp: &KeyInputs<'_>) -> Result<RustcJob, KeyError> {
         .map_err(KeyError::Internal)?;
 
     let root = target_root(&args, inp.cwd);
-    let root_b = root.as_ref().map(|r| r.as_os_str().as_bytes().to_vec());
+    let root_b = root.as_deref().map(|r| r.as_os_str().as_bytes());
     let cwd_b = inp.cwd.as_os_str().as_bytes();
-    let norm = |v: &[u8]| normalize(v, root_b.as_deref(), cwd_b).into_owned();
+    let norm = |v| normalize(v, root_b, cwd_b);
 
     let mut h = KeyHasher::new(KEY_VERSION);
     h.digest("identity", &identity.digest);
