@@ -57,22 +57,33 @@ impl From<blake3::Hash> for Digest {
     }
 }
 
-/// Files above this size are hashed through a memory map.
-const MMAP_THRESHOLD: u64 = 256 * 1024;
+/// Read size for hashing files.
+const CHUNK: u64 = 1 << 20;
 
-/// Hashes an open file from its start to `len` bytes.
+/// Hashes an open file from its start to `len` bytes with `pread`. Files the daemon does not
+/// own are never memory-mapped: another process can truncate them under the map, and a
+/// read of the vanished pages raises SIGBUS, which would kill the daemon and every mount it
+/// serves. A file shorter than `len` (truncated meanwhile) is an `UnexpectedEof` error.
 pub fn hash_file(file: &File, len: u64) -> io::Result<Digest> {
     let mut hasher = blake3::Hasher::new();
-    if len >= MMAP_THRESHOLD {
-        // SAFETY: the map is read-only and dropped before returning. A concurrent truncation
-        // by another process could raise SIGBUS; callers hash files they are about to store or
-        // compare, and compare the file's stat before and after to detect concurrent change.
-        let map = unsafe { memmap2::MmapOptions::new().len(len as usize).map(file)? };
-        hasher.update(&map);
-    } else {
-        let mut buf = vec![0u8; len as usize];
-        file.read_exact_at(&mut buf, 0)?;
-        hasher.update(&buf);
+    let mut buf = vec![0u8; len.clamp(1, CHUNK) as usize];
+    let mut done = 0u64;
+    while done < len {
+        let want = (len - done).min(buf.len() as u64) as usize;
+        match file.read_at(&mut buf[..want], done) {
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "file shorter than its size (truncated while read)",
+                ));
+            }
+            Ok(n) => {
+                hasher.update(&buf[..n]);
+                done += n as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
     }
     Ok(hasher.finalize().into())
 }
@@ -117,12 +128,21 @@ mod tests {
 
     #[test]
     fn file_hash_matches_memory_hash_small_and_large() {
-        for size in [0usize, 10, 300 * 1024] {
+        for size in [0usize, 10, 300 * 1024, 2 * 1024 * 1024 + 7] {
             let mut f = tempfile::tempfile().unwrap();
             let data: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
             f.write_all(&data).unwrap();
             assert_eq!(hash_file(&f, size as u64).unwrap(), Digest::of(&data));
         }
+    }
+
+    #[test]
+    fn a_file_shorter_than_its_stat_is_an_error_not_a_crash() {
+        let mut f = tempfile::tempfile().unwrap();
+        f.write_all(&[1u8; 4096]).unwrap();
+        // As if truncated between the stat and the read.
+        let e = hash_file(&f, 3 * 1024 * 1024).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
     }
 
     #[test]

@@ -112,7 +112,14 @@ impl HashCache {
         if let Some(d) = self.cached(key, &before) {
             return Ok((d, before));
         }
-        let digest = hash_file(file, before.size).map_err(io)?;
+        let digest = match hash_file(file, before.size) {
+            Ok(d) => d,
+            // Truncated while it was read.
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                return Err(HashError::Changed(key.to_path_buf()));
+            }
+            Err(e) => return Err(io(e)),
+        };
         let after = FileStat::of(&file.metadata().map_err(io)?);
         if before != after {
             return Err(HashError::Changed(key.to_path_buf()));

@@ -296,3 +296,66 @@ fn unreachable_daemon_falls_back_and_logs_why() {
         "the log says which path failed: {log}"
     );
 }
+
+/// The daemon hashes inputs it does not own. A file truncated while it is read must not
+/// kill the daemon (a memory map of it would raise SIGBUS, and with a mount live every
+/// build on it would then fail with ENOTCONN).
+#[test]
+fn input_truncated_while_hashed_does_not_kill_the_daemon() {
+    let env = Env::new();
+    let dir = env.tmp.path().join("trunc");
+    std::fs::create_dir_all(dir.join("out")).unwrap();
+    std::fs::write(dir.join("lib.rs"), "pub fn f() {}\n").unwrap();
+    let big = dir.join("libbig.rlib");
+    const SIZE: u64 = 256 << 20;
+    std::fs::File::create(&big).unwrap().set_len(SIZE).unwrap();
+    let compile = || {
+        env.command(ZCFS)
+            .current_dir(&dir)
+            .args([
+                "rustc",
+                "--crate-name",
+                "t",
+                "--crate-type",
+                "lib",
+                "--edition=2021",
+                "--emit=dep-info,metadata",
+                "--error-format=json",
+                "--out-dir",
+                "out",
+                "--extern",
+                "big=libbig.rlib",
+                "lib.rs",
+            ])
+            .output()
+            .unwrap()
+    };
+    compile();
+    let pid = env.daemon_pid().expect("a daemon runs");
+    // Flip the extern between empty and large while compiles hash it.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flipper = {
+        let stop = stop.clone();
+        let big = big.clone();
+        std::thread::spawn(move || {
+            let f = std::fs::OpenOptions::new().write(true).open(&big).unwrap();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                f.set_len(0).unwrap();
+                std::thread::sleep(std::time::Duration::from_micros(300));
+                f.set_len(SIZE).unwrap();
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+        })
+    };
+    for _ in 0..12 {
+        compile();
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    flipper.join().unwrap();
+    assert_eq!(
+        env.daemon_pid(),
+        Some(pid),
+        "the daemon survived\n{}",
+        env.daemon_log()
+    );
+}

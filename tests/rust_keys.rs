@@ -179,4 +179,45 @@ scenarios! {
         b.assert_ok();
         assert_eq!(b.misses, 0, "{}", b.stderr);
     }
+
+    /// rustc writes `$` and `#` in its dep-info as they are (only spaces are escaped). Read
+    /// with make's rules, `d$$x.txt` would be recorded as `d$x.txt`, another file, and an
+    /// edit of the real input would be served the stale binary.
+    fn dep_info_paths_are_read_as_rustc_writes_them(mounted: bool) {
+        let env = Env::for_mode(mounted);
+        let dir = env.tmp.path().join("dollar");
+        std::fs::create_dir_all(dir.join("src")).unwrap();
+        std::fs::write(
+            dir.join("Cargo.toml"),
+            "[package]\nname = \"dollar\"\nversion = \"0.1.0\"\nedition = \"2021\"\n[workspace]\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("src/main.rs"),
+            "fn main() { print!(\"{}\", include_str!(\"../d$$x #y.txt\")); }\n",
+        )
+        .unwrap();
+        std::fs::write(dir.join("d$$x #y.txt"), "one").unwrap();
+        std::fs::write(dir.join("d$x #y.txt"), "decoy").unwrap();
+        let run = || {
+            let out = std::process::Command::new(dir.join("target/debug/dollar"))
+                .output()
+                .unwrap();
+            String::from_utf8(out.stdout).unwrap()
+        };
+        let b = env.cargo_in(&dir, &["build"]);
+        b.assert_ok();
+        assert_eq!(b.misses, 1, "{}", b.stderr);
+        assert_eq!(run(), "one");
+        std::fs::write(dir.join("d$$x #y.txt"), "two").unwrap();
+        let b = env.cargo_in(&dir, &["build"]);
+        b.assert_ok();
+        assert_eq!((b.hits, b.misses), (0, 1), "{}", b.stderr);
+        assert_eq!(run(), "two");
+        std::fs::write(dir.join("d$$x #y.txt"), "one").unwrap();
+        let b = env.cargo_in(&dir, &["build"]);
+        b.assert_ok();
+        assert_eq!(b.hits, 1, "{}", b.stderr);
+        assert_eq!(run(), "one");
+    }
 }

@@ -14,6 +14,33 @@ use crate::paths::Paths;
 /// Log files of former daemons kept in `logs/`.
 const KEEP_LOGS: usize = 10;
 
+/// Raises this process's soft limit of open files to its hard limit and returns the limit
+/// now in force. The common soft limit of 1,024 is far below what a daemon serving
+/// mounts of large workspaces may need; the hard limit is the administrator's word.
+pub fn raise_fd_limit() -> u64 {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let cur = getrlimit(Resource::Nofile);
+    // "Unlimited" is not accepted for open files: the kernel's ceiling is nr_open.
+    let max = cur.maximum.unwrap_or_else(|| {
+        fs::read_to_string("/proc/sys/fs/nr_open")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(1 << 20)
+    });
+    let soft = cur.current.unwrap_or(max);
+    if soft >= max {
+        return soft;
+    }
+    let new = Rlimit {
+        current: Some(max),
+        maximum: cur.maximum,
+    };
+    match setrlimit(Resource::Nofile, new) {
+        Ok(()) => max,
+        Err(_) => soft,
+    }
+}
+
 /// Opens (creating) a lock file.
 pub fn open_lock(path: &Path) -> io::Result<File> {
     OpenOptions::new()

@@ -104,9 +104,10 @@ pub fn run(config: Config, reason: &str, spawned: bool) -> Result<()> {
         .with_thread_names(true)
         .try_init();
 
+    let fd_limit = lifecycle::raise_fd_limit();
     let version = crate::version::current();
     info!(
-        "zcfs daemon {version} starting (pid {}), cache {}, socket {}: {reason}",
+        "zcfs daemon {version} starting (pid {}), cache {}, socket {}, {fd_limit} open files: {reason}",
         std::process::id(),
         config.cache_dir.display(),
         paths.socket().display()

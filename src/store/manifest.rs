@@ -8,6 +8,8 @@ use crate::hash::Digest;
 pub const MAGIC: &[u8; 8] = b"ZCFSMAN2";
 /// Entries kept per manifest; older ones are dropped first.
 pub const MAX_ENTRIES: usize = 16;
+/// Larger manifest files are not read (16 entries of a few thousand inputs fit easily).
+pub const MAX_BYTES: u64 = 64 << 20;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileDep {

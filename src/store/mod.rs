@@ -218,8 +218,8 @@ impl Store {
         if let Some(m) = self.manifests.get(key) {
             return Some(m.clone());
         }
-        let bytes = fs::read(self.manifest_path(key)).ok()?;
-        let m = match Manifest::decode(&bytes) {
+        let bytes = read_capped(&self.manifest_path(key), manifest::MAX_BYTES).ok()?;
+        let m = match bytes.as_deref().and_then(Manifest::decode) {
             Some(m) => Arc::new(m),
             None => {
                 warn!("removing undecodable manifest {}", key.short());
@@ -521,7 +521,10 @@ impl Store {
                 for f in files.flatten() {
                     let path = f.path();
                     let key = f.file_name().to_str().and_then(Digest::from_hex);
-                    let m = fs::read(&path).ok().and_then(|b| Manifest::decode(&b));
+                    let m = read_capped(&path, manifest::MAX_BYTES)
+                        .ok()
+                        .flatten()
+                        .and_then(|b| Manifest::decode(&b));
                     let (Some(key), Some(mut m)) = (key, m) else {
                         if fs::remove_file(&path).is_ok() {
                             report.removed_manifests += 1;
@@ -588,6 +591,16 @@ impl Store {
     pub fn set_max_size(&self, max: u64) {
         self.max_size.store(max, Ordering::Relaxed);
     }
+}
+
+/// Reads a file of at most `max` bytes; `Ok(None)` if it is larger (a hostile or broken
+/// file is not read into memory).
+pub fn read_capped(path: &std::path::Path, max: u64) -> io::Result<Option<Vec<u8>>> {
+    use std::io::Read;
+    let f = fs::File::open(path)?;
+    let mut bytes = Vec::new();
+    f.take(max + 1).read_to_end(&mut bytes)?;
+    Ok((bytes.len() as u64 <= max).then_some(bytes))
 }
 
 impl crate::vfs::PackSource for Store {

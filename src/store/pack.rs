@@ -44,9 +44,17 @@ pub struct PackEntry {
 }
 
 impl PackEntry {
-    /// The payload length rounded up to the alignment (the padding is zeros).
+    /// The payload length rounded up to the alignment (the padding is zeros). Entries of
+    /// decoded headers are checked to end inside their file, so this does not overflow.
     pub fn padded_size(&self) -> u64 {
-        round_up(self.size)
+        round_up(self.size).unwrap_or(u64::MAX)
+    }
+
+    /// The payload's byte range in the pack file.
+    fn range(&self) -> Option<std::ops::Range<usize>> {
+        let start = usize::try_from(self.offset).ok()?;
+        let end = usize::try_from(self.offset.checked_add(self.size)?).ok()?;
+        Some(start..end)
     }
 }
 
@@ -59,8 +67,9 @@ pub struct PackHeader {
     pub meta: Vec<u8>,
 }
 
-pub fn round_up(n: u64) -> u64 {
-    n.div_ceil(ALIGN) * ALIGN
+/// `n` rounded up to the alignment; `None` if that does not fit in a u64.
+pub fn round_up(n: u64) -> Option<u64> {
+    n.div_ceil(ALIGN).checked_mul(ALIGN)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -90,7 +99,7 @@ impl PackHeader {
 
     /// Where payloads start.
     pub fn payload_start(&self) -> u64 {
-        round_up(self.encoded_len() as u64)
+        (self.encoded_len() as u64).div_ceil(ALIGN) * ALIGN
     }
 
     /// Encodes the header and returns it with its digest (which is also the pack's id).
@@ -123,13 +132,19 @@ impl PackHeader {
     }
 
     /// Decodes and checks a header: magic, version, digest, and that every entry lies inside
-    /// a file of `file_len` bytes at an aligned offset.
+    /// a file of `file_len` bytes at an aligned offset. The bytes come from disk (and may come
+    /// from a remote store): every size and offset is checked before it is used.
     pub fn decode(bytes: &[u8], file_len: u64) -> Result<(PackHeader, Digest), PackError> {
         if bytes.len() < FIXED || &bytes[0..8] != MAGIC {
             return Err(corrupt("bad magic"));
         }
-        let u32_at = |i: usize| u32::from_le_bytes(bytes[i..i + 4].try_into().unwrap());
-        let u64_at = |i: usize| u64::from_le_bytes(bytes[i..i + 8].try_into().unwrap());
+        let u32_at =
+            |i: usize| u32::from_le_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
+        let u64_at = |i: usize| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&bytes[i..i + 8]);
+            u64::from_le_bytes(b)
+        };
         if u32_at(8) != FORMAT_VERSION {
             return Err(corrupt(format!("unknown format version {}", u32_at(8))));
         }
@@ -137,6 +152,10 @@ impl PackHeader {
         if header_len > bytes.len() || header_len < FIXED {
             return Err(corrupt("header length out of range"));
         }
+        let count = u32_at(16) as usize;
+        let stdout_len = u64_at(24);
+        let stderr_len = u64_at(32);
+        let meta_len = u32_at(40) as u64;
         let bytes = &bytes[..header_len];
         let mut check = bytes.to_vec();
         check[48..80].fill(0);
@@ -144,37 +163,38 @@ impl PackHeader {
         if bytes[48..80] != digest.0 {
             return Err(corrupt("header checksum mismatch"));
         }
-        let count = u32_at(16) as usize;
-        let stdout_len = u64_at(24) as usize;
-        let stderr_len = u64_at(32) as usize;
-        let meta_len = u32_at(40) as usize;
-        let mut pos = FIXED;
+        let payload_start = (header_len as u64).div_ceil(ALIGN) * ALIGN;
+        let mut r = Reader { bytes, pos: FIXED };
         let mut entries = Vec::with_capacity(count.min(4096));
         for _ in 0..count {
-            if pos + ENTRY_FIXED > bytes.len() {
-                return Err(corrupt("entry table truncated"));
-            }
-            let name_len = u16::from_le_bytes(bytes[pos..pos + 2].try_into().unwrap()) as usize;
-            let mode = u32::from_le_bytes(bytes[pos + 2..pos + 6].try_into().unwrap());
-            let size = u64::from_le_bytes(bytes[pos + 6..pos + 14].try_into().unwrap());
-            let offset = u64::from_le_bytes(bytes[pos + 14..pos + 22].try_into().unwrap());
-            let digest = Digest(bytes[pos + 22..pos + 54].try_into().unwrap());
-            pos += ENTRY_FIXED;
-            if pos + name_len > bytes.len() {
-                return Err(corrupt("entry name truncated"));
-            }
-            let name = std::str::from_utf8(&bytes[pos..pos + name_len])
+            let fixed = r
+                .take(ENTRY_FIXED)
+                .ok_or_else(|| corrupt("entry table truncated"))?;
+            let name_len = u16::from_le_bytes([fixed[0], fixed[1]]) as usize;
+            let mode = u32::from_le_bytes([fixed[2], fixed[3], fixed[4], fixed[5]]);
+            let mut n8 = [0u8; 8];
+            n8.copy_from_slice(&fixed[6..14]);
+            let size = u64::from_le_bytes(n8);
+            n8.copy_from_slice(&fixed[14..22]);
+            let offset = u64::from_le_bytes(n8);
+            let mut d = [0u8; 32];
+            d.copy_from_slice(&fixed[22..54]);
+            let name = r
+                .take(name_len)
+                .ok_or_else(|| corrupt("entry name truncated"))?;
+            let name = std::str::from_utf8(name)
                 .map_err(|_| corrupt("entry name not UTF-8"))?
                 .to_string();
-            pos += name_len;
-            if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+            if name.is_empty()
+                || name.contains('/')
+                || name.contains('\0')
+                || name == "."
+                || name == ".."
+            {
                 return Err(corrupt(format!("bad entry name {name:?}")));
             }
-            if offset % ALIGN != 0
-                || offset < round_up(header_len as u64)
-                || offset
-                    .checked_add(round_up(size))
-                    .is_none_or(|end| end > file_len)
+            let end = round_up(size).and_then(|padded| offset.checked_add(padded));
+            if offset % ALIGN != 0 || offset < payload_start || end.is_none_or(|end| end > file_len)
             {
                 return Err(corrupt(format!("entry {name} out of bounds")));
             }
@@ -183,17 +203,26 @@ impl PackHeader {
                 mode,
                 size,
                 offset,
-                digest,
+                digest: Digest(d),
             });
         }
-        if pos + stdout_len + stderr_len + meta_len != header_len {
+        let rest = (r.bytes.len() - r.pos) as u64;
+        if stdout_len
+            .checked_add(stderr_len)
+            .and_then(|n| n.checked_add(meta_len))
+            != Some(rest)
+        {
             return Err(corrupt("header sections do not add up"));
         }
-        let stdout = bytes[pos..pos + stdout_len].to_vec();
-        pos += stdout_len;
-        let stderr = bytes[pos..pos + stderr_len].to_vec();
-        pos += stderr_len;
-        let meta = bytes[pos..pos + meta_len].to_vec();
+        // Each length is at most `rest` now, so the conversions and takes succeed.
+        let mut section = |len: u64| {
+            r.take(len as usize)
+                .map(<[u8]>::to_vec)
+                .ok_or_else(|| corrupt("header section truncated"))
+        };
+        let stdout = section(stdout_len)?;
+        let stderr = section(stderr_len)?;
+        let meta = section(meta_len)?;
         Ok((
             PackHeader {
                 entries,
@@ -203,6 +232,21 @@ impl PackHeader {
             },
             digest,
         ))
+    }
+}
+
+/// A cursor over header bytes whose every step is bounds-checked.
+struct Reader<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let end = self.pos.checked_add(n)?;
+        let s = self.bytes.get(self.pos..end)?;
+        self.pos = end;
+        Some(s)
     }
 }
 
@@ -326,9 +370,9 @@ pub fn find_in_payloads(
             break;
         }
         if scan(&e.name) {
-            let end = (e.offset + e.size) as usize;
-            let hay = map
-                .get(e.offset as usize..end)
+            let hay = e
+                .range()
+                .and_then(|r| map.get(r))
                 .ok_or_else(|| io::Error::other("pack shorter than its header says"))?;
             check(hay, &mut found);
         }
@@ -370,9 +414,14 @@ impl Pack {
         })
     }
 
+    /// The bytes of entry `i` (checked at open to lie inside the map).
     pub fn payload(&self, i: usize) -> &[u8] {
-        let e = &self.header.entries[i];
-        &self.map[e.offset as usize..(e.offset + e.size) as usize]
+        self.header
+            .entries
+            .get(i)
+            .and_then(PackEntry::range)
+            .and_then(|r| self.map.get(r))
+            .unwrap_or(&[])
     }
 
     /// Checks every payload against its blake3.
@@ -461,6 +510,65 @@ mod tests {
         assert!(matches!(Pack::open(&path), Err(PackError::Corrupt(_))));
         f.set_len(10).unwrap();
         assert!(matches!(Pack::open(&path), Err(PackError::Corrupt(_))));
+    }
+
+    /// Re-seals a patched header (recomputes its checksum), as a hostile writer would.
+    fn reseal(mut b: Vec<u8>) -> Vec<u8> {
+        let header_len = u32::from_le_bytes(b[12..16].try_into().unwrap()) as usize;
+        b[48..80].fill(0);
+        let d = Digest::of(&b[..header_len]);
+        b[48..80].copy_from_slice(&d.0);
+        b
+    }
+
+    #[test]
+    fn hostile_sizes_and_offsets_are_refused_without_panicking() {
+        let h = PackHeader {
+            entries: vec![PackEntry {
+                name: "x".into(),
+                mode: 0o644,
+                size: 10,
+                offset: ALIGN,
+                digest: Digest::default(),
+            }],
+            stdout: b"out".to_vec(),
+            stderr: vec![],
+            meta: vec![],
+        };
+        let (good, _) = h.encode();
+        assert!(PackHeader::decode(&good, 2 * ALIGN).is_ok());
+        let entry = FIXED;
+        let patch = |at: usize, v: &[u8]| {
+            let mut b = good.clone();
+            b[at..at + v.len()].copy_from_slice(v);
+            reseal(b)
+        };
+        let huge = u64::MAX.to_le_bytes();
+        for (what, bytes) in [
+            ("stdout length", patch(24, &huge)),
+            ("stderr length", patch(32, &huge)),
+            ("stdout+stderr wrap", {
+                let b = patch(24, &(u64::MAX - 1).to_le_bytes());
+                let mut b = b;
+                b[32..40].copy_from_slice(&5u64.to_le_bytes());
+                reseal(b)
+            }),
+            ("entry size", patch(entry + 6, &huge)),
+            (
+                "entry offset",
+                patch(entry + 14, &(u64::MAX - 4095).to_le_bytes()),
+            ),
+            ("entry count", patch(16, &u32::MAX.to_le_bytes())),
+            ("name length", patch(entry, &u16::MAX.to_le_bytes())),
+            ("nul in name", patch(entry + ENTRY_FIXED, b"\0")),
+        ] {
+            assert!(
+                PackHeader::decode(&bytes, 2 * ALIGN).is_err(),
+                "{what} accepted"
+            );
+        }
+        // A file length that does not cover the payload.
+        assert!(PackHeader::decode(&good, ALIGN).is_err());
     }
 
     #[test]

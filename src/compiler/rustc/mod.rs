@@ -360,7 +360,9 @@ pub fn collect_inputs(
     let text = fs
         .read(&d_path)
         .map_err(|e| Uncacheable::new("missing output", format!("{}: {e}", d_path.display())))?;
-    let info = depinfo::parse(&String::from_utf8_lossy(&text));
+    let text = String::from_utf8(text)
+        .map_err(|_| Uncacheable::new("non-utf8 dep-info", d_path.display().to_string()))?;
+    let info = depinfo::parse(&text, depinfo::Dialect::Rustc);
 
     let mut files = Vec::new();
     let mut absent = Vec::new();
@@ -382,14 +384,13 @@ pub fn collect_inputs(
         let text = std::fs::read_to_string(ld).map_err(|e| {
             Uncacheable::new("linker dependency file", format!("{}: {e}", ld.display()))
         })?;
-        let info = depinfo::parse(&text);
         let outputs: Vec<PathBuf> = a
             .expected_outputs()
             .iter()
             .map(|n| job.out_dir.join(n))
             .collect();
-        for dep in &info.deps {
-            let p = resolve(&job.cwd, Path::new(dep));
+        for dep in depinfo::linker_deps(&text) {
+            let p = linker_dep_path(fs, &job.cwd, &dep)?;
             if is_rustc_temp(&p, &job.out_dir) || outputs.contains(&p) {
                 continue;
             }
@@ -421,6 +422,29 @@ pub fn collect_inputs(
         // Decided once the outputs are known: see `bindings`.
         bindings: Vec::new(),
     })
+}
+
+/// The file a line of a linker's dependency file names: lld escapes like make, GNU ld does
+/// not escape at all, so when the two readings differ the one that exists is taken (both
+/// existing is ambiguous: not stored).
+fn linker_dep_path(
+    fs: &dyn FsView,
+    cwd: &Path,
+    dep: &depinfo::LinkerDep,
+) -> Result<PathBuf, Uncacheable> {
+    let raw = resolve(cwd, Path::new(&dep.raw));
+    let Some(unescaped) = &dep.unescaped else {
+        return Ok(raw);
+    };
+    let unescaped = resolve(cwd, Path::new(unescaped));
+    match (fs.exists(&raw), fs.exists(&unescaped)) {
+        (true, true) => Err(Uncacheable::new(
+            "ambiguous linker dependency",
+            format!("{} and {} both exist", raw.display(), unescaped.display()),
+        )),
+        (true, false) => Ok(raw),
+        _ => Ok(unescaped),
+    }
 }
 
 fn record_file(
