@@ -185,26 +185,18 @@ scenarios! {
     /// edit of the real input would be served the stale binary.
     fn dep_info_paths_are_read_as_rustc_writes_them(mounted: bool) {
         let env = Env::for_mode(mounted);
-        let dir = env.tmp.path().join("dollar");
-        std::fs::create_dir_all(dir.join("src")).unwrap();
-        std::fs::write(
-            dir.join("Cargo.toml"),
-            "[package]\nname = \"dollar\"\nversion = \"0.1.0\"\nedition = \"2021\"\n[workspace]\n",
-        )
-        .unwrap();
-        std::fs::write(
-            dir.join("src/main.rs"),
-            "fn main() { print!(\"{}\", include_str!(\"../d$$x #y.txt\")); }\n",
-        )
-        .unwrap();
-        std::fs::write(dir.join("d$$x #y.txt"), "one").unwrap();
-        std::fs::write(dir.join("d$x #y.txt"), "decoy").unwrap();
-        let run = || {
-            let out = std::process::Command::new(dir.join("target/debug/dollar"))
-                .output()
-                .unwrap();
-            String::from_utf8(out.stdout).unwrap()
-        };
+        let dir = env.standalone(
+            "dollar",
+            &[
+                (
+                    "src/main.rs",
+                    "fn main() { print!(\"{}\", include_str!(\"../d$$x #y.txt\")); }\n",
+                ),
+                ("d$$x #y.txt", "one"),
+                ("d$x #y.txt", "decoy"),
+            ],
+        );
+        let run = || env.run_bin(&dir, "dollar");
         let b = env.cargo_in(&dir, &["build"]);
         b.assert_ok();
         assert_eq!(b.misses, 1, "{}", b.stderr);
@@ -219,5 +211,154 @@ scenarios! {
         b.assert_ok();
         assert_eq!(b.hits, 1, "{}", b.stderr);
         assert_eq!(run(), "one");
+    }
+
+    /// A `RUSTC` that is a script running rustc is not rustc: it may add flags zcfs cannot
+    /// see. Editing it must never be served the binary it built before.
+    fn a_compiler_script_is_not_cached(mounted: bool) {
+        let mut env = Env::for_mode(mounted);
+        let dir = env.standalone(
+            "branch",
+            &[(
+                "src/main.rs",
+                "fn main() { if cfg!(zt_flag) { print!(\"new\") } else { print!(\"old\") } }\n",
+            )],
+        );
+        let real = String::from_utf8(
+            std::process::Command::new("rustc")
+                .args(["--print", "sysroot"])
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .unwrap();
+        let real = format!("{}/bin/rustc", real.trim());
+        let script = env.tmp.path().join("bin/rustc");
+        std::fs::create_dir_all(script.parent().unwrap()).unwrap();
+        let write_script = |extra: &str| {
+            std::fs::write(
+                &script,
+                format!("#!/bin/sh\nexec {real} \"$@\" {extra}\n"),
+            )
+            .unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        };
+        write_script("'--check-cfg=cfg(zt_flag)'");
+        env.var("RUSTC", script.to_str().unwrap());
+        let b = env.cargo_in(&dir, &["build"]);
+        b.assert_ok();
+        assert_eq!(env.run_bin(&dir, "branch"), "old");
+        assert_eq!((b.hits, b.misses), (0, 0), "{}", b.stderr);
+        assert!(
+            b.stats["uncacheable"]["compiler wrapper"].as_u64().unwrap_or(0) >= 1,
+            "{}",
+            b.stats
+        );
+        write_script("'--check-cfg=cfg(zt_flag)' --cfg zt_flag");
+        std::fs::remove_dir_all(dir.join("target/debug")).unwrap();
+        let b = env.cargo_in(&dir, &["build"]);
+        b.assert_ok();
+        assert_eq!(b.hits, 0, "{}", b.stderr);
+        assert_eq!(env.run_bin(&dir, "branch"), "new");
+    }
+}
+
+/// A hard-linked copy of the active toolchain (bin/ and lib/ without the sources) with one
+/// more shared library in its `lib/`: a toolchain whose identity differs, usable through
+/// `path = ...` in rust-toolchain.toml without touching rustup's global state.
+fn toolchain_copy(env: &Env) -> PathBuf {
+    let out = std::process::Command::new("rustc")
+        .args(["--print", "sysroot"])
+        .output()
+        .unwrap();
+    let sysroot = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
+    let copy = env.tmp.path().join("toolchain");
+    let link_all = |from: &std::path::Path, to: &std::path::Path, skip: &[&str]| {
+        std::fs::create_dir_all(to).unwrap();
+        for e in std::fs::read_dir(from).unwrap().flatten() {
+            if skip.iter().any(|s| e.file_name() == *s) {
+                continue;
+            }
+            let ok = std::process::Command::new("cp")
+                .arg("-al")
+                .arg(e.path())
+                .arg(to)
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "cp -al {}", e.path().display());
+        }
+    };
+    link_all(&sysroot.join("bin"), &copy.join("bin"), &[]);
+    link_all(&sysroot.join("lib"), &copy.join("lib"), &["rustlib"]);
+    link_all(
+        &sysroot.join("lib/rustlib"),
+        &copy.join("lib/rustlib"),
+        &["src", "rustc-src"],
+    );
+    std::fs::write(copy.join("lib/libzcfs_marker.so"), b"another toolchain").unwrap();
+    copy
+}
+
+/// Switching toolchains while the daemon runs misses: through cargo's own proxy (which
+/// names the toolchain's rustc), and with `RUSTC` set to rustup's proxy and no
+/// `RUSTUP_TOOLCHAIN` (zcfs resolves the proxy itself and must see the new
+/// rust-toolchain.toml).
+#[test]
+fn toolchain_switch_while_the_daemon_runs_misses() {
+    let env = Env::new();
+    let dir = env.standalone(
+        "switch",
+        &[("src/main.rs", "fn main() { print!(\"hi\") }\n")],
+    );
+    let copy = toolchain_copy(&env);
+    let proxy = common::which("rustc");
+    let real_cargo = {
+        let out = std::process::Command::new("rustc")
+            .args(["--print", "sysroot"])
+            .output()
+            .unwrap();
+        PathBuf::from(String::from_utf8(out.stdout).unwrap().trim()).join("bin/cargo")
+    };
+    let direct = || {
+        let mut c = env.command(&real_cargo);
+        c.args(["build"])
+            .current_dir(&dir)
+            .env("RUSTC", &proxy)
+            .env("RUSTC_WRAPPER", common::ZCFS)
+            .env_remove("RUSTUP_TOOLCHAIN");
+        env.build_with(c)
+    };
+    let toolchain_file = dir.join("rust-toolchain.toml");
+    for (what, build) in [
+        (
+            "cargo through rustup",
+            &(|| env.cargo_in(&dir, &["build"])) as &dyn Fn() -> common::Build,
+        ),
+        ("RUSTC=rustup's proxy", &direct),
+    ] {
+        let _ = std::fs::remove_file(&toolchain_file);
+        let _ = std::fs::remove_dir_all(dir.join("target"));
+        build().assert_ok();
+        std::fs::remove_dir_all(dir.join("target")).unwrap();
+        let b = build();
+        b.assert_ok();
+        assert_eq!(b.hits, 1, "{what}: same toolchain hits\n{}", b.stderr);
+        std::fs::write(
+            &toolchain_file,
+            format!("[toolchain]\npath = \"{}\"\n", copy.display()),
+        )
+        .unwrap();
+        std::fs::remove_dir_all(dir.join("target")).unwrap();
+        let b = build();
+        b.assert_ok();
+        assert_eq!(
+            (b.hits, b.misses),
+            (0, 1),
+            "{what}: another toolchain\n{}",
+            b.stderr
+        );
+        assert_eq!(env.run_bin(&dir, "switch"), "hi");
     }
 }

@@ -30,6 +30,11 @@ const SCRUB: &[&str] = &[
     "ZT_OPT",
     "ZT_GEN",
     "ZT_SHA",
+    // Set by rustup for the outer cargo; a user's shell has none, and it would override
+    // the rust-toolchain.toml files that tests write.
+    "RUSTUP_TOOLCHAIN",
+    // Set by cargo for the test binaries (the outer toolchain's libraries).
+    "LD_LIBRARY_PATH",
 ];
 
 pub struct Env {
@@ -191,7 +196,6 @@ impl Env {
     }
 
     pub fn cargo_in(&self, dir: &Path, args: &[&str]) -> Build {
-        let before = self.stats();
         let mut cmd = if self.mounted {
             let mut c = self.command(ZCFS);
             c.arg("cargo");
@@ -201,9 +205,15 @@ impl Env {
             c.env("RUSTC_WRAPPER", ZCFS);
             c
         };
-        cmd.args(args)
-            .current_dir(dir)
-            .env("CARGO_LOG", "cargo::core::compiler::fingerprint=info")
+        cmd.args(args).current_dir(dir);
+        self.build_with(cmd)
+    }
+
+    /// Runs a build command (cargo with zcfs as its wrapper, set up by the caller) and
+    /// reports what it did, with zcfs's counters before and after.
+    pub fn build_with(&self, mut cmd: Command) -> Build {
+        let before = self.stats();
+        cmd.env("CARGO_LOG", "cargo::core::compiler::fingerprint=info")
             .stdin(Stdio::null());
         let out = cmd.output().unwrap();
         let after = self.stats();
@@ -264,6 +274,35 @@ impl Env {
             .stdin(Stdio::null())
             .output()
             .unwrap()
+    }
+
+    /// A one-package project of its own (not in the fixture workspace) under the temp dir,
+    /// with `files` as (relative path, content). Returns its directory.
+    pub fn standalone(&self, name: &str, files: &[(&str, &str)]) -> PathBuf {
+        let dir = self.tmp.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("Cargo.toml"),
+            format!(
+                "[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2021\"\n[workspace]\n"
+            ),
+        )
+        .unwrap();
+        for (rel, content) in files {
+            let p = dir.join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, content).unwrap();
+        }
+        dir
+    }
+
+    /// Runs the binary `name` built in `dir`'s debug profile; returns its stdout.
+    pub fn run_bin(&self, dir: &Path, name: &str) -> String {
+        let out = Command::new(dir.join("target/debug").join(name))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{name} failed");
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     pub fn target(&self) -> PathBuf {
@@ -458,4 +497,12 @@ impl Drop for MountGuard<'_> {
             let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
         }
     }
+}
+
+/// The path of a program on PATH.
+pub fn which(program: &str) -> PathBuf {
+    std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("{program} not on PATH"))
 }

@@ -1,8 +1,16 @@
-//! Compiler identity (spec K7): the `-vV` text, digests of the sysroot's shared libraries and
-//! of rust-lld, computed once per toolchain and re-validated by stat.
+//! Compiler identity (spec K7): what the program that runs *is*, by content.
 //!
-//! A rustup proxy (`~/.cargo/bin/rustc`, a link to `rustup`) is never hashed: it is resolved
-//! to the toolchain it would run, with the caller's environment and directory.
+//! The program named on the command line is accepted as rustc only if it is the `rustc` of
+//! the sysroot it reports (`<sysroot>/bin/rustc`, same file), or a rustup proxy, which is
+//! resolved to the toolchain it would run with the caller's environment and directory and
+//! never hashed itself. Anything else (a shell script named `rustc`, a wrapper binary) may
+//! add arguments or read files zcfs cannot see: its compiles are not cached ("compiler
+//! wrapper").
+//!
+//! The identity is the `-vV` text and the blake3 of the rustc binary, of every shared
+//! library in `<sysroot>/lib`, of the codegen backends, and of the host tools rustc runs
+//! (`lib/rustlib/<host>/bin`: rust-lld and its `gcc-ld` wrappers). It is computed once per
+//! toolchain and re-validated by stat on every use.
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -12,8 +20,10 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 
+use super::KeyError;
+use crate::compiler::Uncacheable;
 use crate::hash::{Digest, KeyHasher};
 use crate::hashcache::{FileStat, HashCache};
 
@@ -24,28 +34,47 @@ pub struct RustcIdentity {
     pub sysroot: PathBuf,
     pub host: String,
     pub verbose_version: String,
-    /// Hash of the -vV text and the libraries' digests.
+    /// Hash of the -vV text and the toolchain files' digests.
     pub digest: Digest,
 }
 
 struct Cached {
-    stat: FileStat,
-    identity: Arc<RustcIdentity>,
-    libs: Vec<(PathBuf, FileStat)>,
+    /// The identity, or why the program is not accepted as rustc.
+    identity: Result<Arc<RustcIdentity>, Uncacheable>,
+    /// Every file hashed into the identity (the program first), with its stat then.
+    files: Vec<(PathBuf, FileStat)>,
 }
 
-/// A rustup proxy's resolution depends on its path, `RUSTUP_TOOLCHAIN` and the directory.
-type ProxyKey = (PathBuf, Option<OsString>, PathBuf);
+/// What decides a rustup proxy's choice of toolchain: the proxy, rustup's environment,
+/// the directory, and the stat of every file rustup reads to decide (its settings, the
+/// `rust-toolchain[.toml]` files from the directory up).
+type ProxyKey = Digest;
+
+/// The real rustc, and a digest of the dynamic loader's environment it runs with
+/// (`LD_LIBRARY_PATH` decides which `librustc_driver` a rustc loads; cargo sets it).
+type IdentityKey = (PathBuf, Digest);
 
 #[derive(Default)]
 pub struct IdentityCache {
-    by_path: Mutex<HashMap<PathBuf, Cached>>,
-    /// (proxy path, RUSTUP_TOOLCHAIN, cwd) → real rustc.
+    by_path: Mutex<HashMap<IdentityKey, Cached>>,
     proxies: Mutex<HashMap<ProxyKey, PathBuf>>,
     /// A program path as given, with its stat, → the canonical path of the file it names.
     canonical: Mutex<HashMap<PathBuf, (FileStat, PathBuf)>>,
     /// (sysroot, target) → (stat of the target's lib dir, digest of its listing).
     target_libs: Mutex<HashMap<(PathBuf, String), (FileStat, Digest)>>,
+}
+
+fn stat(p: &Path) -> Result<FileStat> {
+    Ok(FileStat::of(
+        &std::fs::metadata(p).with_context(|| format!("stat {}", p.display()))?,
+    ))
+}
+
+fn is_rustup(canonical: &Path) -> bool {
+    canonical
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .is_some_and(|s| s == "rustup" || s == "rustup-init")
 }
 
 impl IdentityCache {
@@ -60,75 +89,82 @@ impl IdentityCache {
         env: &HashMap<OsString, OsString>,
         cwd: &Path,
         hashes: &HashCache,
-    ) -> Result<Arc<RustcIdentity>> {
-        let program = resolve_program(program, env, cwd)
-            .with_context(|| format!("cannot find compiler {}", program.display()))?;
-        let real = self.real_rustc(&program, env, cwd)?;
-        let stat = match self.canonical.lock().get(&program) {
-            // `real_rustc` just checked `program` by stat; for a real rustc that is `real`.
-            Some((st, canon)) if *canon == real => *st,
-            _ => FileStat::of(
-                &std::fs::metadata(&real).with_context(|| format!("stat {}", real.display()))?,
-            ),
+    ) -> Result<Arc<RustcIdentity>, KeyError> {
+        let internal = KeyError::Internal;
+        let program = resolve_program(program, env, cwd).ok_or_else(|| {
+            KeyError::Uncacheable(Uncacheable::new(
+                "compiler not found",
+                program.display().to_string(),
+            ))
+        })?;
+        let (canonical, _) = self.canonical(&program).map_err(internal)?;
+        let real = if is_rustup(&canonical) {
+            self.proxy_target(&program, env, cwd).map_err(internal)?
+        } else {
+            canonical
         };
+        let key = (real.clone(), loader_env(env, false));
         {
             let map = self.by_path.lock();
-            if let Some(c) = map.get(&real)
-                && c.stat == stat
-                && libs_unchanged(&c.libs)
+            if let Some(c) = map.get(&key)
+                && unchanged(&c.files)
             {
-                return Ok(c.identity.clone());
+                return c.identity.clone().map_err(KeyError::Uncacheable);
             }
         }
-        let (identity, libs) = compute(&real, hashes)?;
-        let identity = Arc::new(identity);
+        let (identity, files) = compute(&real, env, cwd, hashes).map_err(internal)?;
+        // A program that is not the rustc of the sysroot it reports is a wrapper: what it
+        // does before running rustc is invisible.
+        let own = self
+            .canonical(&identity.sysroot.join("bin/rustc"))
+            .map(|(c, _)| c)
+            .ok();
+        let identity = if own.as_deref() == Some(real.as_path()) {
+            Ok(Arc::new(identity))
+        } else {
+            Err(Uncacheable::new(
+                "compiler wrapper",
+                format!(
+                    "{} is not the rustc of its sysroot {}",
+                    real.display(),
+                    identity.sysroot.display()
+                ),
+            ))
+        };
         self.by_path.lock().insert(
-            real,
+            key,
             Cached {
-                stat,
                 identity: identity.clone(),
-                libs,
+                files,
             },
         );
-        Ok(identity)
+        identity.map_err(KeyError::Uncacheable)
     }
 
-    fn real_rustc(
+    /// The canonical path of a program (cached while its stat is unchanged), with its stat.
+    fn canonical(&self, program: &Path) -> Result<(PathBuf, FileStat)> {
+        let now = stat(program)?;
+        if let Some((st, canon)) = self.canonical.lock().get(program)
+            && *st == now
+        {
+            return Ok((canon.clone(), now));
+        }
+        let c = std::fs::canonicalize(program)
+            .with_context(|| format!("resolving {}", program.display()))?;
+        self.canonical
+            .lock()
+            .insert(program.to_path_buf(), (now, c.clone()));
+        Ok((c, now))
+    }
+
+    /// The real rustc a rustup proxy runs here.
+    fn proxy_target(
         &self,
         program: &Path,
         env: &HashMap<OsString, OsString>,
         cwd: &Path,
     ) -> Result<PathBuf> {
-        let now = FileStat::of(
-            &std::fs::metadata(program).with_context(|| format!("stat {}", program.display()))?,
-        );
-        let cached = match self.canonical.lock().get(program) {
-            Some((st, canon)) if *st == now => Some(canon.clone()),
-            _ => None,
-        };
-        let canonical = match cached {
-            Some(c) => c,
-            None => {
-                let c = std::fs::canonicalize(program)
-                    .with_context(|| format!("resolving {}", program.display()))?;
-                self.canonical
-                    .lock()
-                    .insert(program.to_path_buf(), (now, c.clone()));
-                c
-            }
-        };
-        let is_proxy = canonical
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .is_some_and(|s| s == "rustup" || s == "rustup-init");
-        if !is_proxy {
-            return Ok(canonical);
-        }
-        let key = (
-            program.to_path_buf(),
-            env.get(&OsString::from("RUSTUP_TOOLCHAIN")).cloned(),
-            cwd.to_path_buf(),
-        );
+        let key = proxy_key(program, env, cwd);
         if let Some(p) = self.proxies.lock().get(&key) {
             return Ok(p.clone());
         }
@@ -146,14 +182,77 @@ impl IdentityCache {
             bail!("{} --print sysroot failed", program.display());
         }
         let sysroot = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-        let real = std::fs::canonicalize(sysroot.join("bin/rustc"))?;
+        let real = std::fs::canonicalize(sysroot.join("bin/rustc"))
+            .with_context(|| format!("no rustc in {}", sysroot.display()))?;
         self.proxies.lock().insert(key, real.clone());
         Ok(real)
     }
 }
 
-fn libs_unchanged(libs: &[(PathBuf, FileStat)]) -> bool {
-    libs.iter().all(|(p, s)| {
+/// See [`ProxyKey`]. Rustup picks, in order: `RUSTUP_TOOLCHAIN`, a directory override in
+/// its settings, the nearest `rust-toolchain[.toml]`, the default in its settings.
+fn proxy_key(program: &Path, env: &HashMap<OsString, OsString>, cwd: &Path) -> ProxyKey {
+    use std::os::unix::ffi::OsStrExt;
+    let get = |k: &str| env.get(&OsString::from(k)).filter(|v| !v.is_empty());
+    let mut h = KeyHasher::new("zcfs-rustup-proxy-v1");
+    h.field("program", program.as_os_str().as_bytes());
+    for k in ["RUSTUP_TOOLCHAIN", "RUSTUP_HOME", "HOME"] {
+        h.field(k, get(k).map(|v| v.as_bytes()).unwrap_or(b"\0unset"));
+    }
+    let rustup_home = get("RUSTUP_HOME")
+        .map(PathBuf::from)
+        .or_else(|| get("HOME").map(|h| Path::new(h).join(".rustup")));
+    let mut files: Vec<PathBuf> = Vec::new();
+    if let Some(home) = rustup_home {
+        files.push(home.join("settings.toml"));
+    }
+    if get("RUSTUP_TOOLCHAIN").is_none() {
+        h.field("cwd", cwd.as_os_str().as_bytes());
+        for d in cwd.ancestors() {
+            files.push(d.join("rust-toolchain.toml"));
+            files.push(d.join("rust-toolchain"));
+        }
+    }
+    for f in files {
+        h.field("file", f.as_os_str().as_bytes());
+        match std::fs::metadata(&f) {
+            Ok(m) => {
+                let s = FileStat::of(&m);
+                h.field("stat", &[s.ino, s.size].map(u64::to_le_bytes).concat());
+                h.field("times", &[s.mtime, s.ctime].map(i128::to_le_bytes).concat());
+            }
+            Err(_) => {
+                h.field("stat", b"absent");
+            }
+        }
+    }
+    h.finish()
+}
+
+/// A digest of the dynamic loader's variables. `LD_LIBRARY_PATH` can make a rustc load
+/// another toolchain's driver; whether it did shows in the sysroot the rustc reports, so it
+/// is part of the cache key only (`identity: false`). Preloaded and audit libraries change
+/// what runs in ways nothing reports: they are part of the identity itself.
+fn loader_env(env: &HashMap<OsString, OsString>, identity: bool) -> Digest {
+    use std::os::unix::ffi::OsStrExt;
+    let mut vars: Vec<(&OsString, &OsString)> = env
+        .iter()
+        .filter(|(k, _)| {
+            let k = k.as_bytes();
+            k.starts_with(b"LD_") && (!identity || k != b"LD_LIBRARY_PATH")
+        })
+        .collect();
+    vars.sort();
+    let mut h = KeyHasher::new("zcfs-loader-env");
+    for (k, v) in vars {
+        h.field("name", k.as_bytes());
+        h.field("value", v.as_bytes());
+    }
+    h.finish()
+}
+
+fn unchanged(files: &[(PathBuf, FileStat)]) -> bool {
+    files.iter().all(|(p, s)| {
         std::fs::metadata(p)
             .map(|m| FileStat::of(&m) == *s)
             .unwrap_or(false)
@@ -183,10 +282,41 @@ pub fn resolve_program(
     None
 }
 
-fn compute(rustc: &Path, hashes: &HashCache) -> Result<(RustcIdentity, Vec<(PathBuf, FileStat)>)> {
+/// Regular files under `dir` (recursively), sorted; nothing if it does not exist.
+fn files_under(dir: &Path, filter: &dyn Fn(&Path) -> bool) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            match std::fs::metadata(&p) {
+                Ok(m) if m.is_dir() => stack.push(p),
+                Ok(m) if m.is_file() && filter(&p) => out.push(p),
+                _ => {}
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Runs rustc as the compile would (the caller's environment and directory) to learn its
+/// version and sysroot, and hashes the toolchain's files.
+fn compute(
+    rustc: &Path,
+    env: &HashMap<OsString, OsString>,
+    cwd: &Path,
+    hashes: &HashCache,
+) -> Result<(RustcIdentity, Vec<(PathBuf, FileStat)>)> {
     let run = |args: &[&str]| -> Result<String> {
         let out = Command::new(rustc)
             .args(args)
+            .env_clear()
+            .envs(env)
+            .current_dir(cwd)
             .stdin(Stdio::null())
             .stderr(Stdio::null())
             .output()
@@ -204,34 +334,31 @@ fn compute(rustc: &Path, hashes: &HashCache) -> Result<(RustcIdentity, Vec<(Path
         .context("no host line in rustc -vV")?
         .to_string();
 
-    let mut h = KeyHasher::new("zcfs-rustc-identity-v1");
+    let mut h = KeyHasher::new("zcfs-rustc-identity-v2");
     h.field("vV", verbose_version.as_bytes());
-    let mut libs = Vec::new();
-    let mut files: Vec<PathBuf> = std::fs::read_dir(sysroot.join("lib"))
-        .with_context(|| format!("listing {}/lib", sysroot.display()))?
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.contains(".so"))
-        })
-        .collect();
-    files.push(sysroot.join(format!("lib/rustlib/{host}/bin/rust-lld")));
-    files.sort();
+    h.digest("loader", &loader_env(env, true));
+    let shared = |p: &Path| {
+        p.file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.contains(".so"))
+    };
+    let mut files = vec![rustc.to_path_buf()];
+    files.extend(
+        files_under(&sysroot.join("lib"), &shared)
+            .into_iter()
+            .filter(|p| p.parent() == Some(&sysroot.join("lib"))),
+    );
+    let rustlib = sysroot.join("lib/rustlib").join(&host);
+    files.extend(files_under(&rustlib.join("codegen-backends"), &shared));
+    files.extend(files_under(&rustlib.join("bin"), &|_| true));
+    let mut recorded = Vec::with_capacity(files.len());
     for p in files {
-        let Ok(meta) = std::fs::metadata(&p) else {
-            continue;
-        };
-        if !meta.is_file() {
-            continue;
-        }
         let (digest, stat) = hashes
             .digest(&p)
-            .with_context(|| format!("hashing {}", p.display()))?;
-        h.field("lib", p.as_os_str().as_encoded_bytes());
-        h.digest("lib-digest", &digest);
-        libs.push((p, stat));
+            .map_err(|e| anyhow!("hashing the toolchain: {e}"))?;
+        h.field("file", p.as_os_str().as_encoded_bytes());
+        h.digest("file-digest", &digest);
+        recorded.push((p, stat));
     }
     Ok((
         RustcIdentity {
@@ -241,7 +368,7 @@ fn compute(rustc: &Path, hashes: &HashCache) -> Result<(RustcIdentity, Vec<(Path
             verbose_version,
             digest: h.finish(),
         },
-        libs,
+        recorded,
     ))
 }
 
@@ -289,4 +416,63 @@ pub fn target_libs_digest(sysroot: &Path, target: &str) -> Digest {
         h.field("len", &len.to_le_bytes());
     }
     h.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env() -> HashMap<OsString, OsString> {
+        std::env::vars_os().collect()
+    }
+
+    #[test]
+    fn the_toolchain_rustc_is_accepted_and_a_script_wrapper_is_not() {
+        let ids = IdentityCache::new();
+        let hashes = HashCache::new();
+        let cwd = std::env::current_dir().unwrap();
+        let id = ids
+            .get(Path::new("rustc"), &env(), &cwd, &hashes)
+            .expect("rustc on PATH is identified");
+        assert!(id.verbose_version.contains("host: "));
+        // Cached: the same Arc on the next call.
+        let again = ids.get(Path::new("rustc"), &env(), &cwd, &hashes).unwrap();
+        assert!(Arc::ptr_eq(&id, &again));
+
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("rustc");
+        std::fs::write(
+            &script,
+            format!("#!/bin/sh\nexec {} \"$@\"\n", id.rustc.display()),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        match ids.get(&script, &env(), &cwd, &hashes) {
+            Err(KeyError::Uncacheable(u)) => assert_eq!(u.reason, "compiler wrapper"),
+            other => panic!("a script is not rustc: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn proxy_key_follows_the_files_rustup_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let ws = dir.path().join("ws/sub");
+        std::fs::create_dir_all(&ws).unwrap();
+        let mut e: HashMap<OsString, OsString> = HashMap::new();
+        e.insert("HOME".into(), dir.path().join("home").into());
+        let p = Path::new("/x/rustc");
+        let k0 = proxy_key(p, &e, &ws);
+        assert_eq!(proxy_key(p, &e, &ws), k0);
+        std::fs::write(dir.path().join("ws/rust-toolchain.toml"), "[toolchain]\n").unwrap();
+        let k1 = proxy_key(p, &e, &ws);
+        assert_ne!(k1, k0, "a toolchain file up the tree");
+        std::fs::create_dir_all(dir.path().join("home/.rustup")).unwrap();
+        std::fs::write(dir.path().join("home/.rustup/settings.toml"), "x").unwrap();
+        assert_ne!(proxy_key(p, &e, &ws), k1, "rustup's settings");
+        // An explicit toolchain makes the directory irrelevant.
+        e.insert("RUSTUP_TOOLCHAIN".into(), "stable".into());
+        let k2 = proxy_key(p, &e, &ws);
+        assert_eq!(proxy_key(p, &e, dir.path()), k2);
+    }
 }

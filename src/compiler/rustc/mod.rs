@@ -147,10 +147,7 @@ pub fn prepare(inp: &KeyInputs<'_>) -> Result<RustcJob, KeyError> {
     }
     let expanded = args::expand_argfiles(&inp.argv[1..], inp.cwd)?;
     let args = args::parse(&expanded)?;
-    let identity = inp
-        .identities
-        .get(&rustc, inp.env, inp.cwd, inp.hashes)
-        .map_err(KeyError::Internal)?;
+    let identity = inp.identities.get(&rustc, inp.env, inp.cwd, inp.hashes)?;
 
     let root = target_root(&args, inp.cwd);
     let root_b = root.as_deref().map(|r| r.as_os_str().as_bytes());
