@@ -277,6 +277,15 @@ fn run(cli: Cli) -> Result<i32> {
             println!("disable         {}", config.disable);
             println!("recache         {}", config.recache);
             println!("project_misses  {}", config.project_misses);
+            let sloppy = config.sloppiness.names();
+            println!(
+                "sloppiness      {}",
+                if sloppy.is_empty() {
+                    "none".to_string()
+                } else {
+                    sloppy.join(", ")
+                }
+            );
             println!("log             {}", config.log);
             println!(
                 "config file     {}",

@@ -32,6 +32,8 @@ pub struct Config {
     /// Turn a miss's outputs in a mount into projections of the stored pack
     /// (`ZCFS_PROJECT_MISSES`).
     pub project_misses: bool,
+    /// Relaxations of soundness the user opted into (`ZCFS_SLOPPINESS`); none by default.
+    pub sloppiness: Sloppiness,
     /// Daemon log filter, tracing syntax (`ZCFS_LOG`).
     pub log: String,
     /// How long a wrapper waits for a reply (`ZCFS_CLIENT_TIMEOUT`).
@@ -51,6 +53,7 @@ struct FileConfig {
     disable: Option<bool>,
     recache: Option<bool>,
     project_misses: Option<bool>,
+    sloppiness: Option<ListValue>,
     log: Option<String>,
     client_timeout: Option<u64>,
 }
@@ -60,6 +63,56 @@ struct FileConfig {
 enum SizeValue {
     Bytes(u64),
     Text(String),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum ListValue {
+    List(Vec<String>),
+    Text(String),
+}
+
+/// Relaxations of soundness a user may opt into, like ccache's "sloppiness"; each is off by
+/// default and documented in docs/sharing.md.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Sloppiness {
+    /// `path_values`: the target dir and the cwd, where they reach a compile as values (an
+    /// argument, `CARGO_MANIFEST_DIR`, an `env!("OUT_DIR")` read), are assumed to be used
+    /// only to find files, never to decide what is compiled; entries are then shared
+    /// across target dirs and checkouts whenever their outputs do not contain the paths.
+    pub path_values: bool,
+}
+
+impl Sloppiness {
+    pub const ALL: &[&str] = &["path_values"];
+
+    /// Parses a list of names separated by commas or spaces.
+    pub fn parse(items: &[String]) -> Result<Sloppiness> {
+        let mut s = Sloppiness::default();
+        for item in items
+            .iter()
+            .flat_map(|i| i.split([',', ' ']))
+            .map(str::trim)
+            .filter(|i| !i.is_empty())
+        {
+            match item {
+                "path_values" => s.path_values = true,
+                other => bail!(
+                    "unknown sloppiness {other:?} (known: {})",
+                    Self::ALL.join(", ")
+                ),
+            }
+        }
+        Ok(s)
+    }
+
+    pub fn names(&self) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        if self.path_values {
+            v.push("path_values");
+        }
+        v
+    }
 }
 
 /// Reads environment variables through a closure, so tests need not touch the process env.
@@ -181,6 +234,15 @@ impl Config {
             Some(v) => parse_bool(&v).context("invalid ZCFS_PROJECT_MISSES")?,
             None => file.project_misses.unwrap_or(true),
         };
+        let sloppiness = match env.var("ZCFS_SLOPPINESS") {
+            Some(v) => Sloppiness::parse(&[v]).context("invalid ZCFS_SLOPPINESS")?,
+            None => match file.sloppiness {
+                Some(ListValue::List(v)) => Sloppiness::parse(&v),
+                Some(ListValue::Text(v)) => Sloppiness::parse(&[v]),
+                None => Ok(Sloppiness::default()),
+            }
+            .context("invalid sloppiness")?,
+        };
         let log = env
             .var("ZCFS_LOG")
             .filter(|s| !s.is_empty())
@@ -195,6 +257,7 @@ impl Config {
             disable,
             recache,
             project_misses,
+            sloppiness,
             log,
             client_timeout,
             config_file,
@@ -362,6 +425,30 @@ mod tests {
         let f = file.to_str().unwrap().to_string();
         let err = Config::load_from(&env_of(&[("HOME", "/h"), ("ZCFS_CONFIG", &f)])).unwrap_err();
         assert!(format!("{err:#}").contains("c.toml"), "{err:#}");
+    }
+
+    #[test]
+    fn sloppiness_is_off_by_default_and_checked() {
+        let c = Config::load_from(&env_of(&[("HOME", "/h")])).unwrap();
+        assert_eq!(c.sloppiness, Sloppiness::default());
+        let c = Config::load_from(&env_of(&[
+            ("HOME", "/h"),
+            ("ZCFS_SLOPPINESS", "path_values"),
+        ]))
+        .unwrap();
+        assert!(c.sloppiness.path_values);
+        let err = Config::load_from(&env_of(&[
+            ("HOME", "/h"),
+            ("ZCFS_SLOPPINESS", "time_macros"),
+        ]))
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("unknown sloppiness"), "{err:#}");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "sloppiness = [\"path_values\"]\n").unwrap();
+        let f = file.to_str().unwrap().to_string();
+        let c = Config::load_from(&env_of(&[("HOME", "/h"), ("ZCFS_CONFIG", &f)])).unwrap();
+        assert!(c.sloppiness.path_values);
     }
 
     #[test]

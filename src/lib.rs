@@ -3,6 +3,7 @@
 //! The portable core lives here; OS mount backends live under `platform/`.
 //! See `docs/architecture.md` for the map.
 
+pub mod binfmt;
 pub mod cargo_cmd;
 pub mod cli;
 pub mod client;

@@ -109,10 +109,12 @@ impl Engine {
             }
         };
 
-        // Which of the paths the compile ran under its outputs and messages contain (X2).
+        // Which of the paths the compile ran under bind the entry (X2, docs/sharing.md):
+        // those its outputs or messages contain, all of them if an output hides bytes from
+        // the search (compressed sections), and those that reached it as values.
         let place = job.place();
         let needles = bindings::needles(&place, p.cargo_home.as_deref());
-        let found = match pack::find_in_payloads(
+        let search = match pack::find_in_payloads(
             temp.as_file(),
             &written.header,
             |name| !name.ends_with(".d"),
@@ -130,13 +132,36 @@ impl Engine {
             }
         };
         let searched: Vec<&str> = needles.iter().map(|(n, _)| *n).collect();
-        let found: Vec<&str> = needles
+        let mut bound: Vec<&str> = needles
             .iter()
-            .zip(&found)
+            .zip(&search.found)
             .filter(|(_, f)| **f)
             .map(|((n, _), _)| *n)
             .collect();
-        inputs.bindings = bindings::bindings(&place, p.cargo_home.as_deref(), &searched, &found);
+        if let Some(why) = &search.hidden {
+            debug!("{}: bound everywhere: {why}", rustc::describe(job));
+            bound = searched.clone();
+        }
+        if !self.config.sloppiness.path_values {
+            let mut values = job.paths_in_values;
+            for (name, needle) in &needles {
+                let in_env_dep = inputs.env.iter().any(|(_, v)| {
+                    v.as_ref()
+                        .is_some_and(|v| bindings::contains_path(v.as_bytes(), needle))
+                });
+                match *name {
+                    "target" => values.target |= in_env_dep,
+                    "cwd" => values.cwd |= in_env_dep,
+                    _ => {}
+                }
+            }
+            for (name, on) in [("target", values.target), ("cwd", values.cwd)] {
+                if on && !bound.contains(&name) {
+                    bound.push(name);
+                }
+            }
+        }
+        inputs.bindings = bindings::bindings(&place, p.cargo_home.as_deref(), &searched, &bound);
         debug!(
             "{}: bound to {:?}",
             rustc::describe(job),

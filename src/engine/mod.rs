@@ -285,6 +285,7 @@ impl Engine {
             hashes: &self.hashes,
             fs: &fs,
             identities: &self.identities,
+            sloppiness: self.config.sloppiness,
         }) {
             Ok(job) => job,
             Err(KeyError::Uncacheable(u)) => {

@@ -338,16 +338,28 @@ pub fn write(
     })
 }
 
+/// What a search of a pack's payloads found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Search {
+    /// One flag per needle.
+    pub found: Vec<bool>,
+    /// A searched payload holds content a byte search cannot see (compressed sections,
+    /// see [`crate::binfmt`]): what and where.
+    pub hidden: Option<String>,
+}
+
 /// Which needles occur in a pack being written (`file`, described by `header`): in the
-/// payloads whose name passes `scan`, or in one of `extra`. Returns one flag per needle.
+/// payloads whose name passes `scan`, or in one of `extra`; and whether a scanned payload
+/// may hide bytes from the search.
 pub fn find_in_payloads(
     file: &File,
     header: &PackHeader,
     scan: impl Fn(&str) -> bool,
     extra: &[&[u8]],
     needles: &[&[u8]],
-) -> io::Result<Vec<bool>> {
+) -> io::Result<Search> {
     let mut found = vec![false; needles.len()];
+    let mut hidden = None;
     let finders: Vec<memchr::memmem::Finder<'_>> =
         needles.iter().map(memchr::memmem::Finder::new).collect();
     let check = |hay: &[u8], found: &mut Vec<bool>| {
@@ -361,7 +373,7 @@ pub fn find_in_payloads(
         check(hay, &mut found);
     }
     if header.entries.iter().all(|e| e.size == 0 || !scan(&e.name)) {
-        return Ok(found);
+        return Ok(Search { found, hidden });
     }
     // SAFETY: the temp file is ours and not modified while mapped.
     let map = unsafe { memmap2::Mmap::map(file)? };
@@ -374,10 +386,13 @@ pub fn find_in_payloads(
                 .range()
                 .and_then(|r| map.get(r))
                 .ok_or_else(|| io::Error::other("pack shorter than its header says"))?;
+            if hidden.is_none() {
+                hidden = crate::binfmt::hidden_content(hay).map(|why| format!("{}: {why}", e.name));
+            }
             check(hay, &mut found);
         }
     }
-    Ok(found)
+    Ok(Search { found, hidden })
 }
 
 /// An open, mapped pack.

@@ -32,17 +32,46 @@ const MIN_NEEDLE: usize = 3;
 
 /// Replaces every occurrence of `from` by `to`.
 pub fn replace_all(hay: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
-    replace_each(hay, &[(from.to_vec(), to.to_vec())]).into_owned()
+    replace_each(hay, &[(from.to_vec(), to.to_vec())], false).into_owned()
+}
+
+/// Bytes that end a path where paths are embedded in text: whitespace (dep-info rules,
+/// lists), quotes (JSON), `=` and `:` (assignments, `PATH`-like lists), `;` and `,`.
+fn delimits_path(b: u8) -> bool {
+    matches!(
+        b,
+        b' ' | b'\t' | b'\n' | b'\r' | b'"' | b'\'' | b'=' | b':' | b';' | b','
+    )
+}
+
+/// Whether an occurrence of a path at `hay[at..at + len]` is the whole path or a prefix of
+/// it at a component boundary (`/a/ws` in `/a/ws/x`, not in `/a/ws2/x` or `/b/a/ws`).
+fn is_path_at(hay: &[u8], at: usize, len: usize) -> bool {
+    let before = at == 0 || delimits_path(hay[at - 1]);
+    let after = hay
+        .get(at + len)
+        .is_none_or(|b| *b == b'/' || delimits_path(*b));
+    before && after
+}
+
+/// Whether `path` occurs in `hay` as a path (see [`is_path_at`]).
+pub fn contains_path(hay: &[u8], path: &[u8]) -> bool {
+    !path.is_empty()
+        && memchr::memmem::find_iter(hay, path).any(|at| is_path_at(hay, at, path.len()))
 }
 
 /// Replaces, in one left-to-right pass, each occurrence of any `from` by its `to`; where
 /// several match at one position, the longest wins. Replaced text is not searched again.
-pub fn replace_each<'a>(hay: &'a [u8], pairs: &[(Vec<u8>, Vec<u8>)]) -> Cow<'a, [u8]> {
+/// `paths`: only occurrences that are paths (component boundaries, see [`is_path_at`]).
+pub fn replace_each<'a>(hay: &'a [u8], pairs: &[(Vec<u8>, Vec<u8>)], paths: bool) -> Cow<'a, [u8]> {
     let pairs: Vec<&(Vec<u8>, Vec<u8>)> = pairs.iter().filter(|(f, _)| !f.is_empty()).collect();
-    let mut next: Vec<Option<usize>> = pairs
-        .iter()
-        .map(|(f, _)| memchr::memmem::find(hay, f))
-        .collect();
+    let find = |from: usize, i: usize| -> Option<usize> {
+        let f = &pairs[i].0;
+        memchr::memmem::find_iter(&hay[from..], f)
+            .map(|x| x + from)
+            .find(|at| !paths || is_path_at(hay, *at, f.len()))
+    };
+    let mut next: Vec<Option<usize>> = (0..pairs.len()).map(|i| find(0, i)).collect();
     if next.iter().all(Option::is_none) {
         return Cow::Borrowed(hay);
     }
@@ -61,7 +90,7 @@ pub fn replace_each<'a>(hay: &'a [u8], pairs: &[(Vec<u8>, Vec<u8>)]) -> Cow<'a, 
         pos = at + pairs[i].0.len();
         for (j, n) in next.iter_mut().enumerate() {
             if n.is_some_and(|x| x < pos) {
-                *n = memchr::memmem::find(&hay[pos..], &pairs[j].0).map(|x| x + pos);
+                *n = find(pos, j);
             }
         }
     }
@@ -96,14 +125,16 @@ pub fn needles(job: &Place<'_>, cargo_home: Option<&Path>) -> Vec<(&'static str,
     v
 }
 
-/// The bindings of a new entry. `searched`: the needles that were searched for; `found`:
-/// those found in its outputs or messages.
+/// The bindings of a new entry. `searched`: the needles that were searched for; `bound`:
+/// those that bind it (found in its outputs or messages, or known to reach the compile
+/// in a way a search cannot follow).
 pub fn bindings(
     job: &Place<'_>,
     cargo_home: Option<&Path>,
     searched: &[&str],
-    found: &[&str],
+    bound: &[&str],
 ) -> Vec<Binding> {
+    let found = bound;
     let strict = |name: &str| found.contains(&name) || !searched.contains(&name);
     let mut v = vec![Binding::new("cwd", bytes(job.cwd), strict("cwd"))];
     match job.target_root {
@@ -181,7 +212,7 @@ impl Rebase {
 
     /// A recorded value (an env-dep value) as it is here.
     pub fn text<'a>(&self, v: &'a [u8]) -> Cow<'a, [u8]> {
-        replace_each(v, &self.pairs)
+        replace_each(v, &self.pairs, true)
     }
 
     /// A dep-info file as it is here. Make-style dep-info escapes spaces in paths.
@@ -193,7 +224,7 @@ impl Rebase {
                 pairs.push((esc(from), esc(to)));
             }
         }
-        replace_each(bytes, &pairs).into_owned()
+        replace_each(bytes, &pairs, true).into_owned()
     }
 
     /// rustc's messages as they are here: paths in `artifact` lines are rewritten (they are
@@ -208,7 +239,7 @@ impl Rebase {
         let mut out = Vec::with_capacity(stderr.len());
         for line in stderr.split_inclusive(|b| *b == b'\n') {
             if is_artifact_line(line) {
-                out.extend_from_slice(&replace_each(line, &pairs));
+                out.extend_from_slice(&replace_each(line, &pairs, true));
             } else {
                 out.extend_from_slice(line);
             }
@@ -245,13 +276,37 @@ mod tests {
     fn replace_each_is_one_pass_and_prefers_the_longest() {
         let p = pairs(&[("/a/ws", "/a/ws2"), ("/a/ws/target", "/b/t")]);
         assert_eq!(
-            &*replace_each(b"x /a/ws/target/d /a/ws/src y", &p),
+            &*replace_each(b"x /a/ws/target/d /a/ws/src y", &p, false),
             b"x /b/t/d /a/ws2/src y"
         );
         // Replaced text is not searched again: /a/ws2 contains /a/ws.
-        assert_eq!(&*replace_each(b"/a/ws/a/ws", &p), b"/a/ws2/a/ws2");
-        assert!(matches!(replace_each(b"nothing", &p), Cow::Borrowed(_)));
+        assert_eq!(&*replace_each(b"/a/ws/a/ws", &p, false), b"/a/ws2/a/ws2");
+        assert!(matches!(
+            replace_each(b"nothing", &p, false),
+            Cow::Borrowed(_)
+        ));
         assert_eq!(replace_all(b"aaa", b"aa", b"b"), b"ba");
+    }
+
+    #[test]
+    fn path_replacement_respects_component_boundaries() {
+        let p = pairs(&[("/src/ws", "/new")]);
+        let r =
+            |s: &str| String::from_utf8(replace_each(s.as_bytes(), &p, true).into_owned()).unwrap();
+        assert_eq!(
+            r("/src/ws/a /src/ws2/b /x/src/ws/c /src/ws"),
+            "/new/a /src/ws2/b /x/src/ws/c /new"
+        );
+        assert_eq!(
+            r("A=/src/ws:/src/ws/bin:/src/wsx"),
+            "A=/new:/new/bin:/src/wsx"
+        );
+        assert_eq!(r("\"/src/ws/x\""), "\"/new/x\"");
+        // An escaped space continues the path: not a boundary.
+        assert_eq!(r("/src/ws\\ 2/x"), "/src/ws\\ 2/x");
+        assert!(contains_path(b"OUT=/src/ws/t", b"/src/ws"));
+        assert!(!contains_path(b"OUT=/src/ws2/t", b"/src/ws"));
+        assert!(!contains_path(b"", b""));
     }
 
     fn job<'a>(cwd: &'a str, out: &'a str, root: Option<&'a str>) -> Place<'a> {

@@ -22,7 +22,7 @@ pub use args::RustcArgs;
 pub use identity::{IdentityCache, RustcIdentity};
 
 /// Version of the key schema; bump to invalidate every entry.
-const KEY_VERSION: &str = "zcfs-rustc-key-v2";
+const KEY_VERSION: &str = "zcfs-rustc-key-v3";
 
 /// A cacheable rustc invocation with its key computed.
 #[derive(Debug)]
@@ -40,6 +40,9 @@ pub struct RustcJob {
     pub inputs_mtime_floor: NanoTime,
     /// The target (build) dir the out-dir lies in, from `-L dependency=<root>/<profile>/deps`.
     pub target_root: Option<PathBuf>,
+    /// Which of target dir and cwd reached the compile as a value in its arguments (they
+    /// bind the entry strictly).
+    pub paths_in_values: PathsSeen,
 }
 
 impl RustcJob {
@@ -69,18 +72,60 @@ pub fn target_root(args: &RustcArgs, cwd: &Path) -> Option<PathBuf> {
 
 /// Replaces the target dir and the cwd in a key field by placeholders (spec X3): the key
 /// is the same in another target dir or checkout; whether the outputs depend on those
-/// paths is decided per entry (bindings).
-fn normalize<'a>(v: &'a [u8], target: Option<&[u8]>, cwd: &[u8]) -> std::borrow::Cow<'a, [u8]> {
+/// paths is decided per entry (bindings). Also says which of the two it replaced.
+fn normalize<'a>(
+    v: &'a [u8],
+    target: Option<&[u8]>,
+    cwd: &[u8],
+) -> (std::borrow::Cow<'a, [u8]>, PathsSeen) {
     let mut out = std::borrow::Cow::Borrowed(v);
+    let mut seen = PathsSeen::default();
     for (needle, with) in [(target, &b"${TARGET}"[..]), (Some(cwd), &b"${CWD}"[..])] {
         let Some(needle) = needle.filter(|n| n.len() > 1) else {
             continue;
         };
-        if memchr::memmem::find(&out, needle).is_some() {
-            out = std::borrow::Cow::Owned(bindings::replace_all(&out, needle, with));
+        if bindings::contains_path(&out, needle) {
+            let pairs = [(needle.to_vec(), with.to_vec())];
+            out = std::borrow::Cow::Owned(bindings::replace_each(&out, &pairs, true).into_owned());
+            if with == b"${TARGET}" {
+                seen.target = true;
+            } else {
+                seen.cwd = true;
+            }
         }
     }
-    out
+    (out, seen)
+}
+
+/// Which of the paths a compile ran under reach it as a value (docs/sharing.md): in an
+/// argument (`--cfg x="<target dir>"`), or, found when the result is stored, in an `env!`
+/// read. What a compiler does with a value is invisible to a byte search of its outputs
+/// (`env!("CARGO_MANIFEST_DIR").len()` decides a branch), so such a path binds the entry
+/// strictly.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PathsSeen {
+    pub target: bool,
+    pub cwd: bool,
+}
+
+impl PathsSeen {
+    fn add(&mut self, o: PathsSeen) {
+        self.target |= o.target;
+        self.cwd |= o.cwd;
+    }
+}
+
+/// Key arguments whose paths are known not to reach the output as values: remapping
+/// prefixes (the output holds the replacement instead) and profile files (keyed by content).
+fn path_argument_is_harmless(arg: &[u8]) -> bool {
+    [
+        &b"--remap-path-prefix="[..],
+        b"-Zremap-cwd-prefix=",
+        b"-Cprofile-use=",
+        b"-Cprofile-sample-use=",
+    ]
+    .iter()
+    .any(|p| arg.starts_with(p))
 }
 
 /// Inputs to a key computation.
@@ -93,6 +138,8 @@ pub struct KeyInputs<'a> {
     /// Everything else a compile involves (externs, native libs, target specs).
     pub fs: &'a dyn FsView,
     pub identities: &'a IdentityCache,
+    /// The relaxations in force: they change what an entry may serve, so they are keyed.
+    pub sloppiness: crate::config::Sloppiness,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -153,11 +200,19 @@ pub fn prepare(inp: &KeyInputs<'_>) -> Result<RustcJob, KeyError> {
     let root_b = root.as_deref().map(|r| r.as_os_str().as_bytes());
     let cwd_b = inp.cwd.as_os_str().as_bytes();
     let norm = |v| normalize(v, root_b, cwd_b);
+    let mut paths_in_values = PathsSeen::default();
 
     let mut h = KeyHasher::new(KEY_VERSION);
     h.digest("identity", &identity.digest);
+    for name in inp.sloppiness.names() {
+        h.field("sloppiness", name.as_bytes());
+    }
     for a in &args.key_args {
-        h.field("arg", &norm(a));
+        let (n, seen) = norm(a);
+        if !path_argument_is_harmless(a) {
+            paths_in_values.add(seen);
+        }
+        h.field("arg", &n);
     }
 
     let mut env: Vec<(&OsString, &OsString)> = inp
@@ -168,7 +223,9 @@ pub fn prepare(inp: &KeyInputs<'_>) -> Result<RustcJob, KeyError> {
     env.sort();
     for (k, v) in env {
         h.field("env-name", k.as_bytes());
-        h.field("env-value", &norm(v.as_bytes()));
+        // A path in a keyed variable matters only if the crate reads it (`env!`): rustc
+        // records such reads as env-deps, which bind the entry when it is stored.
+        h.field("env-value", &norm(v.as_bytes()).0);
     }
 
     // --extern contents (spec K1-5), sorted by name.
@@ -267,6 +324,7 @@ pub fn prepare(inp: &KeyInputs<'_>) -> Result<RustcJob, KeyError> {
         externs,
         inputs_mtime_floor: floor,
         target_root: root,
+        paths_in_values,
     })
 }
 
@@ -688,6 +746,7 @@ mod tests {
                     hashes: &self.hashes,
                 },
                 identities: &self.identities,
+                sloppiness: Default::default(),
             })
             .unwrap()
             .key
@@ -755,6 +814,7 @@ mod tests {
             hashes: &f.hashes,
             fs: &HostFs { hashes: &f.hashes },
             identities: &f.identities,
+            sloppiness: Default::default(),
         })
         .unwrap_err();
         assert!(matches!(err, KeyError::Uncacheable(u) if u.reason == "RUSTC_LOG"));
@@ -778,6 +838,7 @@ mod tests {
             hashes: &f.hashes,
             fs: &HostFs { hashes: &f.hashes },
             identities: &f.identities,
+            sloppiness: Default::default(),
         })
         .unwrap_err();
         assert!(matches!(err, KeyError::Uncacheable(u) if u.reason == "static lib not found"));
