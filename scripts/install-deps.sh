@@ -8,6 +8,7 @@ command -v mount >/dev/null || need+=(mount)
 command -v fusermount3 >/dev/null || need+=(fuse3)
 command -v python3 >/dev/null || need+=(python3)   # test shims (tests/mount_scenarios.rs)
 command -v strip >/dev/null || need+=(binutils)
+command -v mkfs.ext4 >/dev/null || need+=(e2fsprogs)   # filesystems with coarse timestamps
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "install-deps: need ${need[*]} (run as root or install them)" >&2

@@ -210,6 +210,82 @@ fn plain_rustc_metadata(b: &[u8]) -> bool {
     b.starts_with(MAGIC) && b.get(16..).is_some_and(|raw| raw.starts_with(MAGIC))
 }
 
+/// The names of an ar archive's members (System V/GNU with its long-name table, or BSD),
+/// read header by header with `pread` from a file that need not be ours: member data is
+/// skipped, never read, except the long-name table (capped). `Ok(None)`: not an archive.
+pub fn ar_member_names(file: &std::fs::File) -> std::io::Result<Option<Vec<Vec<u8>>>> {
+    use std::io::{Error, ErrorKind};
+    use std::os::unix::fs::FileExt;
+    let len = file.metadata()?.len();
+    let mut magic = [0u8; 8];
+    if len < 8 || file.read_exact_at(&mut magic, 0).is_err() || &magic != b"!<arch>\n" {
+        return Ok(None);
+    }
+    let bad = |what: &str| Error::new(ErrorKind::InvalidData, format!("archive: {what}"));
+    let mut names = Vec::new();
+    let mut long_names: Vec<u8> = Vec::new();
+    let mut pos = 8u64;
+    while pos < len {
+        let mut h = [0u8; 60];
+        file.read_exact_at(&mut h, pos)
+            .map_err(|_| bad("truncated member header"))?;
+        if &h[58..60] != b"`\n" {
+            return Err(bad("bad member header"));
+        }
+        let size: u64 = std::str::from_utf8(&h[48..58])
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .ok_or_else(|| bad("bad member size"))?;
+        let data = pos + 60;
+        let end = data
+            .checked_add(size)
+            .filter(|e| *e <= len)
+            .ok_or_else(|| bad("member out of bounds"))?;
+        let field = &h[..16];
+        let trimmed = {
+            let n = field.iter().rposition(|c| *c != b' ').map_or(0, |i| i + 1);
+            &field[..n]
+        };
+        match trimmed {
+            b"/" | b"/SYM64/" | b"__.SYMDEF" | b"__.SYMDEF SORTED" => {}
+            b"//" => {
+                if size > 16 << 20 {
+                    return Err(bad("long-name table too large"));
+                }
+                long_names = vec![0u8; size as usize];
+                file.read_exact_at(&mut long_names, data)?;
+            }
+            n if n.len() > 1 && n[0] == b'/' && n[1..].iter().all(u8::is_ascii_digit) => {
+                let off: usize = std::str::from_utf8(&n[1..])
+                    .ok()
+                    .and_then(|s| s.parse().ok())
+                    .ok_or_else(|| bad("bad long-name offset"))?;
+                let rest = long_names
+                    .get(off..)
+                    .ok_or_else(|| bad("long-name offset out of range"))?;
+                let end_name = rest.iter().position(|c| *c == b'\n').unwrap_or(rest.len());
+                let name = &rest[..end_name];
+                names.push(name.strip_suffix(b"/").unwrap_or(name).to_vec());
+            }
+            n if n.starts_with(b"#1/") => {
+                let nlen: u64 = std::str::from_utf8(&n[3..])
+                    .ok()
+                    .and_then(|s| s.trim().parse().ok())
+                    .filter(|l| *l <= size && *l <= 4096)
+                    .ok_or_else(|| bad("bad BSD name"))?;
+                let mut name = vec![0u8; nlen as usize];
+                file.read_exact_at(&mut name, data)?;
+                let n = name.iter().position(|c| *c == 0).unwrap_or(name.len());
+                name.truncate(n);
+                names.push(name);
+            }
+            n => names.push(n.strip_suffix(b"/").unwrap_or(n).to_vec()),
+        }
+        pos = end + (size & 1);
+    }
+    Ok(Some(names))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -278,6 +354,55 @@ mod tests {
             }
         }
         b
+    }
+
+    #[test]
+    fn member_names_of_gnu_and_bsd_archives() {
+        let dir = tempfile::tempdir().unwrap();
+        let long = "a_member_name_longer_than_sixteen_bytes.o";
+        let mut b = b"!<arch>\n".to_vec();
+        let mut member = |name: &str, data: &[u8]| {
+            let h = format!(
+                "{:<16}{:<12}{:<6}{:<6}{:<8}{:<10}`\n",
+                name,
+                0,
+                0,
+                0,
+                644,
+                data.len()
+            );
+            b.extend_from_slice(h.as_bytes());
+            b.extend_from_slice(data);
+            if data.len() % 2 == 1 {
+                b.push(b'\n');
+            }
+        };
+        member("/", b"\0\0\0\0");
+        member("//", format!("{long}/\n").as_bytes());
+        member("short.o/", b"abc");
+        member("/0", b"x");
+        member("#1/8", b"bsd.o\0\0\0data");
+        let p = dir.path().join("lib.a");
+        std::fs::write(&p, &b).unwrap();
+        let names = ar_member_names(&std::fs::File::open(&p).unwrap())
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            names,
+            vec![
+                b"short.o".to_vec(),
+                long.as_bytes().to_vec(),
+                b"bsd.o".to_vec()
+            ]
+        );
+        std::fs::write(&p, b"not an archive").unwrap();
+        assert!(
+            ar_member_names(&std::fs::File::open(&p).unwrap())
+                .unwrap()
+                .is_none()
+        );
+        std::fs::write(&p, &b[..b.len() - 3]).unwrap();
+        assert!(ar_member_names(&std::fs::File::open(&p).unwrap()).is_err());
     }
 
     #[test]

@@ -7,6 +7,9 @@ use std::fs::File;
 use std::io;
 use std::path::Path;
 
+use std::os::fd::OwnedFd;
+
+use crate::fsclock::FsClocks;
 use crate::hash::Digest;
 use crate::hashcache::{FileStat, HashCache, HashError};
 
@@ -25,6 +28,12 @@ pub trait FsView: Send + Sync {
     fn meta(&self, path: &Path) -> io::Result<Option<Meta>>;
     /// Opens a regular file for reading.
     fn open(&self, path: &Path) -> io::Result<File>;
+    /// The names in a directory (without `.` and `..`), in no particular order.
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<std::ffi::OsString>>;
+    /// Timestamp facts of the filesystems files live on.
+    fn clocks(&self) -> &FsClocks;
+    /// The device of a directory, measured (see [`FsClocks::learn`]) if it was not yet.
+    fn dir_device(&self, dir: &Path) -> Option<u64>;
 
     fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
         use std::io::Read;
@@ -60,6 +69,41 @@ impl FsView for HostFs<'_> {
     fn open(&self, path: &Path) -> io::Result<File> {
         File::open(path)
     }
+
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<std::ffi::OsString>> {
+        host_list_dir(path)
+    }
+
+    fn clocks(&self) -> &FsClocks {
+        &self.hashes.clocks
+    }
+
+    fn dir_device(&self, dir: &Path) -> Option<u64> {
+        learn_dir(&self.hashes.clocks, open_dir_path(dir)?)
+    }
+}
+
+/// An `O_PATH` fd of a directory.
+pub fn open_dir_path(dir: &Path) -> Option<OwnedFd> {
+    rustix::fs::open(
+        dir,
+        rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .ok()
+}
+
+/// Measures the filesystem of directory `fd` if needed; returns its device.
+pub fn learn_dir(clocks: &FsClocks, fd: OwnedFd) -> Option<u64> {
+    let dev = rustix::fs::fstat(&fd).ok()?.st_dev;
+    clocks.learn(dev, || Some(fd));
+    Some(dev)
+}
+
+pub fn host_list_dir(path: &Path) -> io::Result<Vec<std::ffi::OsString>> {
+    std::fs::read_dir(path)?
+        .map(|e| e.map(|e| e.file_name()))
+        .collect()
 }
 
 pub fn host_meta(path: &Path) -> io::Result<Option<Meta>> {

@@ -1,9 +1,11 @@
 //! The daemon's file-hash cache: a file whose (dev, ino, size, mtime, ctime) is unchanged
 //! since it was hashed is not hashed again (spec D2).
 //!
-//! The racy guard: a record is trusted only if it was taken more than [`RACY_WINDOW_NS`]
-//! after the file's mtime and ctime, because a write within the same tick of the kernel's
-//! coarse file clock may leave both unchanged. Records of files that the daemon itself wrote
+//! The racy guard: a record is trusted only if it was taken more than [`RACY_WINDOW_NS`] plus
+//! the file's filesystem's timestamp slack ([`crate::fsclock`]: its granularity, and a margin
+//! for network filesystems) after the file's mtime and ctime, because a write within the
+//! same tick of the kernel's coarse file clock, or within one granule of a coarse
+//! filesystem, may leave both unchanged. Records of files that the daemon itself wrote
 //! (restored outputs) or copied into a pack with an unchanged stat before and after are
 //! trusted at once: their bytes are known exactly.
 
@@ -13,8 +15,11 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use std::os::fd::OwnedFd;
+
 use dashmap::DashMap;
 
+use crate::fsclock::FsClocks;
 use crate::fsutil::{NanoTime, ctime_ns, mtime_ns};
 use crate::hash::{Digest, hash_file};
 
@@ -55,6 +60,19 @@ struct Record {
 #[derive(Default)]
 pub struct HashCache {
     map: DashMap<PathBuf, Record>,
+    /// Timestamp facts of the filesystems the files live on.
+    pub clocks: FsClocks,
+}
+
+/// An `O_PATH` fd of the directory that holds `path` (to measure its filesystem).
+fn parent_dir(path: &Path) -> Option<OwnedFd> {
+    let parent = path.parent().filter(|p| !p.as_os_str().is_empty())?;
+    rustix::fs::open(
+        parent,
+        rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .ok()
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -94,21 +112,29 @@ impl HashCache {
             return Err(HashError::NotAFile(path.to_path_buf()));
         }
         let stat = FileStat::of(&meta);
+        self.clocks.learn(stat.dev, || parent_dir(path));
         if let Some(d) = self.cached(path, &stat) {
             return Ok((d, stat));
         }
         let file = File::open(path).map_err(|e| HashError::Io(path.to_path_buf(), e))?;
-        self.digest_open(path, &file)
+        self.digest_open(path, &file, || None)
     }
 
     /// The digest of an open file, remembered under `key` (its path as the caller names it).
-    pub fn digest_open(&self, key: &Path, file: &File) -> Result<(Digest, FileStat), HashError> {
+    /// `dir`: a directory on the file's filesystem, if it may not be measured yet.
+    pub fn digest_open(
+        &self,
+        key: &Path,
+        file: &File,
+        dir: impl FnOnce() -> Option<OwnedFd>,
+    ) -> Result<(Digest, FileStat), HashError> {
         let io = |e| HashError::Io(key.to_path_buf(), e);
         let meta = file.metadata().map_err(io)?;
         if !meta.is_file() {
             return Err(HashError::NotAFile(key.to_path_buf()));
         }
         let before = FileStat::of(&meta);
+        self.clocks.learn(before.dev, dir);
         if let Some(d) = self.cached(key, &before) {
             return Ok((d, before));
         }
@@ -165,7 +191,10 @@ impl HashCache {
     fn trustworthy(&self, rec: &Record) -> bool {
         match rec.taken {
             None => true,
-            Some(taken) => taken - rec.stat.mtime.max(rec.stat.ctime) > RACY_WINDOW_NS,
+            Some(taken) => {
+                let window = RACY_WINDOW_NS + self.clocks.slack(rec.stat.dev);
+                taken - rec.stat.mtime.max(rec.stat.ctime) > window
+            }
         }
     }
 
@@ -219,6 +248,22 @@ mod tests {
         forged.stat = FileStat::of(&fs::metadata(&p).unwrap());
         cache.map.insert(p.clone(), forged);
         assert_eq!(cache.digest(&p).unwrap().0, Digest::of(b"bbbb"));
+    }
+
+    #[test]
+    fn records_of_coarse_filesystems_wait_a_granule_longer() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        fs::write(&p, b"aaaa").unwrap();
+        let cache = HashCache::new();
+        cache.digest(&p).unwrap();
+        // A record taken 0.5 s after the file's times: trusted on this (fine) filesystem,
+        // not on one that keeps whole seconds (as if the device were unmeasured: 2 s).
+        let mut rec = *cache.map.get(&p).unwrap();
+        rec.taken = Some(rec.stat.mtime.max(rec.stat.ctime) + 500_000_000);
+        assert!(cache.trustworthy(&rec));
+        rec.stat.dev = u64::MAX - 3;
+        assert!(!cache.trustworthy(&rec));
     }
 
     #[test]

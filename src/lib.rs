@@ -12,6 +12,7 @@ pub mod config;
 pub mod daemon;
 pub mod deliver;
 pub mod engine;
+pub mod fsclock;
 pub mod fsutil;
 pub mod fsview;
 #[cfg(target_os = "linux")]

@@ -86,3 +86,156 @@ scenarios! {
         assert!(env.run_app().contains("foo=foo\n"));
     }
 }
+
+/// A loop-mounted ext4 with 128-byte inodes: its timestamps are whole seconds. Unmounted
+/// (lazily: the daemon may hold a file on it) when dropped.
+struct CoarseFs(std::path::PathBuf);
+
+impl CoarseFs {
+    /// Mounts one at `dir`; needs root (CI runs as root; elsewhere the caller skips).
+    fn mount(dir: &std::path::Path) -> CoarseFs {
+        let img = dir.with_extension("img");
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::File::create(&img)
+            .unwrap()
+            .set_len(256 << 20)
+            .unwrap();
+        let mkfs = std::process::Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-I", "128"])
+            .arg(&img)
+            .output()
+            .expect("mkfs.ext4 (e2fsprogs, installed by scripts/install-deps.sh)");
+        assert!(
+            mkfs.status.success(),
+            "{}",
+            String::from_utf8_lossy(&mkfs.stderr)
+        );
+        let ok = std::process::Command::new("mount")
+            .args(["-o", "loop"])
+            .arg(&img)
+            .arg(dir)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "mount -o loop {}", img.display());
+        CoarseFs(dir.to_path_buf())
+    }
+}
+
+impl Drop for CoarseFs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// Seconds since the epoch of a daemon log line's timestamp (`2026-12-01T14:41:42.568878Z`).
+fn log_time(line: &str) -> f64 {
+    let t = line.split_whitespace().next().unwrap();
+    let (date, time) = t.trim_end_matches('Z').split_once('T').unwrap();
+    let d: Vec<i64> = date.split('-').map(|x| x.parse().unwrap()).collect();
+    let (y, m) = if d[1] <= 2 {
+        (d[0] - 1, d[1] + 9)
+    } else {
+        (d[0], d[1] - 3)
+    };
+    let days = 365 * y + y / 4 - y / 100 + y / 400 + (153 * m + 2) / 5 + d[2] - 719_469;
+    let hms: Vec<f64> = time.split(':').map(|x| x.parse().unwrap()).collect();
+    days as f64 * 86400.0 + hms[0] * 3600.0 + hms[1] * 60.0 + hms[2]
+}
+
+fn now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+/// T7 on a filesystem that keeps whole seconds: an edit made in the same second as the
+/// compile started gets an mtime *before* the start on the kernel clock. zcfs measures the
+/// filesystem's granularity and compares with a stamp on it: not stored.
+#[test]
+fn t7_edit_during_compile_on_a_coarse_filesystem_is_not_stored() {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipped: needs root to mount a filesystem with whole-second timestamps");
+        return;
+    }
+    let env = Env::new();
+    let _fs = CoarseFs::mount(&env.tmp.path().join("coarse"));
+    let ws = env.tmp.path().join("coarse/ws");
+    common::copy_dir(&env.ws, &ws);
+    common::copy_dir(
+        &env.tmp.path().join("outside"),
+        &env.tmp.path().join("coarse/outside"),
+    );
+    let foo = ws.join("util/src/foo.rs");
+    let original = std::fs::read_to_string(&foo).unwrap();
+    // The edit must land in the second the compile started in: try until it does.
+    let mut landed = false;
+    for _attempt in 0..4 {
+        let _ = std::fs::remove_dir_all(ws.join("target"));
+        std::fs::write(&foo, &original).unwrap();
+        let log_start = env.daemon_log().len();
+        let mut child = env
+            .command("cargo")
+            .args(["build"])
+            .current_dir(&ws)
+            .env("RUSTC_WRAPPER", ZCFS)
+            .env("ZT_MAC_SLEEP_MS", "2500")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut started = 0.0;
+        common::wait_until(60, "util compile to start", || {
+            if let Ok(Some(st)) = child.try_wait() {
+                panic!("cargo ended early: {st}");
+            }
+            let log = env.daemon_log();
+            match log[log_start.min(log.len())..]
+                .lines()
+                .find(|l| l.contains("miss util-"))
+            {
+                Some(l) => {
+                    started = log_time(l);
+                    true
+                }
+                None => false,
+            }
+        });
+        if now().floor() == started.floor() {
+            std::fs::write(&foo, original.replace("\"foo\"", "\"edited\"")).unwrap();
+            landed = true;
+        }
+        assert!(child.wait().unwrap().success());
+        if landed {
+            break;
+        }
+    }
+    assert!(
+        landed,
+        "no attempt edited within the compile's first second"
+    );
+    // Rebuilt by cargo (the source is newer than its dep-info); served the right content.
+    let b = env.cargo_in(&ws, &["build"]);
+    b.assert_ok();
+    assert_eq!(b.hits, 0, "{}", b.stderr);
+    let out = std::process::Command::new(ws.join("target/debug/app"))
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("foo=edited"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let s = env.stats();
+    assert!(
+        s["not_stored"]["input modified during compile"]
+            .as_u64()
+            .unwrap_or(0)
+            >= 1,
+        "{s}"
+    );
+}

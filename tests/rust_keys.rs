@@ -213,6 +213,49 @@ scenarios! {
         assert_eq!(run(), "one");
     }
 
+    /// `#[link(kind = "static")]` bundles a library found through `-L native=` into the
+    /// rlib; rustc's dep-info does not name it. Rebuilding the library must not be served
+    /// the rlib that bundles the old one.
+    fn a_static_lib_found_by_link_attribute_is_an_input(mounted: bool) {
+        let env = Env::for_mode(mounted);
+        let build_rs = "fn main() {\n\
+            let out = std::path::PathBuf::from(std::env::var(\"OUT_DIR\").unwrap());\n\
+            let run = |c: &mut std::process::Command| assert!(c.status().unwrap().success());\n\
+            run(std::process::Command::new(\"cc\").args([\"-c\", \"-o\"]).arg(out.join(\"nat.o\")).arg(\"csrc/nat.c\"));\n\
+            let _ = std::fs::remove_file(out.join(\"libnat.a\"));\n\
+            run(std::process::Command::new(\"ar\").arg(\"crs\").arg(out.join(\"libnat.a\")).arg(out.join(\"nat.o\")));\n\
+            println!(\"cargo:rustc-link-search=native={}\", out.display());\n\
+            println!(\"cargo:rerun-if-changed=csrc/nat.c\");\n\
+        }\n";
+        let dir = env.standalone(
+            "nat",
+            &[
+                ("build.rs", build_rs),
+                ("csrc/nat.c", "int nat_value(void) { return 1; }\n"),
+                (
+                    "src/lib.rs",
+                    "#[link(name = \"nat\", kind = \"static\")]\n\
+                     extern \"C\" { fn nat_value() -> i32; }\n\
+                     pub fn value() -> i32 { unsafe { nat_value() } }\n",
+                ),
+                ("src/main.rs", "fn main() { print!(\"{}\", nat::value()) }\n"),
+            ],
+        );
+        env.cargo_in(&dir, &["build"]).assert_ok();
+        assert_eq!(env.run_bin(&dir, "nat"), "1");
+        std::fs::write(dir.join("csrc/nat.c"), "int nat_value(void) { return 2; }\n").unwrap();
+        let b = env.cargo_in(&dir, &["build"]);
+        b.assert_ok();
+        assert_eq!(env.run_bin(&dir, "nat"), "2", "{}", b.stderr);
+        assert_eq!(b.hits, 0, "{}", b.stderr);
+        // Back to the first library: served from the cache, right.
+        std::fs::write(dir.join("csrc/nat.c"), "int nat_value(void) { return 1; }\n").unwrap();
+        let b = env.cargo_in(&dir, &["build"]);
+        b.assert_ok();
+        assert_eq!(env.run_bin(&dir, "nat"), "1");
+        assert!(b.hits >= 1, "{}", b.stderr);
+    }
+
     /// A `RUSTC` that is a script running rustc is not rustc: it may add flags zcfs cannot
     /// see. Editing it must never be served the binary it built before.
     fn a_compiler_script_is_not_cached(mounted: bool) {

@@ -59,7 +59,8 @@ impl Engine {
             Ok(n) => n,
             Err(u) => return not_stored(u.reason, u.detail),
         };
-        let mut inputs = match rustc::collect_inputs(job, &fs, p.start, p.link_depfile.as_deref()) {
+        let mut inputs = match rustc::collect_inputs(job, &fs, &p.start, p.link_depfile.as_deref())
+        {
             Ok(i) => i,
             Err(u) => return not_stored(u.reason, u.detail),
         };

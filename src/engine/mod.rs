@@ -18,7 +18,8 @@ use crate::compiler::rustc::{self, KeyError, KeyInputs, RustcJob};
 use crate::compiler::{Language, classify};
 use crate::config::Config;
 use crate::deliver::Deliver;
-use crate::fsutil::{KernelClock, NanoTime};
+use crate::fsclock::CompileStart;
+use crate::fsutil::KernelClock;
 use crate::fsview::FsView;
 use crate::hashcache::HashCache;
 use crate::mount::Mounts;
@@ -38,7 +39,7 @@ mod miss;
 struct Pending {
     job: RustcJob,
     lang: Language,
-    start: NanoTime,
+    start: CompileStart,
     created: Instant,
     link_depfile: Option<PathBuf>,
     cargo_home: Option<PathBuf>,
@@ -327,8 +328,15 @@ impl Engine {
             }
         }
 
+        // The start, on the kernel clock and as the filesystems of the checkout and the
+        // out-dir record time (crate::fsclock).
+        let devs: Vec<u64> = [&job.cwd, &job.out_dir]
+            .iter()
+            .filter_map(|d| fs.dir_device(d))
+            .collect();
+        let stamps = fs.clocks().stamps(&devs);
         let start = match self.clock.now() {
-            Ok(t) => t,
+            Ok(time) => CompileStart { time, stamps },
             Err(e) => {
                 warn!("kernel clock unavailable: {e}");
                 self.stats.error(lang, "clock");

@@ -55,7 +55,8 @@ impl MountedFs<'_> {
                     Mode::empty(),
                 )
                 .map_err(|e| HashError::Io(path.to_path_buf(), io_err(e)))?;
-                self.hashes.digest_open(path, &File::from(fd))
+                self.hashes
+                    .digest_open(path, &File::from(fd), || dirfd.try_clone().ok())
             }
             Ok(_) => Err(HashError::NotAFile(path.to_path_buf())),
             Err(e) => Err(HashError::Io(path.to_path_buf(), io_err(e))),
@@ -143,6 +144,25 @@ impl FsView for MountedFs<'_> {
             )),
             _ => Err(io::Error::from_raw_os_error(libc::EISDIR)),
         }
+    }
+
+    fn clocks(&self) -> &crate::fsclock::FsClocks {
+        &self.hashes.clocks
+    }
+
+    fn dir_device(&self, dir: &Path) -> Option<u64> {
+        let fd = match self.mounts.find(dir) {
+            Some((m, rel)) => m.vfs.lower_dir_fd(&rel).ok()?.try_clone().ok()?,
+            None => crate::fsview::open_dir_path(dir)?,
+        };
+        crate::fsview::learn_dir(&self.hashes.clocks, fd)
+    }
+
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<std::ffi::OsString>> {
+        let Some((m, rel)) = self.mounts.find(path) else {
+            return crate::fsview::host_list_dir(path);
+        };
+        m.vfs.list_dir(&rel).map_err(io_err)
     }
 
     fn read(&self, path: &Path) -> io::Result<Vec<u8>> {

@@ -146,6 +146,58 @@ impl Vfs {
         }
     }
 
+    /// The node of the real directory at `rel` (`""`: the root).
+    fn dir_at(&self, t: &mut Table, rel: &Path) -> VResult<Ino> {
+        if rel.as_os_str().is_empty() {
+            return Ok(ROOT);
+        }
+        let (parts, name) = Self::split(rel).map_err(|_| Errno::INVAL)?;
+        let parent = self.walk_dirs(t, &parts, rel).map_err(|e| match e {
+            ProjectError::Io(_, e) => e,
+            _ => Errno::NOTDIR,
+        })?;
+        match Self::resolve(t, parent, &name)? {
+            Target::Real(st) if is_dir(&st) => self.real_node(t, parent, &name, &st),
+            Target::Missing => Err(Errno::NOENT),
+            _ => Err(Errno::NOTDIR),
+        }
+    }
+
+    /// A fd of the lower directory at `rel` (`""`: the root).
+    pub fn lower_dir_fd(&self, rel: &Path) -> VResult<Arc<OwnedFd>> {
+        let mut t = self.table.lock();
+        let ino = self.dir_at(&mut t, rel)?;
+        t.dir_fd(ino)
+    }
+
+    /// The names in the directory at `rel` (`""`: the root), real and projected, read
+    /// through the lower directory fds.
+    pub fn list_dir(&self, rel: &Path) -> VResult<Vec<OsString>> {
+        let (fd, projected) = {
+            let mut t = self.table.lock();
+            let ino = self.dir_at(&mut t, rel)?;
+            let d = t.dir(ino)?;
+            let names: Vec<OsString> = d.projected.keys().cloned().collect();
+            (t.dir_fd(ino)?, names)
+        };
+        // Read the lower directory without the table lock.
+        let fd = rustix::fs::openat(
+            &*fd,
+            ".",
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        let mut out = projected;
+        let mut dir = rustix::fs::Dir::read_from(&fd)?;
+        while let Some(e) = dir.read() {
+            let name = e?.file_name().to_bytes().to_vec();
+            if name != b"." && name != b".." {
+                out.push(OsString::from(std::ffi::OsStr::from_bytes(&name)));
+            }
+        }
+        Ok(out)
+    }
+
     /// The bytes of a projected file at `rel`, or `None` if it is not projected.
     pub fn projected_bytes(&self, rel: &Path) -> Option<Vec<u8>> {
         let (parts, name) = Self::split(rel).ok()?;

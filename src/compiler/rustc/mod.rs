@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::compiler::{Uncacheable, depinfo};
+use crate::fsclock::CompileStart;
 use crate::fsutil::{NanoTime, resolve};
 use crate::fsview::FsView;
 use crate::hash::{Digest, KeyHasher};
@@ -246,7 +247,13 @@ pub fn prepare(inp: &KeyInputs<'_>) -> Result<RustcJob, KeyError> {
 
     // Static native libraries that rustc bundles into rlibs and staticlibs (spec K1-6).
     for lib in args.native_libs.iter().filter(|l| l.kind == "static") {
-        let file = format!("lib{}.a", lib.name.split(':').next().unwrap_or(&lib.name));
+        // `-l static=name:rename` links `name`; `+verbatim` names the file itself.
+        let name = lib.name.split(':').next().unwrap_or(&lib.name);
+        let file = if lib.modifiers.split(',').any(|m| m == "+verbatim") {
+            name.to_string()
+        } else {
+            format!("lib{name}.a")
+        };
         let found = args
             .search_paths
             .iter()
@@ -397,12 +404,12 @@ fn is_rustc_temp(path: &Path, out_dir: &Path) -> bool {
 
 /// After a successful compile: the inputs that the manifest entry records (spec D1–D4, K5).
 ///
-/// `start` is the kernel-clock time when the compile began; any input modified at or after
-/// it makes the result unstorable ("too new", D3).
+/// `start` is when the compile began; any input modified at or after it (as its filesystem
+/// keeps time, see [`crate::fsclock`]) makes the result unstorable ("too new", D3).
 pub fn collect_inputs(
     job: &RustcJob,
     fs: &dyn FsView,
-    start: NanoTime,
+    start: &CompileStart,
     link_depfile: Option<&Path>,
 ) -> Result<Inputs, Uncacheable> {
     let a = &job.args;
@@ -470,6 +477,16 @@ pub fn collect_inputs(
         }
     }
 
+    if !a.runs_linker() {
+        let (libs, not_there) = bundled_native_libs(job, fs, start)?;
+        for f in libs {
+            if !files.iter().any(|x: &FileDep| x.path == f.path) {
+                files.push(f);
+            }
+        }
+        absent.extend(not_there);
+    }
+
     Ok(Inputs {
         files,
         env: info.env,
@@ -477,6 +494,79 @@ pub fn collect_inputs(
         // Decided once the outputs are known: see `bindings`.
         bindings: Vec::new(),
     })
+}
+
+/// Static libraries bundled into an rlib or staticlib output without being named on the
+/// command line: `#[link(name = "x", kind = "static")]` makes rustc search the `-L native=`
+/// and `-L all=` dirs and copy the library's members into its archive, and rustc's dep-info
+/// does not list the library. An output archive member that rustc did not make itself (not
+/// `lib.rmeta`, not a `.rcgu.o`) came from such a library: every archive in the search dirs
+/// that holds a member of that name is recorded as an input, and the same file name in the
+/// dirs searched before it as an absent path (a library appearing there would be taken
+/// instead). Libraries given with `-l static=` are keyed by content already.
+fn bundled_native_libs(
+    job: &RustcJob,
+    fs: &dyn FsView,
+    start: &CompileStart,
+) -> Result<(Vec<FileDep>, Vec<Vec<u8>>), Uncacheable> {
+    let unreadable = |p: &Path, e: &dyn std::fmt::Display| {
+        Uncacheable::new("unreadable input", format!("{}: {e}", p.display()))
+    };
+    let mut foreign = std::collections::BTreeSet::new();
+    for name in job.args.expected_outputs() {
+        if !(name.ends_with(".rlib") || name.ends_with(".a")) {
+            continue;
+        }
+        let path = job.out_dir.join(&name);
+        let f = fs.open(&path).map_err(|e| unreadable(&path, &e))?;
+        let members = crate::binfmt::ar_member_names(&f).map_err(|e| unreadable(&path, &e))?;
+        for m in members.unwrap_or_default() {
+            if m != b"lib.rmeta" && !m.ends_with(b".rcgu.o") {
+                foreign.insert(m);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    let mut absent = Vec::new();
+    if foreign.is_empty() {
+        return Ok((files, absent));
+    }
+    let dirs: Vec<PathBuf> = job
+        .args
+        .search_paths
+        .iter()
+        .filter(|(kind, _)| kind == "native" || kind == "all")
+        .map(|(_, d)| resolve(&job.cwd, d))
+        .collect();
+    for (k, dir) in dirs.iter().enumerate() {
+        let Ok(names) = fs.list_dir(dir) else {
+            continue;
+        };
+        for name in names {
+            let path = dir.join(&name);
+            if !fs.is_file(&path) {
+                continue;
+            }
+            let holds = match fs.open(&path) {
+                Ok(f) => match crate::binfmt::ar_member_names(&f) {
+                    Ok(Some(members)) => members.iter().any(|m| foreign.contains(m)),
+                    Ok(None) => false,
+                    // An archive that does not parse: counted in, to be safe.
+                    Err(_) => true,
+                },
+                // A projection (no file of its own) or unreadable: counted in.
+                Err(_) => true,
+            };
+            if !holds {
+                continue;
+            }
+            files.push(record_file(fs, &path, &path, start, true)?);
+            for earlier in &dirs[..k] {
+                absent.push(earlier.join(&name).into_os_string().into_vec());
+            }
+        }
+    }
+    Ok((files, absent))
 }
 
 /// The file a line of a linker's dependency file names: lld escapes like make, GNU ld does
@@ -506,13 +596,14 @@ fn record_file(
     fs: &dyn FsView,
     spelled: &Path,
     abs: &Path,
-    start: NanoTime,
+    start: &CompileStart,
     check_ctime: bool,
 ) -> Result<FileDep, Uncacheable> {
     let (digest, stat) = fs
         .digest(abs)
         .map_err(|e| Uncacheable::new("unreadable input", e.to_string()))?;
-    if stat.mtime >= start || (check_ctime && stat.ctime >= start) {
+    let too_new = |t| start.too_new(t, stat.dev, fs.clocks());
+    if too_new(stat.mtime) || (check_ctime && too_new(stat.ctime)) {
         return Err(Uncacheable::new(
             "input modified during compile",
             format!("{} is newer than the compile's start", abs.display()),
