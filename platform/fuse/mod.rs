@@ -5,7 +5,7 @@
 //! Compiled into the `zcfs` crate from `platform/fuse/` (see docs/decisions.md, D-1).
 
 use std::collections::HashMap;
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsStr;
 use std::io;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -99,6 +99,13 @@ fn reply_entry(reply: ReplyEntry, r: Result<Entry, vfs::Errno>) {
             Generation(0),
         ),
         Err(e) => reply.error(errno(e)),
+    }
+}
+
+fn caller(req: &Request) -> vfs::Caller {
+    vfs::Caller {
+        uid: req.uid(),
+        gid: req.gid(),
     }
 }
 
@@ -275,7 +282,7 @@ impl Filesystem for FuseFs {
 
     fn mknod(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
@@ -284,12 +291,15 @@ impl Filesystem for FuseFs {
         reply: ReplyEntry,
     ) {
         self.vfs.count_request(RequestKind::Mknod);
-        reply_entry(reply, self.vfs.mknod(parent.0, name, mode, rdev));
+        reply_entry(
+            reply,
+            self.vfs.mknod(parent.0, name, mode, rdev, caller(req)),
+        );
     }
 
     fn mkdir(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
@@ -297,7 +307,7 @@ impl Filesystem for FuseFs {
         reply: ReplyEntry,
     ) {
         self.vfs.count_request(RequestKind::Mkdir);
-        reply_entry(reply, self.vfs.mkdir(parent.0, name, mode));
+        reply_entry(reply, self.vfs.mkdir(parent.0, name, mode, caller(req)));
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
@@ -318,14 +328,17 @@ impl Filesystem for FuseFs {
 
     fn symlink(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         link_name: &OsStr,
         target: &Path,
         reply: ReplyEntry,
     ) {
         self.vfs.count_request(RequestKind::Symlink);
-        reply_entry(reply, self.vfs.symlink(parent.0, link_name, target));
+        reply_entry(
+            reply,
+            self.vfs.symlink(parent.0, link_name, target, caller(req)),
+        );
     }
 
     fn rename(
@@ -392,7 +405,7 @@ impl Filesystem for FuseFs {
 
     fn create(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
@@ -402,7 +415,10 @@ impl Filesystem for FuseFs {
     ) {
         self.vfs.count_request(RequestKind::Create);
         let pt = self.passthrough.load(Ordering::Relaxed);
-        match self.vfs.create(parent.0, name, mode, flags, pt) {
+        match self
+            .vfs
+            .create(parent.0, name, mode, flags, pt, caller(req))
+        {
             Ok((e, o)) => {
                 let attr = file_attr(&e.attr);
                 match o.mode {
@@ -657,16 +673,28 @@ impl Filesystem for FuseFs {
     }
 }
 
-/// The kernel notifier on its own thread: invalidations are queued by the core and sent from
-/// here, never from a request handler (which could deadlock against the kernel).
+/// The kernel notifier on its own thread: invalidations are sent from here, never from a
+/// request handler (which could deadlock against the kernel), and a batch is answered with
+/// whether the kernel took every one of it.
 pub struct KernelNotifier {
     tx: Mutex<mpsc::Sender<Note>>,
 }
 
 enum Note {
-    Entry(Ino, OsString),
-    Inode(Ino),
-    Sync(mpsc::Sender<()>),
+    Batch(Vec<vfs::Inval>, mpsc::Sender<Result<(), String>>),
+    Later(Ino),
+}
+
+/// How long a batch may take before the caller stops waiting and fails.
+const CONFIRM_WITHIN: Duration = Duration::from_secs(10);
+
+fn send_one(n: &fuser::Notifier, i: &vfs::Inval) -> io::Result<()> {
+    // ENOENT (nothing cached) counts as done: fuser maps it to Ok.
+    match i {
+        vfs::Inval::Entry(p, name) => n.inval_entry(INodeNo(*p), name),
+        // Offset -1: attributes only; the bytes did not change.
+        vfs::Inval::Inode(ino) => n.inval_inode(INodeNo(*ino), -1, 0),
+    }
 }
 
 impl KernelNotifier {
@@ -677,19 +705,20 @@ impl KernelNotifier {
             .spawn(move || {
                 for note in rx {
                     match note {
-                        Note::Entry(p, name) => {
-                            if let Err(e) = n.inval_entry(INodeNo(p), &name) {
-                                debug!("inval_entry({p}, {name:?}): {e}");
+                        Note::Batch(invals, done) => {
+                            let mut result = Ok(());
+                            for i in &invals {
+                                if let Err(e) = send_one(&n, i) {
+                                    warn!("invalidation {i:?} refused: {e}");
+                                    result = Err(format!("{i:?}: {e}"));
+                                }
                             }
+                            let _ = done.send(result);
                         }
-                        Note::Inode(ino) => {
-                            // Offset -1: attributes only; the bytes did not change.
-                            if let Err(e) = n.inval_inode(INodeNo(ino), -1, 0) {
+                        Note::Later(ino) => {
+                            if let Err(e) = send_one(&n, &vfs::Inval::Inode(ino)) {
                                 debug!("inval_inode({ino}): {e}");
                             }
-                        }
-                        Note::Sync(done) => {
-                            let _ = done.send(());
                         }
                     }
                 }
@@ -700,20 +729,23 @@ impl KernelNotifier {
 }
 
 impl Notify for KernelNotifier {
-    fn inval_entry(&self, parent: Ino, name: &OsStr) {
-        let _ = self
-            .tx
-            .lock()
-            .send(Note::Entry(parent, name.to_os_string()));
-    }
-    fn inval_inode(&self, ino: Ino) {
-        let _ = self.tx.lock().send(Note::Inode(ino));
-    }
-    fn sync(&self) {
+    fn invalidate(&self, invals: Vec<vfs::Inval>) -> Result<(), String> {
         let (done, wait) = mpsc::channel();
-        if self.tx.lock().send(Note::Sync(done)).is_ok() {
-            let _ = wait.recv_timeout(Duration::from_secs(30));
+        self.tx
+            .lock()
+            .send(Note::Batch(invals, done))
+            .map_err(|_| "the notifier thread is gone".to_string())?;
+        match wait.recv_timeout(CONFIRM_WITHIN) {
+            Ok(r) => r,
+            Err(_) => Err(format!(
+                "the kernel did not take the invalidations within {} s",
+                CONFIRM_WITHIN.as_secs()
+            )),
         }
+    }
+
+    fn inval_inode_later(&self, ino: Ino) {
+        let _ = self.tx.lock().send(Note::Later(ino));
     }
 }
 

@@ -7,7 +7,7 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::PathBuf;
 
 use super::{Deliver, Delivered, Delivery, Report};
-use crate::fsutil::{CopyMethod, clone_or_copy, mtime_ns, set_times};
+use crate::fsutil::{CopyMethod, mtime_ns, set_times};
 use crate::hashcache::FileStat;
 
 pub struct Restore;
@@ -53,13 +53,7 @@ impl Deliver for Restore {
                 (&temp.file).write_all(bytes)?;
                 report.bytes += bytes.len() as u64;
             } else {
-                let method = clone_or_copy(
-                    &d.pack.file,
-                    entry.offset,
-                    entry.size,
-                    entry.padded_size(),
-                    &temp.file,
-                )?;
+                let method = d.pack.copy_entry_to(i, &temp.file)?;
                 report.bytes += entry.size;
                 if method == CopyMethod::Reflink {
                     report.reflinked_bytes += entry.size;

@@ -345,6 +345,7 @@ impl Engine {
             KeptReal::Open => "open",
             KeptReal::UnknownNames => "unknown hard links",
             KeptReal::NotRealFile => "gone",
+            KeptReal::Journal => "journal full",
         };
         self.stats
             .update(|s| *s.miss_outputs_kept_real.entry(reason.into()).or_default() += 1);

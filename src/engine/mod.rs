@@ -491,6 +491,9 @@ impl Engine {
     pub fn housekeeping(&self) {
         self.stats.flush(&self.paths.stats_file());
         self.store.flush();
+        for m in self.mounts.all() {
+            m.vfs.tend_journal();
+        }
         let mut pending = self.pending.lock();
         pending.retain(|_, p| {
             let keep = p.created.elapsed() < PENDING_TTL;

@@ -395,11 +395,13 @@ pub fn find_in_payloads(
     Ok(Search { found, hidden })
 }
 
-/// An open, mapped pack.
+/// An open, mapped pack. It keeps no file descriptor (a mount may use thousands of packs):
+/// the map stays valid after the file is closed, and copies that want a descriptor (a
+/// reflink) reopen the file by its path.
 pub struct Pack {
     pub id: Digest,
     pub header: PackHeader,
-    pub file: File,
+    pub path: std::path::PathBuf,
     map: memmap2::Mmap,
 }
 
@@ -424,9 +426,26 @@ impl Pack {
         Ok(Pack {
             id,
             header,
-            file,
+            path: path.to_path_buf(),
             map,
         })
+    }
+
+    /// Copies entry `i` into the start of the empty file `dst`: a reflink of the pack file
+    /// if it is still there and the filesystem can, else a copy from the map.
+    pub fn copy_entry_to(&self, i: usize, dst: &File) -> io::Result<crate::fsutil::CopyMethod> {
+        let e = self
+            .header
+            .entries
+            .get(i)
+            .ok_or_else(|| io::Error::other("pack entry out of range"))?;
+        if let Ok(src) = File::open(&self.path)
+            && src.metadata().map(|m| m.len()).unwrap_or(0) == self.size()
+        {
+            return crate::fsutil::clone_or_copy(&src, e.offset, e.size, e.padded_size(), dst);
+        }
+        dst.write_all_at(self.payload(i), 0)?;
+        Ok(crate::fsutil::CopyMethod::ReadWrite)
     }
 
     /// The bytes of entry `i` (checked at open to lie inside the map).

@@ -4,30 +4,27 @@
 //! File format: `"ZCFSJNL1"`, then records, each `len u32 | check u32 | postcard(Record)`
 //! where `check` is the first 4 bytes of the record's blake3. Replay stops at the first
 //! torn or corrupt record (a crash mid-append) and the file is cut there.
+//!
+//! The journal holds no state of its own: the mount's table is the truth, and compaction
+//! writes a snapshot of the table. An append that fails (a full disk) is cut off again, so
+//! the file never holds a torn record; the caller then compacts from the table or, if that
+//! fails too, empties the journal (see `Vfs::journal_after`).
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::fsutil::NanoTime;
+pub use super::model::Meta;
 use crate::hash::Digest;
 
 const MAGIC: &[u8; 8] = b"ZCFSJNL1";
-
-/// Metadata of a projection that can change without its bytes changing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Meta {
-    pub perm: u16,
-    pub uid: u32,
-    pub gid: u32,
-    pub atime: NanoTime,
-    pub mtime: NanoTime,
-    pub ctime: NanoTime,
-}
+/// Larger journal files are not read (a compacted journal of a million projections is
+/// about 150 MB); the mount then starts without projections.
+pub const MAX_BYTES: u64 = 1 << 30;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Record {
@@ -198,28 +195,20 @@ fn encode(r: &Record) -> Vec<u8> {
     out
 }
 
-/// Reads a journal file into a state; returns the state and the length of the valid prefix.
-pub fn read(path: &Path) -> io::Result<(State, u64)> {
-    let mut bytes = Vec::new();
-    match File::open(path) {
-        Ok(mut f) => {
-            f.read_to_end(&mut bytes)?;
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((State::default(), 0)),
-        Err(e) => return Err(e),
-    }
+/// Replays journal bytes into a state; returns the state and the length of the valid
+/// prefix (0 if the bytes are not a journal). Never panics, whatever the bytes.
+pub fn parse(bytes: &[u8]) -> (State, u64) {
     let mut state = State::default();
     if !bytes.starts_with(MAGIC) {
-        return Ok((state, 0));
+        return (state, 0);
     }
     let mut pos = MAGIC.len();
-    while pos + 8 <= bytes.len() {
-        let len = u32::from_le_bytes(bytes[pos..pos + 4].try_into().unwrap()) as usize;
-        let check = &bytes[pos + 4..pos + 8];
+    while let Some(head) = bytes.get(pos..pos + 8) {
+        let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
         let Some(body) = bytes.get(pos + 8..pos + 8 + len) else {
             break;
         };
-        if &blake3::hash(body).as_bytes()[..4] != check {
+        if blake3::hash(body).as_bytes()[..4] != head[4..8] {
             break;
         }
         let Ok(r) = postcard::from_bytes::<Record>(body) else {
@@ -228,20 +217,32 @@ pub fn read(path: &Path) -> io::Result<(State, u64)> {
         state.apply(&r);
         pos += 8 + len;
     }
-    Ok((state, pos as u64))
+    (state, pos as u64)
+}
+
+/// Reads a journal file into a state; returns the state and the length of the valid prefix.
+pub fn read(path: &Path) -> io::Result<(State, u64)> {
+    match crate::store::read_capped(path, MAX_BYTES) {
+        Ok(Some(bytes)) => Ok(parse(&bytes)),
+        Ok(None) => Ok((State::default(), 0)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok((State::default(), 0)),
+        Err(e) => Err(e),
+    }
 }
 
 /// An open journal being appended to.
 pub struct Journal {
     path: PathBuf,
     file: File,
-    pub state: State,
+    /// Length of the file up to its last complete record.
+    len: u64,
     appended: u64,
 }
 
 impl Journal {
-    /// Opens (creating) a journal, replays it, and cuts off a torn tail.
-    pub fn open(path: &Path) -> io::Result<Journal> {
+    /// Opens (creating) a journal, replays it, and cuts off a torn tail. Returns the state
+    /// it described.
+    pub fn open(path: &Path) -> io::Result<(Journal, State)> {
         if let Some(d) = path.parent() {
             std::fs::create_dir_all(d)?;
         }
@@ -252,27 +253,37 @@ impl Journal {
             .create(true)
             .truncate(false)
             .open(path)?;
-        if valid == 0 {
+        let len = if valid == 0 {
             file.set_len(0)?;
             file.write_all(MAGIC)?;
+            MAGIC.len() as u64
         } else {
             file.set_len(valid)?;
-        }
+            valid
+        };
         use std::io::Seek;
-        file.seek(io::SeekFrom::End(0))?;
-        Ok(Journal {
-            path: path.to_path_buf(),
-            file,
+        file.seek(io::SeekFrom::Start(len))?;
+        Ok((
+            Journal {
+                path: path.to_path_buf(),
+                file,
+                len,
+                appended: 0,
+            },
             state,
-            appended: 0,
-        })
+        ))
     }
 
     /// Appends a record (no fsync: the journal survives the daemon's death, not a power
-    /// loss) and applies it to the state.
-    pub fn append(&mut self, r: Record) -> io::Result<()> {
-        self.file.write_all(&encode(&r))?;
-        self.state.apply(&r);
+    /// loss). On failure the file is cut back to its last complete record.
+    pub fn append(&mut self, r: &Record) -> io::Result<()> {
+        let bytes = encode(r);
+        use std::os::unix::fs::FileExt;
+        if let Err(e) = self.file.write_all_at(&bytes, self.len) {
+            let _ = self.file.set_len(self.len);
+            return Err(e);
+        }
+        self.len += bytes.len() as u64;
         self.appended += 1;
         Ok(())
     }
@@ -282,18 +293,24 @@ impl Journal {
         self.appended
     }
 
-    /// Rewrites the journal as a snapshot of the current state (temp + fsync + rename).
-    pub fn compact(&mut self) -> io::Result<()> {
+    /// Rewrites the journal as the given snapshot (temp + fsync + rename).
+    pub fn compact(&mut self, snapshot: impl IntoIterator<Item = Record>) -> io::Result<()> {
         let mut bytes = MAGIC.to_vec();
-        for r in self.state.snapshot() {
+        for r in snapshot {
             bytes.extend(encode(&r));
         }
         crate::fsutil::write_atomic(&self.path, &bytes)?;
-        let mut file = OpenOptions::new().read(true).write(true).open(&self.path)?;
-        use std::io::Seek;
-        file.seek(io::SeekFrom::End(0))?;
-        self.file = file;
+        self.file = OpenOptions::new().read(true).write(true).open(&self.path)?;
+        self.len = bytes.len() as u64;
         self.appended = 0;
+        Ok(())
+    }
+
+    /// Empties the journal in place (needs no free space): a later mount finds no
+    /// projections, which makes cargo rebuild those units, never see a stale one.
+    pub fn clear(&mut self) -> io::Result<()> {
+        self.file.set_len(MAGIC.len() as u64)?;
+        self.len = MAGIC.len() as u64;
         Ok(())
     }
 
@@ -377,10 +394,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("j");
         {
-            let mut j = Journal::open(&p).unwrap();
-            j.append(put(1, "a")).unwrap();
-            j.append(put(2, "b")).unwrap();
-            j.append(Record::RemoveName {
+            let (mut j, _) = Journal::open(&p).unwrap();
+            j.append(&put(1, "a")).unwrap();
+            j.append(&put(2, "b")).unwrap();
+            j.append(&Record::RemoveName {
                 path: b"a".to_vec(),
             })
             .unwrap();
@@ -393,13 +410,16 @@ mod tests {
         let (s, valid) = read(&p).unwrap();
         assert_eq!(valid as usize, whole);
         assert_eq!(s.projections.len(), 1);
-        let mut j = Journal::open(&p).unwrap();
+        let (mut j, mut state) = Journal::open(&p).unwrap();
         assert_eq!(std::fs::metadata(&p).unwrap().len() as usize, whole);
-        j.append(put(4, "d")).unwrap();
-        j.compact().unwrap();
+        j.append(&put(4, "d")).unwrap();
+        state.apply(&put(4, "d"));
+        j.compact(state.snapshot()).unwrap();
         let (s2, _) = read(&p).unwrap();
-        assert_eq!(s2, j.state);
+        assert_eq!(s2, state);
         assert_eq!(s2.projections.len(), 2);
+        j.clear().unwrap();
+        assert_eq!(read(&p).unwrap().0, State::default());
         // Garbage is an empty journal, not an error.
         std::fs::write(&p, b"not a journal").unwrap();
         assert_eq!(read(&p).unwrap().0, State::default());

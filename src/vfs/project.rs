@@ -7,11 +7,14 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use rustix::fs::{AtFlags, Mode, OFlags, Timestamps};
+use rustix::fs::{AtFlags, Mode, OFlags, Timespec, Timestamps};
+use tracing::warn;
+
+use crate::fsutil::timespec;
 use rustix::io::Errno;
 
 use super::journal::{self, Record};
-use super::table::{Content, FileNode, Node, NodeKind, Projection, Table};
+use super::table::{Content, FileNode, Node, NodeKind, Table};
 use super::*;
 
 /// One projection request item.
@@ -33,6 +36,10 @@ pub enum ProjectError {
     Io(PathBuf, Errno),
     #[error("pack entry {1} out of range for {0:?}")]
     BadEntry(PathBuf, usize),
+    /// The change was made, but the kernel did not confirm that its caches dropped the old
+    /// state: a process may still see it, so the delivery must not count.
+    #[error("the kernel did not confirm the invalidation: {0}")]
+    Kernel(String),
 }
 
 /// Why a real file was left real instead of becoming a projection.
@@ -46,6 +53,8 @@ pub enum KeptReal {
     UnknownNames,
     /// Nothing (or a directory, a projection) is at the path.
     NotRealFile,
+    /// The journal could not record the projection (a full disk).
+    Journal,
 }
 
 /// What a path in a mount is, for the daemon.
@@ -133,7 +142,7 @@ impl Vfs {
                 };
                 Ok(PathTarget::Projected {
                     attr: e.attr,
-                    digest: p.pack.header.entries[p.index].digest,
+                    digest: p.digest(),
                 })
             }
             Target::Real(st) if is_dir(&st) => Ok(PathTarget::Dir),
@@ -224,101 +233,119 @@ impl Vfs {
         let mut inos = Vec::with_capacity(items.len());
         let mut invals = Vec::new();
         let mut touched: Vec<Ino> = Vec::new();
+        let mut failed = None;
         {
             let mut t = self.table.lock();
             let now = self.now();
             for (it, (parts, name)) in items.iter().zip(&plans) {
-                let io = |e| ProjectError::Io(it.path.clone(), e);
-                let parent = self.walk_dirs(&mut t, parts, &it.path)?;
-                match Self::resolve(&t, parent, name).map_err(io)? {
-                    Target::Projected(old) => {
-                        self.remove_projected_name(&mut t, parent, name, old)
-                            .map_err(io)?;
-                        invals.push(Inval::Inode(old));
+                match self.project_one(&mut t, it, parts, name, now, &mut invals, &mut touched) {
+                    Ok(ino) => inos.push(ino),
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
                     }
-                    Target::Real(st) => {
-                        if is_dir(&st) {
-                            return Err(ProjectError::BadPath(it.path.clone(), "is a directory"));
-                        }
-                        let fd = t.dir_fd(parent).map_err(io)?;
-                        rustix::fs::unlinkat(&*fd, name, AtFlags::empty()).map_err(io)?;
-                        // The file may live on under other names: its link count changed
-                        // behind the kernel's back.
-                        if let Some(&old) = t.by_lower.get(&lower_id(&st)) {
-                            invals.push(Inval::Inode(old));
-                        }
-                        self.real_name_removed(&mut t, parent, name, &st);
-                    }
-                    Target::Missing => {}
                 }
-                let ino = t.alloc();
-                let id = self.next_proj.fetch_add(1, Ordering::Relaxed);
-                let size = it.pack.header.entries[it.index].size;
-                let p = Projection {
-                    id,
-                    pack: it.pack.clone(),
-                    index: it.index,
-                    size,
-                    perm: it.perm & 0o7777,
-                    uid: self.uid,
-                    gid: self.gid,
-                    atime: it.mtime,
-                    mtime: it.mtime,
-                    ctime: now,
-                };
-                self.journal(Record::Put {
-                    id,
-                    path: journal::path_bytes(&it.path),
-                    pack: p.pack.id,
-                    index: it.index as u32,
-                    size,
-                    meta: meta_of(&p),
-                });
-                t.nodes.insert(
-                    ino,
-                    Node {
-                        kind: NodeKind::File(FileNode {
-                            names: vec![(parent, name.clone())],
-                            content: Content::Projected(p),
-                            lower: None,
-                            kind: FileKind::Regular,
-                            cached_opens: 0,
-                            passthrough_opens: 0,
-                            last_attr: None,
-                        }),
-                        nlookup: 0,
-                    },
-                );
-                t.get_mut(parent)
-                    .and_then(|n| n.dir_mut())
-                    .map_err(io)?
-                    .projected
-                    .insert(name.clone(), ino);
-                // Once per directory: an entry's outputs share one.
-                if !touched.contains(&parent) {
-                    Self::touch_dir(&t, parent);
-                    touched.push(parent);
-                }
-                invals.push(Inval::Entry(parent, name.clone()));
-                inos.push(ino);
             }
         }
+        // What changed is invalidated even if an item failed.
         invals.extend(touched.into_iter().map(Inval::Inode));
-        self.send_invals(invals);
+        let sent = self.send_invals(invals);
         self.maybe_compact();
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        sent.map_err(ProjectError::Kernel)?;
         Ok(inos)
     }
 
-    /// Tells the kernel, and waits until it knows.
-    fn send_invals(&self, invals: Vec<Inval>) {
-        let n = self.notifier();
-        for i in invals {
-            match i {
-                Inval::Entry(p, name) => n.inval_entry(p, &name),
-                Inval::Inode(ino) => n.inval_inode(ino),
+    /// One item of [`Vfs::project`], under the lock.
+    #[allow(clippy::too_many_arguments)]
+    fn project_one(
+        &self,
+        t: &mut Table,
+        it: &ProjectItem,
+        parts: &[OsString],
+        name: &OsString,
+        now: NanoTime,
+        invals: &mut Vec<Inval>,
+        touched: &mut Vec<Ino>,
+    ) -> Result<Ino, ProjectError> {
+        let io = |e| ProjectError::Io(it.path.clone(), e);
+        let parent = self.walk_dirs(t, parts, &it.path)?;
+        match Self::resolve(t, parent, name).map_err(io)? {
+            Target::Projected(old) => {
+                self.remove_projected_name(t, parent, name, old)
+                    .map_err(io)?;
+                invals.push(Inval::Inode(old));
             }
+            Target::Real(st) => {
+                if is_dir(&st) {
+                    return Err(ProjectError::BadPath(it.path.clone(), "is a directory"));
+                }
+                let fd = t.dir_fd(parent).map_err(io)?;
+                rustix::fs::unlinkat(&*fd, name, AtFlags::empty()).map_err(io)?;
+                // The file may live on under other names: its link count changed
+                // behind the kernel's back.
+                if let Some(&old) = t.by_lower.get(&lower_id(&st)) {
+                    invals.push(Inval::Inode(old));
+                }
+                self.real_name_removed(t, parent, name, &st);
+            }
+            Target::Missing => {}
         }
-        n.sync();
+        let ino = t.alloc();
+        let id = self.next_proj.fetch_add(1, Ordering::Relaxed);
+        let size = it.pack.header.entries[it.index].size;
+        let p = Projection {
+            id,
+            pack: it.pack.clone(),
+            index: it.index,
+            size,
+            meta: Meta {
+                perm: it.perm & 0o7777,
+                uid: self.uid,
+                gid: self.gid,
+                atime: it.mtime,
+                mtime: it.mtime,
+                ctime: now,
+            },
+        };
+        let put = Record::Put {
+            id,
+            path: journal::path_bytes(&it.path),
+            pack: p.pack.id,
+            index: it.index as u32,
+            size,
+            meta: p.meta,
+        };
+        t.nodes.insert(
+            ino,
+            Node {
+                kind: NodeKind::File(FileNode {
+                    names: vec![(parent, name.clone())],
+                    content: Content::Projected(p),
+                    lower: None,
+                    kind: FileKind::Regular,
+                    cached_opens: 0,
+                    passthrough_opens: 0,
+                    last_attr: None,
+                }),
+                nlookup: 0,
+            },
+        );
+        t.get_mut(parent)
+            .and_then(|n| n.dir_mut())
+            .map_err(io)?
+            .projected
+            .insert(name.clone(), ino);
+        self.journal_after(t, put);
+        // Once per directory: an entry's outputs share one.
+        if !touched.contains(&parent) {
+            Self::touch_dir(t, parent);
+            touched.push(parent);
+        }
+        invals.push(Inval::Entry(parent, name.clone()));
+        Ok(ino)
     }
 
     /// Writes a real file with the given bytes, mode and mtime at `rel`, replacing whatever
@@ -333,55 +360,40 @@ impl Vfs {
     ) -> Result<(), ProjectError> {
         let (parts, name) = Self::split(rel)?;
         let io = |e| ProjectError::Io(rel.to_path_buf(), e);
+        // The bytes are written without the table lock, into a named temp file (a rename
+        // replaces a real file atomically), then renamed into place under the lock.
+        let dir = {
+            let mut t = self.table.lock();
+            let parent = self.walk_dirs(&mut t, &parts, rel)?;
+            t.dir_fd(parent).map_err(io)?
+        };
+        let tmp = TempFile::create_named(dir, "put", &self.next_fh).map_err(io)?;
+        (|| {
+            use std::io::Write;
+            (&tmp.file).write_all(bytes).map_err(to_errno)?;
+            rustix::fs::fchmod(&tmp.file, Mode::from_raw_mode(perm as u32 & 0o7777))?;
+            rustix::fs::futimens(
+                &tmp.file,
+                &Timestamps {
+                    last_access: timespec(mtime),
+                    last_modification: timespec(mtime),
+                },
+            )
+        })()
+        .map_err(io)?;
         let mut invals = Vec::new();
         {
             let mut t = self.table.lock();
             let parent = self.walk_dirs(&mut t, &parts, rel)?;
             let fd = t.dir_fd(parent).map_err(io)?;
-            let tmp = OsString::from(format!(
-                ".zcfs-put-{}-{}",
-                std::process::id(),
-                self.next_fh.fetch_add(1, Ordering::Relaxed)
-            ));
-            let file = File::from(
-                rustix::fs::openat(
-                    &*fd,
-                    &tmp,
-                    OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC,
-                    Mode::from_raw_mode(0o600),
-                )
-                .map_err(io)?,
-            );
-            let written = (|| {
-                use std::io::Write;
-                (&file).write_all(bytes).map_err(to_errno)?;
-                rustix::fs::fchmod(&file, Mode::from_raw_mode(perm as u32 & 0o7777))?;
-                rustix::fs::futimens(
-                    &file,
-                    &Timestamps {
-                        last_access: timespec(mtime),
-                        last_modification: timespec(mtime),
-                    },
-                )
-            })();
-            let unlink_tmp = || {
-                let _ = rustix::fs::unlinkat(&*fd, &tmp, AtFlags::empty());
-            };
-            if let Err(e) = written {
-                unlink_tmp();
-                return Err(io(e));
-            }
             match Self::resolve(&t, parent, &name).map_err(io)? {
                 Target::Projected(old) => {
-                    if let Err(e) = self.remove_projected_name(&mut t, parent, &name, old) {
-                        unlink_tmp();
-                        return Err(io(e));
-                    }
+                    self.remove_projected_name(&mut t, parent, &name, old)
+                        .map_err(io)?;
                     invals.push(Inval::Inode(old));
                 }
                 Target::Real(st) => {
                     if is_dir(&st) {
-                        unlink_tmp();
                         return Err(ProjectError::BadPath(rel.to_path_buf(), "is a directory"));
                     }
                     if let Some(&old) = t.by_lower.get(&lower_id(&st)) {
@@ -391,16 +403,12 @@ impl Vfs {
                 }
                 Target::Missing => {}
             }
-            if let Err(e) = rustix::fs::renameat(&*fd, &tmp, &*fd, &name) {
-                unlink_tmp();
-                return Err(io(e));
-            }
+            tmp.link_at(&fd, &name, true).map_err(io)?;
             Self::touch_dir(&t, parent);
             invals.push(Inval::Entry(parent, name.clone()));
             invals.push(Inval::Inode(parent));
         }
-        self.send_invals(invals);
-        Ok(())
+        self.send_invals(invals).map_err(ProjectError::Kernel)
     }
 
     /// Turns the real file at `rel` into a projection of `pack`'s entry `index` with the
@@ -464,39 +472,47 @@ impl Vfs {
             pack,
             index,
             size,
-            perm: (st.st_mode & 0o7777) as u16,
-            uid: st.st_uid,
-            gid: st.st_gid,
-            atime: ns(st.st_atime, st.st_atime_nsec),
-            mtime: expect.mtime,
-            ctime: expect.ctime,
+            meta: Meta {
+                perm: (st.st_mode & 0o7777) as u16,
+                uid: st.st_uid,
+                gid: st.st_gid,
+                atime: ns(st.st_atime, st.st_atime_nsec),
+                mtime: expect.mtime,
+                ctime: expect.ctime,
+            },
         };
         // Journal first: a crash before the unlinks leaves the real names, which win over
-        // the journal's at replay.
+        // the journal's at replay. A journal that cannot take the records keeps it real.
         for (i, (p_ino, n)) in names.iter().enumerate() {
             let path = t.dir_path(*p_ino).map_err(io)?.join(n);
-            self.journal(if i == 0 {
+            let r = if i == 0 {
                 Record::Put {
                     id: pid,
                     path: journal::path_bytes(&path),
                     pack: p.pack.id,
                     index: index as u32,
                     size,
-                    meta: meta_of(&p),
+                    meta: p.meta,
                 }
             } else {
                 Record::AddName {
                     id: pid,
                     path: journal::path_bytes(&path),
                 }
-            });
+            };
+            if self.journal_before(&r).is_err() {
+                if i > 0 {
+                    let _ = self.journal_before(&Record::Drop { id: pid });
+                }
+                return Ok(Err(KeptReal::Journal));
+            }
         }
         let mut kept = Vec::new();
         for (i, ((p_ino, n), (fd, dst))) in names.iter().zip(&dirs).enumerate() {
             if let Err(e) = rustix::fs::unlinkat(&**fd, n, AtFlags::empty()) {
                 warn!("converting {rel:?}: cannot unlink {n:?}: {e}");
                 if i == 0 {
-                    self.journal(Record::Drop { id: pid });
+                    let _ = self.journal_before(&Record::Drop { id: pid });
                     return Err(io(e));
                 }
                 // The journal's name is shadowed by the real file at replay.

@@ -1,10 +1,13 @@
 //! Tests of the core without a kernel: the calls a FUSE adapter would make, checked
 //! against the lower directory.
 
+use super::table::{Content, FileNode, NodeKind};
 use super::*;
+use rustix::fs::RenameFlags;
 use std::collections::HashMap;
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
 
 use crate::store::pack;
 
@@ -124,6 +127,14 @@ impl Fixture {
 
     fn lower_path(&self, rel: &str) -> PathBuf {
         lower(&self.dir).join(rel)
+    }
+}
+
+/// The daemon's own user, as a caller.
+fn me() -> Caller {
+    Caller {
+        uid: rustix::process::getuid().as_raw(),
+        gid: rustix::process::getgid().as_raw(),
     }
 }
 
@@ -411,6 +422,7 @@ fn real_files_hard_links_and_inode_numbers() {
             0o644,
             libc::O_WRONLY | libc::O_EXCL,
             false,
+            me(),
         )
         .unwrap();
     f.vfs.write(o.fh, 0, b"hello").unwrap();
@@ -425,7 +437,7 @@ fn real_files_hard_links_and_inode_numbers() {
     f.vfs.forget(e.attr.ino, 2);
     let (e2, o2) = f
         .vfs
-        .create(deps, OsStr::new("b"), 0o644, libc::O_WRONLY, false)
+        .create(deps, OsStr::new("b"), 0o644, libc::O_WRONLY, false, me())
         .unwrap();
     f.vfs.release(o2.fh);
     assert!(e2.attr.ino > e.attr.ino);
@@ -439,7 +451,8 @@ fn real_files_hard_links_and_inode_numbers() {
                 OsStr::new("p"),
                 0o644,
                 libc::O_WRONLY | libc::O_EXCL,
-                false
+                false,
+                me()
             )
             .unwrap_err(),
         Errno::EXIST
@@ -485,7 +498,14 @@ fn a_stored_real_file_becomes_a_projection_with_the_same_inode_and_times() {
     let deps = f.ino("deps").unwrap();
     let (e, o) = f
         .vfs
-        .create(deps, OsStr::new("libx.rlib"), 0o644, libc::O_WRONLY, false)
+        .create(
+            deps,
+            OsStr::new("libx.rlib"),
+            0o644,
+            libc::O_WRONLY,
+            false,
+            me(),
+        )
         .unwrap();
     f.vfs.write(o.fh, 0, b"rlib bytes").unwrap();
     f.vfs.release(o.fh);
@@ -546,7 +566,7 @@ fn a_changed_or_unknown_file_stays_real() {
     let deps = f.ino("deps").unwrap();
     let (_, o) = f
         .vfs
-        .create(deps, OsStr::new("a"), 0o644, libc::O_WRONLY, false)
+        .create(deps, OsStr::new("a"), 0o644, libc::O_WRONLY, false, me())
         .unwrap();
     f.vfs.write(o.fh, 0, b"one").unwrap();
     f.vfs.release(o.fh);
@@ -632,4 +652,243 @@ fn materialize_pack_copies_up_only_that_pack() {
     assert_eq!(f.vfs.packs_in_use(), vec![b.id]);
     assert_eq!(std::fs::read(f.lower_path("deps/a")).unwrap(), b"aaa");
     assert!(!f.lower_path("deps/b").exists());
+}
+
+/// A kernel that refuses invalidations (as when the connection is gone or wedged).
+struct RefusingKernel;
+impl Notify for RefusingKernel {
+    fn invalidate(&self, _: Vec<Inval>) -> Result<(), String> {
+        Err("refused".into())
+    }
+    fn inval_inode_later(&self, _: Ino) {}
+}
+
+#[test]
+fn a_projection_the_kernel_did_not_confirm_is_an_error() {
+    let mut f = Fixture::new();
+    let p = f.pack(&[("x", b"bytes")]);
+    f.vfs.set_notify(Arc::new(RefusingKernel));
+    let item = |path: &str| ProjectItem {
+        path: path.into(),
+        pack: p.clone(),
+        index: 0,
+        perm: 0o644,
+        mtime: T,
+    };
+    let r = f.vfs.project(&[item("deps/a")]);
+    assert!(matches!(r, Err(ProjectError::Kernel(_))), "{r:?}");
+    let r = f.vfs.put_real(Path::new("deps/b.d"), b"d", 0o644, T);
+    assert!(matches!(r, Err(ProjectError::Kernel(_))), "{r:?}");
+    // A failing item still invalidates what the call changed before it.
+    f.vfs.set_notify(Arc::new(NoNotify));
+    let r = f.vfs.project(&[item("deps/c"), item("nodir/d")]);
+    assert!(matches!(r, Err(ProjectError::Io(..))), "{r:?}");
+}
+
+#[test]
+fn copy_up_copies_without_the_table_lock() {
+    let mut f = Fixture::new();
+    let ino = f.project("deps/big", &vec![7u8; 1 << 20], 0o644, T);
+    let deps = f.ino("deps").unwrap();
+    let vfs = Arc::new(std::mem::replace(
+        &mut f.vfs,
+        Fixture::open_vfs(&f.dir, &f.packs),
+    ));
+    // While the copy runs, another request must get through the namespace.
+    let (in_copy, release) = (
+        Arc::new(std::sync::Barrier::new(2)),
+        Arc::new(std::sync::Barrier::new(2)),
+    );
+    {
+        let (a, b) = (in_copy.clone(), release.clone());
+        vfs.set_copy_hook(move || {
+            a.wait();
+            b.wait();
+        });
+    }
+    let writer = {
+        let vfs = vfs.clone();
+        std::thread::spawn(move || vfs.open(ino, libc::O_RDWR, false).map(|o| o.fh))
+    };
+    in_copy.wait();
+    let (tx, rx) = std::sync::mpsc::channel();
+    {
+        let vfs = vfs.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(vfs.lookup(deps, OsStr::new("big")).map(|e| e.attr.ino));
+        });
+    }
+    let looked_up = rx.recv_timeout(std::time::Duration::from_secs(5));
+    release.wait();
+    assert_eq!(
+        looked_up.expect("a lookup during a copy-up must not wait for it"),
+        Ok(ino)
+    );
+    let fh = writer.join().unwrap().unwrap();
+    vfs.release(fh);
+    assert_eq!(
+        std::fs::read(lower(&f.dir).join("deps/big")).unwrap(),
+        vec![7u8; 1 << 20]
+    );
+}
+
+#[test]
+fn the_journal_is_compacted_from_the_table() {
+    // A projection dropped at replay (its name taken by a real file) must not come back
+    // once the real file goes: the journal is rewritten from what was restored.
+    let mut f = Fixture::new();
+    f.project("deps/shadowed", b"old", 0o644, T);
+    f.vfs.sync_journal();
+    std::fs::write(f.lower_path("deps/shadowed"), b"real").unwrap();
+    let r = f.reopen();
+    assert_eq!(r.dropped_names, 1);
+    std::fs::remove_file(f.lower_path("deps/shadowed")).unwrap();
+    let r = f.reopen();
+    assert_eq!(r.restored, 0, "{r:?}");
+    let deps = f.ino("deps").unwrap();
+    assert_eq!(
+        f.vfs.lookup(deps, OsStr::new("shadowed")).unwrap_err(),
+        Errno::NOENT
+    );
+}
+
+/// Mounts a small tmpfs at `dir` (root only); unmounted on drop.
+struct SmallFs(PathBuf);
+impl SmallFs {
+    fn mount(dir: &Path, size: &str) -> SmallFs {
+        std::fs::create_dir_all(dir).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "mount -t tmpfs as root");
+        SmallFs(dir.to_path_buf())
+    }
+}
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[test]
+fn a_full_disk_never_brings_a_removed_projection_back() {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipped: needs root to mount a small filesystem for the journal");
+        return;
+    }
+    let mut f = Fixture::new();
+    // The journal on a filesystem of its own, which is then filled.
+    let jdir = f.dir.path().join("jfs");
+    let _fs = SmallFs::mount(&jdir, "64k");
+    let root = rustix::fs::open(
+        lower(&f.dir),
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .unwrap();
+    let clock = KernelClock::open(&f.dir.path().join("clock")).unwrap();
+    let journal = jdir.join("journal");
+    f.vfs = Vfs::new(root, Some(&journal), clock, &f.packs).unwrap().0;
+    f.project("deps/a", b"1", 0o644, T);
+    f.project("deps/b", b"2", 0o644, T);
+    // Fill the filesystem.
+    let filler = jdir.join("filler");
+    let mut out = File::create(&filler).unwrap();
+    let chunk = vec![0u8; 4096];
+    while out.write_all(&chunk).is_ok() {}
+    drop(out);
+    let deps = f.ino("deps").unwrap();
+    // Appends fail now; the removal must not be lost to a later mount.
+    for i in 0..64 {
+        let name = format!("n{i}");
+        f.project(&format!("deps/{name}"), b"x", 0o644, T);
+        f.vfs.unlink(deps, OsStr::new(&name)).unwrap();
+    }
+    f.vfs.unlink(deps, OsStr::new("a")).unwrap();
+    assert!(f.vfs.journal_lags(), "a full disk makes the journal lag");
+    // The daemon dies here: a new mount sees what the journal holds.
+    let (state, _) = journal::read(&journal).unwrap();
+    let names: Vec<Vec<u8>> = state
+        .projections
+        .values()
+        .flat_map(|p| p.names.clone())
+        .collect();
+    assert!(!names.contains(&b"deps/a".to_vec()), "{names:?}");
+    // Space comes back: the next housekeeping rewrites it from the table.
+    std::fs::remove_file(&filler).unwrap();
+    f.vfs.tend_journal();
+    assert!(!f.vfs.journal_lags());
+    let (state, _) = journal::read(&journal).unwrap();
+    let names: Vec<Vec<u8>> = state
+        .projections
+        .values()
+        .flat_map(|p| p.names.clone())
+        .collect();
+    assert_eq!(names, vec![b"deps/b".to_vec()]);
+}
+
+#[test]
+fn new_entries_belong_to_the_caller() {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipped: only root can give files to another user");
+        return;
+    }
+    let f = Fixture::new();
+    let deps = f.ino("deps").unwrap();
+    let other = Caller {
+        uid: 4321,
+        gid: 8765,
+    };
+    let (e, o) = f
+        .vfs
+        .create(
+            deps,
+            OsStr::new("theirs"),
+            0o4755,
+            libc::O_WRONLY,
+            false,
+            other,
+        )
+        .unwrap();
+    f.vfs.release(o.fh);
+    assert_eq!((e.attr.uid, e.attr.gid), (4321, 8765));
+    let m = std::fs::metadata(f.lower_path("deps/theirs")).unwrap();
+    assert_eq!((m.uid(), m.gid()), (4321, 8765));
+    assert_eq!(m.permissions().mode() & 0o7777, 0o4755, "setuid kept");
+    let d = f
+        .vfs
+        .mkdir(deps, OsStr::new("shared"), 0o2775, other)
+        .unwrap();
+    assert_eq!((d.attr.uid, d.attr.gid), (4321, 8765));
+    // In a setgid directory the group is the directory's, as on ext4.
+    std::os::unix::fs::chown(f.lower_path("deps/shared"), None, Some(777)).unwrap();
+    std::fs::set_permissions(
+        f.lower_path("deps/shared"),
+        std::fs::Permissions::from_mode(0o2775),
+    )
+    .unwrap();
+    let shared = f.ino("deps/shared").unwrap();
+    let s = f
+        .vfs
+        .mknod(shared, OsStr::new("fifo"), libc::S_IFIFO | 0o644, 0, other)
+        .unwrap();
+    assert_eq!((s.attr.uid, s.attr.gid), (4321, 777));
+    let l = f
+        .vfs
+        .symlink(shared, OsStr::new("ln"), Path::new("fifo"), other)
+        .unwrap();
+    assert_eq!((l.attr.uid, l.attr.gid), (4321, 777));
+    // The daemon's own user: nothing changes.
+    let (mine, o) = f
+        .vfs
+        .create(deps, OsStr::new("mine"), 0o644, libc::O_WRONLY, false, me())
+        .unwrap();
+    f.vfs.release(o.fh);
+    assert_eq!(mine.attr.uid, rustix::process::getuid().as_raw());
 }
