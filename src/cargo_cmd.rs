@@ -15,14 +15,11 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
-use crate::client;
 use crate::config::Config;
 use crate::paths::Paths;
-use crate::proto::{Bytes, Reply, Request};
 
 /// Options of cargo's command line that change where the build dir is, passed on to
 /// `cargo metadata` (with a value).
@@ -276,41 +273,26 @@ fn build_dir(cargo: &OsStr, args: &[OsString]) -> Result<PathBuf> {
 }
 
 fn ensure_mounted(config: &Config, paths: &Paths, dir: &Path) -> Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let dir = dir.canonicalize()?;
-    let req = Request::Mount {
-        dir: Bytes(dir.as_os_str().as_bytes().to_vec()),
-        opts: crate::mount::MountOptions::default(),
-    };
-    match client::call(config, paths, &req)?.0 {
-        Reply::Mounted(m) => {
-            if !m.already {
-                eprintln!("zcfs: mounted {}", m.dir);
-            }
-            Ok(())
-        }
-        Reply::Error(e) => bail!("{e}"),
-        other => bail!("unexpected reply: {other:?}"),
+    // A dead mount (its daemon was killed) makes every access fail: remove it first.
+    if crate::mount::sys::is_stale(dir) && !crate::mount::sys::zcfs_mounts_at(dir).is_empty() {
+        crate::mount::sys::clean_stale(dir).context("removing a dead mount")?;
     }
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let dir = crate::mount::control::dir_arg(Some(dir.to_path_buf()), true)?;
+    let m = crate::mount::control::mount(config, paths, &dir, Default::default())?;
+    if !m.already {
+        eprintln!("zcfs: mounted {}", m.dir);
+    }
+    Ok(())
 }
 
 fn unmount_for_clean(paths: &Paths, dir: &Path) -> Result<()> {
-    if !crate::mount::sys::zcfs_mounts_at(dir).is_empty() {
-        let req = Request::Unmount {
-            dir: Bytes(dir.as_os_str().as_bytes().to_vec()),
-            force: false,
-            materialize: false,
-        };
-        match client::request_once(paths, &req, Duration::from_secs(120)) {
-            Ok(Reply::Unmounted(u)) => eprintln!("zcfs: unmounted {} to clean it", u.dir),
-            Ok(Reply::Error(e)) => bail!("cannot unmount {} before cleaning: {e}", dir.display()),
-            Ok(other) => bail!("unexpected reply: {other:?}"),
-            Err(client::ClientError::NoDaemon) => {
-                crate::mount::sys::clean_stale(dir)?;
-            }
-            Err(e) => return Err(e.into()),
-        }
+    if crate::mount::sys::zcfs_mounts_at(dir).is_empty() {
+        return Ok(());
     }
+    let u = crate::mount::control::unmount(paths, dir, false, false)
+        .with_context(|| format!("cannot unmount {} before cleaning", dir.display()))?;
+    eprintln!("zcfs: unmounted {} to clean it", u.dir);
     Ok(())
 }
 

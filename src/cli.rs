@@ -2,7 +2,7 @@
 //! (`zcfs <compiler> args...` is the wrapper, dispatched in `main`.)
 
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Result, bail};
@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 
 use crate::client::{self, ClientError};
 use crate::config::{Config, human_size};
+use crate::mount::control;
 use crate::paths::Paths;
 use crate::proto::{Bytes, Reply, Request};
 
@@ -132,6 +133,7 @@ fn run(cli: Cli) -> Result<i32> {
         }
         Cmd::Status { json } => match client::request_once(&paths, &Request::Status, timeout) {
             Ok(Reply::Status(s)) => {
+                let all = control::list(&paths);
                 if json {
                     println!(
                         "{}",
@@ -144,6 +146,7 @@ fn run(cli: Cli) -> Result<i32> {
                             "cache_dir": s.cache_dir,
                             "log_file": s.log_file,
                             "mounts": s.mounts,
+                            "all_mounts": all,
                         })
                     );
                 } else {
@@ -164,11 +167,13 @@ fn run(cli: Cli) -> Result<i32> {
                             human_size(m.projected_bytes)
                         );
                     }
+                    print_other_mounts(&all);
                 }
                 Ok(0)
             }
             Ok(other) => bail!("unexpected reply: {other:?}"),
             Err(ClientError::NoDaemon) => {
+                let all = control::list(&paths);
                 if json {
                     println!(
                         "{}",
@@ -176,11 +181,13 @@ fn run(cli: Cli) -> Result<i32> {
                             "running": false,
                             "socket": paths.socket(),
                             "cache_dir": paths.cache_dir,
+                            "all_mounts": all,
                         })
                     );
                 } else {
                     println!("no daemon running (socket {})", paths.socket().display());
                     println!("cache dir {}", paths.cache_dir.display());
+                    print_other_mounts(&all);
                 }
                 Ok(if json { 0 } else { 3 })
             }
@@ -299,69 +306,39 @@ fn run(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Cmd::Mount { dir, allow_other } => {
-            let dir = mount_dir(dir, true)?;
-            let req = Request::Mount {
-                dir: Bytes(dir.as_os_str().as_bytes().to_vec()),
-                opts: crate::mount::MountOptions { allow_other },
-            };
-            match client::call(&config, &paths, &req)?.0 {
-                Reply::Mounted(m) if m.already => {
-                    println!("{} is already mounted", m.dir);
-                    Ok(0)
-                }
-                Reply::Mounted(m) => {
-                    if m.cleaned_stale > 0 {
-                        println!("removed a dead mount at {}", m.dir);
-                    }
-                    println!(
-                        "mounted {} ({} projections restored{})",
-                        m.dir,
-                        m.restored,
-                        if m.dropped > 0 {
-                            format!(", {} dropped", m.dropped)
-                        } else {
-                            String::new()
-                        }
-                    );
-                    Ok(0)
-                }
-                Reply::Error(e) => bail!("{e}"),
-                other => bail!("unexpected reply: {other:?}"),
+            let dir = control::dir_arg(dir, true)?;
+            let m = control::mount(
+                &config,
+                &paths,
+                &dir,
+                crate::mount::MountOptions { allow_other },
+            )?;
+            if m.already {
+                println!("{} is already mounted", m.dir);
+                return Ok(0);
             }
+            if m.cleaned_stale > 0 {
+                println!("removed a dead mount at {}", m.dir);
+            }
+            println!(
+                "mounted {} ({} projections restored{})",
+                m.dir,
+                m.restored,
+                if m.dropped > 0 {
+                    format!(", {} dropped", m.dropped)
+                } else {
+                    String::new()
+                }
+            );
+            Ok(0)
         }
         Cmd::Unmount {
             dir,
             force,
             materialize,
         } => {
-            let dir = mount_dir(dir, false)?;
-            let req = Request::Unmount {
-                dir: Bytes(dir.as_os_str().as_bytes().to_vec()),
-                force,
-                materialize,
-            };
-            let u = match client::request_once(&paths, &req, timeout) {
-                Ok(Reply::Unmounted(u)) => u,
-                Ok(Reply::Error(e)) => bail!("{e}"),
-                Ok(other) => bail!("unexpected reply: {other:?}"),
-                // No daemon: only a dead mount can be there; clean it here.
-                Err(ClientError::NoDaemon) => {
-                    if crate::mount::sys::zcfs_mounts_at(&dir).is_empty() {
-                        bail!("{} is not a zcfs mount", dir.display());
-                    }
-                    let n = crate::mount::sys::clean_stale(&dir)?;
-                    if n == 0 {
-                        bail!("{} is mounted by another zcfs daemon", dir.display());
-                    }
-                    crate::mount::Unmounted {
-                        dir: dir.display().to_string(),
-                        materialized: 0,
-                        lazy: true,
-                        stale: n as u64,
-                    }
-                }
-                Err(e) => return Err(e.into()),
-            };
+            let dir = control::dir_arg(dir, false)?;
+            let u = control::unmount(&paths, &dir, force, materialize)?;
             if u.stale > 0 {
                 println!("removed a dead mount at {}", u.dir);
             } else {
@@ -401,7 +378,12 @@ fn run(cli: Cli) -> Result<i32> {
                 })
             };
             let req = Request::ProjectFile {
-                dir: Bytes(mount_dir(Some(dir), false)?.as_os_str().as_bytes().to_vec()),
+                dir: Bytes(
+                    control::dir_arg(Some(dir), false)?
+                        .as_os_str()
+                        .as_bytes()
+                        .to_vec(),
+                ),
                 rel: Bytes(rel.as_os_str().as_bytes().to_vec()),
                 src: Bytes(abs(src)?.as_os_str().as_bytes().to_vec()),
                 perm,
@@ -416,40 +398,18 @@ fn run(cli: Cli) -> Result<i32> {
     }
 }
 
-/// The absolute path of a mount directory (default `./target`). A dead mount cannot be
-/// canonicalized (ENOTCONN), so only its parent is.
-fn mount_dir(dir: Option<PathBuf>, create: bool) -> Result<PathBuf> {
-    let d = dir.unwrap_or_else(|| PathBuf::from("target"));
-    let abs = if d.is_absolute() {
-        d
-    } else {
-        std::env::current_dir()?.join(d)
-    };
-    let mut clean = PathBuf::new();
-    for c in abs.components() {
-        match c {
-            std::path::Component::ParentDir => {
-                clean.pop();
-            }
-            std::path::Component::CurDir => {}
-            other => clean.push(other),
-        }
-    }
-    let missing = matches!(
-        std::fs::symlink_metadata(&clean),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound
-    );
-    if create && missing {
-        std::fs::create_dir_all(&clean)
-            .map_err(|e| anyhow::anyhow!("creating {}: {e}", clean.display()))?;
-    }
-    match clean.canonicalize() {
-        Ok(c) => Ok(c),
-        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
-            let parent = clean.parent().unwrap_or(Path::new("/")).canonicalize()?;
-            Ok(parent.join(clean.file_name().unwrap_or_default()))
-        }
-        Err(e) => Err(anyhow::anyhow!("{}: {e}", clean.display())),
+/// The zcfs mounts of this user that this cache dir's daemon does not serve.
+fn print_other_mounts(all: &[control::Listed]) {
+    for m in all.iter().filter(|m| !m.ours || m.dead) {
+        let who = if m.dead {
+            "dead: its daemon is gone; `zcfs unmount` removes it".to_string()
+        } else {
+            format!(
+                "served by another daemon ({})",
+                m.socket.as_deref().unwrap_or("another cache dir")
+            )
+        };
+        println!("mount     {} ({who})", m.dir);
     }
 }
 

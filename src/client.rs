@@ -38,7 +38,16 @@ pub enum ClientError {
 
 /// One request over a fresh connection to a running daemon.
 pub fn request_once(paths: &Paths, req: &Request, timeout: Duration) -> Result<Reply, ClientError> {
-    let mut stream = match UnixStream::connect(paths.socket()) {
+    request_at(&paths.socket(), req, timeout)
+}
+
+/// One request to the daemon listening at `socket` (possibly another cache dir's).
+pub fn request_at(
+    socket: &std::path::Path,
+    req: &Request,
+    timeout: Duration,
+) -> Result<Reply, ClientError> {
+    let mut stream = match UnixStream::connect(socket) {
         Ok(s) => s,
         Err(e)
             if matches!(
@@ -48,7 +57,7 @@ pub fn request_once(paths: &Paths, req: &Request, timeout: Duration) -> Result<R
         {
             return Err(ClientError::NoDaemon);
         }
-        Err(e) => return Err(ClientError::Connect(paths.socket(), e)),
+        Err(e) => return Err(ClientError::Connect(socket.to_path_buf(), e)),
     };
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;

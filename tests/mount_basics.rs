@@ -457,3 +457,141 @@ fn locks_xattrs_copies_statfs_and_stable_readdir() {
     }
     assert!(seen.values().all(|c| *c == 1), "no entry twice");
 }
+
+/// `zcfs unmount` removes any zcfs mount of the user, also one served by the daemon of
+/// another cache dir (asked over its socket), and `zcfs status` lists it.
+#[test]
+fn unmount_and_status_reach_the_daemon_of_another_cache_dir() {
+    let env = Env::new();
+    let dir = target(&env);
+    let _m = env.mount(&dir);
+    project(&env, &dir, "p", b"projected", "644", Some(T));
+    let other_cache = env.tmp.path().join("other-cache");
+    let as_other = |args: &[&str]| {
+        env.command(ZCFS)
+            .args(args)
+            .env("ZCFS_DIR", &other_cache)
+            .output()
+            .unwrap()
+    };
+    let out = as_other(&["status", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let all = v["all_mounts"].as_array().unwrap();
+    let listed = all
+        .iter()
+        .find(|m| m["dir"] == dir.to_str().unwrap())
+        .unwrap_or_else(|| panic!("{v}"));
+    assert_eq!(listed["ours"], false, "{v}");
+    assert_eq!(listed["dead"], false, "{v}");
+    let text = String::from_utf8_lossy(&as_other(&["status"]).stdout).into_owned();
+    assert!(text.contains("served by another daemon"), "{text}");
+    let out = as_other(&["unmount", dir.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!is_mounted(&dir));
+    // Not busy: the directory can be removed, and the serving daemon forgot the mount.
+    std::fs::remove_dir(&dir).unwrap();
+    let s = env.zcfs(&["status", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&s.stdout).unwrap();
+    assert_eq!(v["mounts"].as_array().map(|a| a.len()), Some(0), "{v}");
+    // Mounting again brings the projection back from the journal.
+    std::fs::create_dir_all(&dir).unwrap();
+    let _m = env.mount(&dir);
+    assert_eq!(std::fs::read(dir.join("p")).unwrap(), b"projected");
+}
+
+/// A mount unmounted from outside (`umount`) is forgotten by its daemon: `zcfs mount`
+/// mounts again instead of saying it is already mounted.
+#[test]
+fn a_mount_removed_from_outside_is_mounted_again() {
+    let env = Env::new();
+    let dir = target(&env);
+    let _m = env.mount(&dir);
+    project(&env, &dir, "p", b"projected", "644", Some(T));
+    assert!(Command::new("umount").arg(&dir).status().unwrap().success());
+    assert!(!is_mounted(&dir));
+    wait_until(10, "the daemon notices", || {
+        let s = env.zcfs(&["status", "--json"]);
+        let v: serde_json::Value = serde_json::from_slice(&s.stdout).unwrap();
+        v["mounts"].as_array().is_some_and(|a| a.is_empty())
+    });
+    let out = env.zcfs(&["mount", dir.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(is_mounted(&dir), "{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(std::fs::read(dir.join("p")).unwrap(), b"projected");
+}
+
+/// On a mount shared with other users (`--allow-other`), what another user creates is
+/// theirs, as on ext4: they can chmod and truncate it, and a setgid directory gives its
+/// group. Needs root (CI runs as root): the daemon gives the files away.
+#[test]
+fn another_users_files_are_their_own() {
+    use std::os::unix::process::CommandExt;
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipped: needs root (a mount shared with another user)");
+        return;
+    }
+    let env = Env::new();
+    let dir = target(&env);
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = env.zcfs(&["mount", "--allow-other", dir.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _m = common::MountGuard {
+        env: &env,
+        dir: dir.clone(),
+    };
+    // The temp dir must be reachable for the other user.
+    let mut p = dir.clone();
+    while p.pop() {
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode();
+        if mode & 0o001 == 0 {
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode | 0o001)).unwrap();
+        }
+    }
+    std::fs::create_dir(dir.join("shared")).unwrap();
+    std::fs::set_permissions(dir.join("shared"), std::fs::Permissions::from_mode(0o777)).unwrap();
+    std::fs::create_dir(dir.join("group")).unwrap();
+    std::os::unix::fs::chown(dir.join("group"), None, Some(100)).unwrap();
+    std::fs::set_permissions(dir.join("group"), std::fs::Permissions::from_mode(0o2777)).unwrap();
+    const NOBODY: u32 = 65534;
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(
+            "set -e; echo hi > shared/f; chmod 600 shared/f; truncate -s 1 shared/f; \
+             mkdir shared/d; chmod 700 shared/d; ln -s f shared/l; echo g > group/g",
+        )
+        .current_dir(&dir)
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let owner = |rel: &str| {
+        let m = std::fs::symlink_metadata(dir.join(rel)).unwrap();
+        (m.uid(), m.gid())
+    };
+    assert_eq!(owner("shared/f"), (NOBODY, NOBODY));
+    assert_eq!(owner("shared/d"), (NOBODY, NOBODY));
+    assert_eq!(owner("shared/l"), (NOBODY, NOBODY));
+    assert_eq!(
+        owner("group/g"),
+        (NOBODY, 100),
+        "a setgid directory's group"
+    );
+    assert_eq!(std::fs::read(dir.join("shared/f")).unwrap(), b"h");
+}

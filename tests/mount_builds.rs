@@ -117,3 +117,60 @@ fn cargo_clean_empties_the_mount_and_reports_busy() {
     ok(&b);
     assert!(compiled(&b).is_empty());
 }
+
+/// A workspace of hundreds of crates builds through the mount, cold and warm, under the
+/// common open-file limit of 1,024 (soft and hard: the daemon cannot raise it), and the
+/// daemon stays well below it: no fd per directory or per pack.
+#[test]
+fn a_big_workspace_builds_under_the_common_open_file_limit() {
+    const CRATES: usize = 300;
+    const LIMIT: u64 = 1024;
+    let env = Env::mounted();
+    let ws = common::many_crates(&env.tmp.path().join("big"), CRATES);
+    let build = || {
+        let mut cmd = env.command(common::ZCFS);
+        cmd.args(["cargo", "build", "-q"]).current_dir(&ws);
+        common::limit_open_files(&mut cmd, LIMIT);
+        env.build_with(cmd)
+    };
+    let watch = |pid: u32, stop: std::sync::Arc<std::sync::atomic::AtomicBool>| {
+        std::thread::spawn(move || {
+            let mut peak = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                peak = peak.max(common::open_fds(pid));
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            peak
+        })
+    };
+    let b = build();
+    b.assert_ok();
+    assert_eq!(b.misses as usize, CRATES + 1, "{}", b.stderr);
+    let pid = env.daemon_pid().expect("daemon");
+    let limit = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    assert!(
+        limit
+            .lines()
+            .any(|l| l.starts_with("Max open files") && l.contains(" 1024 ")),
+        "the daemon runs under the limit:\n{limit}"
+    );
+    // Warm: every unit a hit, projected; the daemon's fds watched meanwhile.
+    std::fs::remove_dir_all(ws.join("target/debug")).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = watch(pid, stop.clone());
+    let b = build();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let peak = watcher.join().unwrap();
+    b.assert_ok();
+    assert_eq!(b.hits as usize, CRATES + 1, "{}", b.stderr);
+    assert_eq!(b.stats["hits_projected"], b.stats["hits"], "{}", b.stats);
+    assert!(peak < 512, "daemon peak fds {peak}");
+    let out = std::process::Command::new(ws.join("target/debug/top"))
+        .output()
+        .unwrap();
+    let expect: usize = (0..CRATES).sum();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        expect.to_string()
+    );
+}

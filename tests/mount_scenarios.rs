@@ -582,3 +582,52 @@ fn t38_writes_through_an_uplift_link_never_change_the_cache() {
     let s = env.stats();
     assert_eq!(s["corrupt_packs"], 0, "{s:#}");
 }
+
+/// A target dir that is a symlink to the mounted directory: cargo names paths through the
+/// link, zcfs mounts the directory it leads to, and hits are still projections (the daemon
+/// resolves the link without looking through its own mount).
+#[test]
+fn a_symlinked_target_dir_gets_projected_hits() {
+    let env = Env::mounted();
+    let real = env.tmp.path().join("elsewhere/target");
+    std::fs::create_dir_all(&real).unwrap();
+    std::os::unix::fs::symlink(&real, env.target()).unwrap();
+    let b = env.cargo(&["build"]);
+    b.assert_ok();
+    assert_eq!(b.misses, UNITS, "{}", b.stderr);
+    assert!(common::is_mounted(&real), "the link's target is mounted");
+    std::fs::remove_dir_all(env.target().join("debug")).unwrap();
+    let b = env.cargo(&["build"]);
+    b.assert_ok();
+    assert_eq!(b.hits, UNITS, "{}", b.stderr);
+    assert_eq!(
+        b.stats["hits_projected"], b.stats["hits"],
+        "hits through the link are projected: {}",
+        b.stats
+    );
+    assert!(env.run_app().contains("mac=42"));
+    env.cargo(&["build"]).assert_ok().assert_noop();
+}
+
+/// The daemon is killed while the target dir is mounted (every access then fails with
+/// ENOTCONN); the next `zcfs cargo build` removes the dead mount, mounts again and builds.
+#[test]
+fn a_dead_mount_is_replaced_by_the_next_zcfs_cargo() {
+    let env = Env::mounted();
+    env.cargo(&["build"]).assert_ok();
+    let pid = env.daemon_pid().unwrap();
+    unsafe {
+        libc::kill(pid as i32, libc::SIGKILL);
+    }
+    wait_until(10, "daemon death", || {
+        !Path::new(&format!("/proc/{pid}")).exists()
+    });
+    let err = std::fs::metadata(env.target().join("debug")).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::ENOTCONN));
+    let b = env.cargo(&["build"]);
+    b.assert_ok();
+    assert!(common::is_mounted(&env.target()));
+    assert!(env.run_app().contains("mac=42"));
+    // The projections came back from the journal: nothing to do.
+    env.cargo(&["build"]).assert_ok().assert_noop();
+}

@@ -751,6 +751,8 @@ impl Notify for KernelNotifier {
 
 /// Mount options of a zcfs mount.
 pub struct MountSpec {
+    /// The mount's source (`fsname`): who serves it (`zcfs@<socket>`).
+    pub source: String,
     pub allow_other: bool,
     pub threads: usize,
     pub passthrough: bool,
@@ -762,11 +764,19 @@ pub struct Session {
     pub notifier: Arc<KernelNotifier>,
 }
 
+impl Session {
+    /// Whether the session still runs (it ends when the kernel drops the connection, e.g.
+    /// after an unmount that did not go through this daemon).
+    pub fn running(&self) -> bool {
+        !self.bg.guard.is_finished()
+    }
+}
+
 /// Mounts `vfs` over `dir` and starts serving it.
 pub fn mount(vfs: Arc<Vfs>, dir: &Path, spec: &MountSpec) -> io::Result<Session> {
     let mut config = fuser::Config::default();
     config.mount_options = vec![
-        MountOption::FSName("zcfs".into()),
+        MountOption::FSName(spec.source.clone()),
         MountOption::Subtype("zcfs".into()),
         MountOption::DefaultPermissions,
         MountOption::NoSuid,

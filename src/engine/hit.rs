@@ -30,6 +30,8 @@ pub(super) struct HitQuery<'a> {
     pub cargo_home: Option<&'a Path>,
     pub lang: Language,
     pub key_time: Duration,
+    /// The files as the engine sees them for this compile.
+    pub fs: &'a crate::mount::fs::MountedFs<'a>,
 }
 
 impl Engine {
@@ -94,7 +96,7 @@ impl Engine {
                 mtime_floor: job.inputs_mtime_floor,
                 replaced: &replaced,
             };
-            let result = match self.mounts.find(&job.out_dir) {
+            let result = match q.fs.locate(&job.out_dir) {
                 Some((mount, rel_out_dir)) => Project { mount, rel_out_dir }.deliver(&delivery),
                 None => self.deliver.deliver(&delivery),
             };
@@ -149,7 +151,7 @@ impl Engine {
             }
         }
         let here = |p: &[u8]| resolve(&job.cwd, Path::new(OsStr::from_bytes(&rebase.path(p))));
-        let fs = self.fs();
+        let fs = q.fs;
         for p in &inputs.absent {
             if fs.exists(&here(p)) {
                 return None;

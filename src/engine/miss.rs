@@ -54,7 +54,7 @@ impl Engine {
             self.stats.not_stored(reason);
             false
         };
-        let fs = self.fs();
+        let fs = self.fs_with(p.aliases.clone());
         let names = match rustc::output_names(job, &fs, &stderr) {
             Ok(n) => n,
             Err(u) => return not_stored(u.reason, u.detail),
@@ -184,13 +184,12 @@ impl Engine {
             );
         }
         let convert = if self.config.project_misses {
-            self.mounts
-                .find(&job.out_dir)
-                .map(|(mount, rel_out_dir)| Convert {
-                    mount,
-                    rel_out_dir,
-                    out_dir: job.out_dir.clone(),
-                })
+            fs.locate(&job.out_dir).map(|(mount, rel_out_dir)| Convert {
+                // The out-dir as it lies in the mount (not through a symlink to it).
+                out_dir: mount.dir.join(&rel_out_dir),
+                mount,
+                rel_out_dir,
+            })
         } else {
             None
         };

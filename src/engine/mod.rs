@@ -43,6 +43,7 @@ struct Pending {
     created: Instant,
     link_depfile: Option<PathBuf>,
     cargo_home: Option<PathBuf>,
+    aliases: Vec<(PathBuf, PathBuf)>,
 }
 
 pub struct Engine {
@@ -190,9 +191,16 @@ impl Engine {
 
     /// The engine's view of files: through the mount's core under its own mounts.
     pub fn fs(&self) -> MountedFs<'_> {
+        self.fs_with(Vec::new())
+    }
+
+    /// [`Engine::fs`], with paths that reach a mount through a symlink (see
+    /// [`Mounts::alias`]).
+    pub fn fs_with(&self, aliases: Vec<(PathBuf, PathBuf)>) -> MountedFs<'_> {
         MountedFs {
             mounts: &self.mounts,
             hashes: &self.hashes,
+            aliases,
         }
     }
 
@@ -278,31 +286,32 @@ impl Engine {
             .map(|(k, v)| (OsString::from_vec(k.0), OsString::from_vec(v.0)))
             .collect();
 
-        let fs = self.fs();
-        let job = match rustc::prepare(&KeyInputs {
-            argv: &argv,
-            cwd: &cwd,
-            env: &env,
-            hashes: &self.hashes,
-            fs: &fs,
-            identities: &self.identities,
-            sloppiness: self.config.sloppiness,
-        }) {
+        let parsed = match rustc::parse_invocation(&argv, &cwd, &env) {
+            Ok(a) => a,
+            Err(e) => return self.not_cached(lang, e),
+        };
+        // A target dir that is a symlink into a mount is read through the mount's core.
+        let out_dir = crate::fsutil::resolve(&cwd, &parsed.out_dir);
+        let aliases: Vec<(PathBuf, PathBuf)> = rustc::target_root(&parsed, &cwd)
+            .and_then(|root| self.mounts.alias(&root))
+            .or_else(|| self.mounts.alias(&out_dir))
+            .into_iter()
+            .collect();
+        let fs = self.fs_with(aliases.clone());
+        let job = match rustc::prepare_parsed(
+            &KeyInputs {
+                argv: &argv,
+                cwd: &cwd,
+                env: &env,
+                hashes: &self.hashes,
+                fs: &fs,
+                identities: &self.identities,
+                sloppiness: self.config.sloppiness,
+            },
+            parsed,
+        ) {
             Ok(job) => job,
-            Err(KeyError::Uncacheable(u)) => {
-                debug!("uncacheable: {u}");
-                self.stats.uncacheable(lang, u.reason);
-                return Reply::PassThrough {
-                    reason: u.to_string(),
-                };
-            }
-            Err(KeyError::Internal(e)) => {
-                warn!("cannot compute a key, running the compiler: {e:#}");
-                self.stats.error(lang, "key computation");
-                return Reply::PassThrough {
-                    reason: format!("internal error: {e:#}"),
-                };
-            }
+            Err(e) => return self.not_cached(lang, e),
         };
 
         // rustc fails when its out-dir is missing; a hit must not hide that.
@@ -322,6 +331,7 @@ impl Engine {
                 cargo_home: cargo_home.as_deref(),
                 lang,
                 key_time: t0.elapsed(),
+                fs: &fs,
             };
             if let Some(reply) = self.try_hit(&q) {
                 return reply;
@@ -381,6 +391,7 @@ impl Engine {
                 created: Instant::now(),
                 link_depfile,
                 cargo_home,
+                aliases,
             },
         );
         self.stats.miss(lang);
@@ -388,6 +399,26 @@ impl Engine {
             token,
             extra_args,
             buffer_stderr,
+        }
+    }
+
+    /// The reply to a compile that is not cached: run the compiler (reason counted).
+    fn not_cached(&self, lang: Language, e: KeyError) -> Reply {
+        match e {
+            KeyError::Uncacheable(u) => {
+                debug!("uncacheable: {u}");
+                self.stats.uncacheable(lang, u.reason);
+                Reply::PassThrough {
+                    reason: u.to_string(),
+                }
+            }
+            KeyError::Internal(e) => {
+                warn!("cannot compute a key, running the compiler: {e:#}");
+                self.stats.error(lang, "key computation");
+                Reply::PassThrough {
+                    reason: format!("internal error: {e:#}"),
+                }
+            }
         }
     }
 

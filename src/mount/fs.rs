@@ -3,11 +3,12 @@
 
 use std::fs::File;
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rustix::fs::{AtFlags, Mode, OFlags};
 
-use super::Mounts;
+use super::{LiveMount, Mounts};
 use crate::fsview::{FsView, Meta, host_meta};
 use crate::hash::Digest;
 use crate::hashcache::{FileStat, HashCache, HashError};
@@ -19,6 +20,9 @@ pub const PROJECTED_DEV: u64 = u64::MAX;
 pub struct MountedFs<'a> {
     pub mounts: &'a Mounts,
     pub hashes: &'a HashCache,
+    /// Paths that lead into a mount through a symlink outside it: (as given, resolved).
+    /// See [`Mounts::alias`].
+    pub aliases: Vec<(PathBuf, PathBuf)>,
 }
 
 fn projected_stat(a: &Attr) -> FileStat {
@@ -36,8 +40,18 @@ fn io_err(e: rustix::io::Errno) -> io::Error {
 }
 
 impl MountedFs<'_> {
+    /// The mount a path lies in (also through an alias), with the path relative to it.
+    pub fn locate(&self, path: &Path) -> Option<(Arc<LiveMount>, PathBuf)> {
+        for (from, to) in &self.aliases {
+            if let Ok(rest) = path.strip_prefix(from) {
+                return self.mounts.find(&to.join(rest));
+            }
+        }
+        self.mounts.find(path)
+    }
+
     fn digest_once(&self, path: &Path) -> Result<(Digest, FileStat), HashError> {
-        let Some((m, rel)) = self.mounts.find(path) else {
+        let Some((m, rel)) = self.locate(path) else {
             return self.hashes.digest(path);
         };
 
@@ -78,7 +92,7 @@ impl FsView for MountedFs<'_> {
     }
 
     fn meta(&self, path: &Path) -> io::Result<Option<Meta>> {
-        let Some((m, rel)) = self.mounts.find(path) else {
+        let Some((m, rel)) = self.locate(path) else {
             return host_meta(path);
         };
         if rel.as_os_str().is_empty() {
@@ -121,7 +135,7 @@ impl FsView for MountedFs<'_> {
     }
 
     fn open(&self, path: &Path) -> io::Result<File> {
-        let Some((m, rel)) = self.mounts.find(path) else {
+        let Some((m, rel)) = self.locate(path) else {
             return File::open(path);
         };
         match m.vfs.path_target(&rel).map_err(io_err)? {
@@ -151,7 +165,7 @@ impl FsView for MountedFs<'_> {
     }
 
     fn dir_device(&self, dir: &Path) -> Option<u64> {
-        let fd = match self.mounts.find(dir) {
+        let fd = match self.locate(dir) {
             Some((m, rel)) => m.vfs.lower_dir_fd(&rel).ok()?.try_clone().ok()?,
             None => crate::fsview::open_dir_path(dir)?,
         };
@@ -159,14 +173,14 @@ impl FsView for MountedFs<'_> {
     }
 
     fn list_dir(&self, path: &Path) -> io::Result<Vec<std::ffi::OsString>> {
-        let Some((m, rel)) = self.mounts.find(path) else {
+        let Some((m, rel)) = self.locate(path) else {
             return crate::fsview::host_list_dir(path);
         };
         m.vfs.list_dir(&rel).map_err(io_err)
     }
 
     fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
-        if let Some((m, rel)) = self.mounts.find(path)
+        if let Some((m, rel)) = self.locate(path)
             && let Some(bytes) = m.vfs.projected_bytes(&rel)
         {
             return Ok(bytes);

@@ -2,6 +2,7 @@
 //! (refusing when busy unless forced, optionally materializing projections first), and the
 //! list of live mounts. See `docs/mount.md`.
 
+pub mod control;
 pub mod fs;
 pub mod sys;
 
@@ -58,7 +59,7 @@ pub struct LiveMount {
 impl LiveMount {
     /// Whether the kernel still serves this mount from us.
     pub fn is_live(&self) -> bool {
-        self.session.lock().is_some()
+        self.session.lock().as_ref().is_some_and(|s| s.running())
     }
 
     pub fn info(&self) -> MountInfo {
@@ -116,6 +117,7 @@ impl Mounts {
     }
 
     pub fn list(&self) -> Vec<MountInfo> {
+        self.prune();
         self.live.lock().values().map(|m| m.info()).collect()
     }
 
@@ -127,7 +129,7 @@ impl Mounts {
     pub fn find(&self, path: &Path) -> Option<(Arc<LiveMount>, PathBuf)> {
         let live = self.live.lock();
         live.iter()
-            .filter(|(dir, _)| path.starts_with(dir))
+            .filter(|(dir, m)| path.starts_with(dir) && m.is_live())
             .max_by_key(|(dir, _)| dir.as_os_str().len())
             .map(|(dir, m)| {
                 (
@@ -137,11 +139,87 @@ impl Mounts {
             })
     }
 
+    /// If `path` leads into one of the live mounts only through a symlink (a target dir that
+    /// is a link to a mounted directory), the pair (`path`, where it leads). The links are
+    /// resolved one component at a time with `lstat`/`readlink`, and resolution stops as
+    /// soon as it reaches a mount: the daemon never looks up anything through its own
+    /// mount (docs/decisions.md, D-17).
+    pub fn alias(&self, path: &Path) -> Option<(PathBuf, PathBuf)> {
+        if self.is_empty() || !path.is_absolute() || self.find(path).is_some() {
+            return None;
+        }
+        let inside = |p: &Path| self.find(p).is_some();
+        let mut cur = PathBuf::from("/");
+        let mut todo: std::collections::VecDeque<std::ffi::OsString> = path
+            .components()
+            .skip(1)
+            .map(|c| c.as_os_str().to_os_string())
+            .collect();
+        let mut hops = 0;
+        while let Some(c) = todo.pop_front() {
+            if inside(&cur) {
+                cur.extend(todo.iter());
+                cur.push(&c);
+                break;
+            }
+            match c.to_str() {
+                Some(".") => continue,
+                Some("..") => {
+                    cur.pop();
+                    continue;
+                }
+                _ => {}
+            }
+            let next = cur.join(&c);
+            match std::fs::symlink_metadata(&next) {
+                Ok(m) if m.file_type().is_symlink() => {
+                    hops += 1;
+                    if hops > 40 {
+                        return None;
+                    }
+                    let target = std::fs::read_link(&next).ok()?;
+                    if target.is_absolute() {
+                        cur = PathBuf::from("/");
+                    }
+                    let parts: Vec<std::ffi::OsString> = target
+                        .components()
+                        .filter(|tc| !matches!(tc, std::path::Component::RootDir))
+                        .map(|tc| tc.as_os_str().to_os_string())
+                        .collect();
+                    for p in parts.into_iter().rev() {
+                        todo.push_front(p);
+                    }
+                }
+                _ => cur = next,
+            }
+        }
+        inside(&cur).then(|| (path.to_path_buf(), cur))
+    }
+
+    /// Forgets mounts whose session ended without this daemon unmounting them (an unmount
+    /// by someone else); their journals are kept.
+    pub fn prune(&self) {
+        let dead: Vec<Arc<LiveMount>> = {
+            let mut live = self.live.lock();
+            let dead: Vec<PathBuf> = live
+                .iter()
+                .filter(|(_, m)| !m.is_live())
+                .map(|(d, _)| d.clone())
+                .collect();
+            dead.iter().filter_map(|d| live.remove(d)).collect()
+        };
+        for m in dead {
+            info!("{} was unmounted from outside", m.dir.display());
+            self.finish(&m);
+        }
+    }
+
     /// Mounts `dir` (an absolute, canonical path).
     pub fn mount(&self, dir: &Path, opts: MountOptions, packs: &dyn PackSource) -> Result<Mounted> {
         if !dir.is_absolute() {
             bail!("mount directory must be absolute: {}", dir.display());
         }
+        self.prune();
         let mut live = self.live.lock();
         if live.contains_key(dir) {
             if !sys::is_stale(dir) {
@@ -175,10 +253,15 @@ impl Mounts {
             );
         }
         let cleaned = sys::clean_stale(dir).context("cleaning a stale mount")? as u64;
-        if !sys::zcfs_mounts_at(dir).is_empty() {
+        if let Some(other) = sys::zcfs_mounts_at(dir).last() {
             bail!(
-                "{} is already mounted by another zcfs daemon (another cache dir?); \
-                 see /proc/self/mountinfo",
+                "{} is already mounted by another zcfs daemon ({}); `zcfs unmount {}` \
+                 removes it",
+                dir.display(),
+                other
+                    .socket()
+                    .map(|s| format!("socket {}", s.display()))
+                    .unwrap_or_else(|| "another cache dir".into()),
                 dir.display()
             );
         }
@@ -211,6 +294,7 @@ impl Mounts {
             vfs.clone(),
             dir,
             &crate::fuse::MountSpec {
+                source: sys::source_for(&self.paths.socket()),
                 allow_other: opts.allow_other,
                 threads,
                 passthrough: true,
@@ -243,6 +327,7 @@ impl Mounts {
 
     /// Unmounts `dir`. Busy: refuses and names the holders, unless `force` (lazy detach).
     pub fn unmount(&self, dir: &Path, force: bool, materialize: bool) -> Result<Unmounted> {
+        self.prune();
         let m = self.live.lock().get(dir).cloned();
         let Some(m) = m else {
             // Not ours: a dead mount can still be cleaned.

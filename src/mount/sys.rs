@@ -10,6 +10,20 @@ pub struct MountEntry {
     pub mount_point: PathBuf,
     pub fstype: String,
     pub source: String,
+    /// A FUSE mount's owner (`user_id=` in its options).
+    pub user_id: Option<u32>,
+}
+
+/// The source (`fsname`) zcfs gives its mounts: `zcfs@<socket of the serving daemon>`, so
+/// that any zcfs command can find who serves a mount (another cache dir's daemon too).
+pub fn source_for(socket: &Path) -> String {
+    let s = socket.to_string_lossy();
+    // The fsname is a mount option: a comma or a space would not survive.
+    if s.contains([',', ' ', '\\']) {
+        "zcfs".to_string()
+    } else {
+        format!("zcfs@{s}")
+    }
 }
 
 /// Undoes mountinfo's octal escapes (`\040` for a space, ...).
@@ -42,10 +56,15 @@ pub fn parse_mountinfo(text: &str) -> Vec<MountEntry> {
         if fields.len() < 5 || fields.len() < sep + 3 {
             continue;
         }
+        let user_id = fields
+            .get(sep + 3)
+            .and_then(|opts| opts.split(',').find_map(|o| o.strip_prefix("user_id=")))
+            .and_then(|v| v.parse().ok());
         out.push(MountEntry {
             mount_point: PathBuf::from(unescape(fields[4])),
             fstype: fields[sep + 1].to_string(),
             source: unescape(fields[sep + 2]),
+            user_id,
         });
     }
     out
@@ -61,8 +80,32 @@ impl MountEntry {
     /// A zcfs FUSE mount. The kernel reports fstype `fuse.zcfs` when the subtype is set,
     /// and plain `fuse` for a direct mount(2) without it; the source is always `zcfs`.
     pub fn is_zcfs(&self) -> bool {
-        self.fstype == "fuse.zcfs" || (self.fstype == "fuse" && self.source == "zcfs")
+        self.fstype == "fuse.zcfs"
+            || (self.fstype == "fuse"
+                && (self.source == "zcfs" || self.source.starts_with("zcfs@")))
     }
+
+    /// The socket of the daemon that serves this mount, if its source names it.
+    pub fn socket(&self) -> Option<PathBuf> {
+        self.source
+            .strip_prefix("zcfs@")
+            .filter(|s| !s.is_empty())
+            .map(PathBuf::from)
+    }
+
+    /// Whether this process's user owns the mount.
+    pub fn is_mine(&self) -> bool {
+        self.user_id
+            .is_none_or(|u| u == rustix::process::getuid().as_raw())
+    }
+}
+
+/// Every zcfs mount of this user, in mount order.
+pub fn my_zcfs_mounts() -> Vec<MountEntry> {
+    mounts()
+        .into_iter()
+        .filter(|m| m.is_zcfs() && m.is_mine())
+        .collect()
 }
 
 /// zcfs mounts at exactly `dir`, innermost last.
@@ -196,7 +239,16 @@ mod tests {
         assert_eq!(m[0].mount_point, PathBuf::from("/mnt/with space"));
         assert_eq!(m[0].fstype, "fuse.zcfs");
         assert_eq!(m[0].source, "zcfs-abc");
+        assert_eq!(m[0].user_id, Some(0));
         assert_eq!(m[1].fstype, "tmpfs");
+        assert_eq!(m[1].user_id, None);
+        let z = parse_mountinfo(
+            "40 35 0:50 / /w/target rw - fuse.zcfs zcfs@/run/zcfs/zcfs-1.sock rw,user_id=1000,group_id=1000\n",
+        );
+        assert!(z[0].is_zcfs());
+        assert_eq!(z[0].socket(), Some(PathBuf::from("/run/zcfs/zcfs-1.sock")));
+        assert_eq!(z[0].user_id, Some(1000));
+        assert_eq!(source_for(Path::new("/a,b/s")), "zcfs");
     }
 
     #[test]

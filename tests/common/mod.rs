@@ -392,6 +392,11 @@ impl Drop for Env {
     }
 }
 
+/// A mount source zcfs gives its mounts: `zcfs`, or `zcfs@<socket of its daemon>`.
+pub fn is_zcfs_source(s: &str) -> bool {
+    s == "zcfs" || s.starts_with("zcfs@")
+}
+
 /// zcfs mounts at or below `root`.
 pub fn zcfs_mounts_under(root: &Path) -> Vec<PathBuf> {
     let root = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
@@ -402,7 +407,7 @@ pub fn zcfs_mounts_under(root: &Path) -> Vec<PathBuf> {
             let f: Vec<&str> = l.split(' ').collect();
             let sep = f.iter().position(|x| *x == "-")?;
             let zcfs = f.get(sep + 1).is_some_and(|t| t.starts_with("fuse"))
-                && f.get(sep + 2) == Some(&"zcfs");
+                && f.get(sep + 2).is_some_and(|s| is_zcfs_source(s));
             let dir = PathBuf::from(f.get(4)?);
             (zcfs && dir.starts_with(&root)).then_some(dir)
         })
@@ -481,7 +486,7 @@ pub fn is_mounted(dir: &Path) -> bool {
                 && Path::new(f[4]) == canon
                 && sep.is_some_and(|s| {
                     f.get(s + 1).is_some_and(|t| t.starts_with("fuse"))
-                        && f.get(s + 2) == Some(&"zcfs")
+                        && f.get(s + 2).is_some_and(|s| is_zcfs_source(s))
                 })
         })
 }
@@ -505,4 +510,74 @@ pub fn which(program: &str) -> PathBuf {
         .map(|d| d.join(program))
         .find(|p| p.is_file())
         .unwrap_or_else(|| panic!("{program} not on PATH"))
+}
+
+/// Writes a workspace of `n` one-function library crates and a binary that depends on all
+/// of them under `dir`. Returns `dir`.
+pub fn many_crates(dir: &Path, n: usize) -> PathBuf {
+    let mut members = String::new();
+    let mut deps = String::new();
+    let mut calls = String::new();
+    for i in 0..n {
+        let name = format!("c{i:04}");
+        let cdir = dir.join(&name);
+        std::fs::create_dir_all(cdir.join("src")).unwrap();
+        std::fs::write(
+            cdir.join("Cargo.toml"),
+            format!("[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2021\"\n"),
+        )
+        .unwrap();
+        std::fs::write(
+            cdir.join("src/lib.rs"),
+            format!("pub fn f() -> usize {{ {i} }}\n"),
+        )
+        .unwrap();
+        members.push_str(&format!("\"{name}\", "));
+        deps.push_str(&format!("{name} = {{ path = \"../{name}\" }}\n"));
+        calls.push_str(&format!("{name}::f() + "));
+    }
+    std::fs::create_dir_all(dir.join("top/src")).unwrap();
+    std::fs::write(
+        dir.join("top/Cargo.toml"),
+        format!(
+            "[package]\nname = \"top\"\nversion = \"0.1.0\"\nedition = \"2021\"\n[dependencies]\n{deps}"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("top/src/main.rs"),
+        format!("fn main() {{ println!(\"{{}}\", {calls}0); }}\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("Cargo.toml"),
+        format!("[workspace]\nmembers = [{members}\"top\"]\nresolver = \"2\"\n"),
+    )
+    .unwrap();
+    dir.to_path_buf()
+}
+
+/// Limits the open files of a command (soft and hard) to `n`, as `ulimit -n` would.
+pub fn limit_open_files(cmd: &mut Command, n: u64) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            let lim = libc::rlimit {
+                rlim_cur: n,
+                rlim_max: n,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Open file descriptors of a process.
+pub fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
 }

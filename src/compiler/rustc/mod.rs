@@ -189,12 +189,25 @@ fn hash_err(e: HashError) -> KeyError {
 
 /// Parses and keys a rustc invocation. `argv[0]` is the rustc path.
 pub fn prepare(inp: &KeyInputs<'_>) -> Result<RustcJob, KeyError> {
-    let rustc = PathBuf::from(&inp.argv[0]);
-    if inp.env.contains_key(OsStr::new("RUSTC_LOG")) {
+    prepare_parsed(inp, parse_invocation(inp.argv, inp.cwd, inp.env)?)
+}
+
+/// Reads the arguments of a rustc invocation (`argv[0]` is rustc), argfiles expanded.
+pub fn parse_invocation(
+    argv: &[OsString],
+    cwd: &Path,
+    env: &HashMap<OsString, OsString>,
+) -> Result<RustcArgs, KeyError> {
+    if env.contains_key(OsStr::new("RUSTC_LOG")) {
         return Err(Uncacheable::new("RUSTC_LOG", "RUSTC_LOG is set").into());
     }
-    let expanded = args::expand_argfiles(&inp.argv[1..], inp.cwd)?;
-    let args = args::parse(&expanded)?;
+    let expanded = args::expand_argfiles(argv.get(1..).unwrap_or(&[]), cwd)?;
+    Ok(args::parse(&expanded)?)
+}
+
+/// [`prepare`] with the arguments parsed already.
+pub fn prepare_parsed(inp: &KeyInputs<'_>, args: RustcArgs) -> Result<RustcJob, KeyError> {
+    let rustc = PathBuf::from(&inp.argv[0]);
     let identity = inp.identities.get(&rustc, inp.env, inp.cwd, inp.hashes)?;
 
     let root = target_root(&args, inp.cwd);

@@ -1,0 +1,162 @@
+//! The client side of mounting, shared by `zcfs mount`, `zcfs unmount`, `zcfs status` and
+//! `zcfs cargo`: resolving the directory, asking the daemon that serves a mount (this cache
+//! dir's, or whichever daemon the mount's source names, `zcfs@<socket>`), and removing a
+//! dead mount (its daemon gone: every access fails with ENOTCONN) without any daemon.
+
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+
+use super::sys;
+use super::{MountOptions, Mounted, Unmounted};
+use crate::client::{self, ClientError};
+use crate::config::Config;
+use crate::paths::Paths;
+use crate::proto::{Bytes, Reply, Request};
+
+const TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The absolute path of a mount directory (default `./target`), created if `create` and
+/// missing. A dead mount cannot be canonicalized (ENOTCONN), so only its parent is.
+pub fn dir_arg(dir: Option<PathBuf>, create: bool) -> Result<PathBuf> {
+    let d = dir.unwrap_or_else(|| PathBuf::from("target"));
+    let abs = if d.is_absolute() {
+        d
+    } else {
+        std::env::current_dir()?.join(d)
+    };
+    let mut clean = PathBuf::new();
+    for c in abs.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                clean.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => clean.push(other),
+        }
+    }
+    let missing = matches!(
+        std::fs::symlink_metadata(&clean),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound
+    );
+    if create && missing {
+        std::fs::create_dir_all(&clean).with_context(|| format!("creating {}", clean.display()))?;
+    }
+    match clean.canonicalize() {
+        Ok(c) => Ok(c),
+        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
+            let parent = clean.parent().unwrap_or(Path::new("/")).canonicalize()?;
+            Ok(parent.join(clean.file_name().unwrap_or_default()))
+        }
+        Err(e) => Err(anyhow::anyhow!("{}: {e}", clean.display())),
+    }
+}
+
+/// Mounts `dir` (absolute, canonical) through this cache dir's daemon, starting it if
+/// needed. A dead mount there is cleaned by the daemon first.
+pub fn mount(config: &Config, paths: &Paths, dir: &Path, opts: MountOptions) -> Result<Mounted> {
+    let req = Request::Mount {
+        dir: Bytes(dir.as_os_str().as_bytes().to_vec()),
+        opts,
+    };
+    match client::call(config, paths, &req)?.0 {
+        Reply::Mounted(m) => Ok(m),
+        Reply::Error(e) => bail!("{e}"),
+        other => bail!("unexpected reply: {other:?}"),
+    }
+}
+
+/// Unmounts the zcfs mount of this user at `dir`, whichever daemon serves it: that daemon
+/// is asked (it unmounts, materializes if asked, and keeps the journal); a dead mount is
+/// removed here; a live mount whose daemon cannot be reached is unmounted here (lazily
+/// with `force`).
+pub fn unmount(paths: &Paths, dir: &Path, force: bool, materialize: bool) -> Result<Unmounted> {
+    let at: Vec<sys::MountEntry> = sys::zcfs_mounts_at(dir)
+        .into_iter()
+        .filter(|m| m.is_mine())
+        .collect();
+    let Some(top) = at.last() else {
+        bail!("{} is not a zcfs mount of this user", dir.display());
+    };
+    if sys::is_stale(dir) {
+        let n = sys::clean_stale(dir)?;
+        if n == 0 {
+            bail!("cannot remove the dead mount at {}", dir.display());
+        }
+        return Ok(Unmounted {
+            dir: dir.display().to_string(),
+            materialized: 0,
+            lazy: true,
+            stale: n as u64,
+        });
+    }
+    let socket = top.socket().unwrap_or_else(|| paths.socket());
+    let req = Request::Unmount {
+        dir: Bytes(dir.as_os_str().as_bytes().to_vec()),
+        force,
+        materialize,
+    };
+    match client::request_at(&socket, &req, TIMEOUT) {
+        Ok(Reply::Unmounted(u)) => Ok(u),
+        Ok(Reply::Error(e)) => bail!("{e}"),
+        Ok(other) => bail!("unexpected reply: {other:?}"),
+        // Its daemon cannot be asked (gone, or another protocol): unmount it here; the
+        // daemon, if any, sees its session end.
+        Err(ClientError::NoDaemon | ClientError::Incompatible(_) | ClientError::Connect(..)) => {
+            if materialize {
+                bail!(
+                    "{} is served by a daemon zcfs cannot reach ({}); its projections cannot \
+                     be materialized",
+                    dir.display(),
+                    socket.display()
+                );
+            }
+            let lazy = match sys::unmount(dir, false) {
+                Ok(()) => false,
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) && force => {
+                    sys::unmount(dir, true)?;
+                    true
+                }
+                Err(e) => return Err(e).with_context(|| format!("unmounting {}", dir.display())),
+            };
+            Ok(Unmounted {
+                dir: dir.display().to_string(),
+                materialized: 0,
+                lazy,
+                stale: 0,
+            })
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// One zcfs mount of this user, as `zcfs status` lists it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Listed {
+    pub dir: String,
+    /// The socket of the daemon that serves it, if its source says.
+    pub socket: Option<String>,
+    /// Served by this cache dir's daemon.
+    pub ours: bool,
+    /// Its daemon is gone (ENOTCONN).
+    pub dead: bool,
+}
+
+/// Every zcfs mount of this user.
+pub fn list(paths: &Paths) -> Vec<Listed> {
+    let ours = paths.socket();
+    sys::my_zcfs_mounts()
+        .into_iter()
+        .map(|m| {
+            let socket = m.socket();
+            Listed {
+                dead: sys::is_stale(&m.mount_point),
+                ours: socket.as_deref() == Some(ours.as_path()),
+                socket: socket.map(|s| s.display().to_string()),
+                dir: m.mount_point.display().to_string(),
+            }
+        })
+        .collect()
+}
