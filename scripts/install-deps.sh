@@ -3,6 +3,7 @@
 set -euo pipefail
 need=()
 command -v cc >/dev/null || need+=(gcc)
+command -v c++ >/dev/null || need+=(g++)           # libFuzzer (fuzz/, scripts/fuzz.sh)
 command -v ar >/dev/null || need+=(binutils)
 command -v mount >/dev/null || need+=(mount)
 command -v fusermount3 >/dev/null || need+=(fuse3)

@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
-# The test command: installs the test dependencies, then runs formatting, lints and every
-# test (unit and integration). This is what CI runs (.ci/run).
+# The test command: installs the test dependencies, then runs formatting, lints, every test
+# (unit and integration), and the fuzz targets for a bounded time (ZCFS_FUZZ_SECS per
+# target, default 30; 0 skips them). This is what CI runs (.ci/run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 cargo fmt --all -- --check
 cargo clippy --all-targets -- -D warnings
 cargo test --all-targets
+fuzz_secs=${ZCFS_FUZZ_SECS:-30}
+if [ "$fuzz_secs" -gt 0 ]; then
+  scripts/fuzz.sh "$fuzz_secs"
+fi

@@ -145,27 +145,28 @@ fn elf(b: &[u8]) -> Result<(), String> {
     } else {
         (0x08, 0x10, 0x14, 0x18)
     };
-    let header = |i: usize| -> Result<usize, String> {
+    // The offset of field `off` of section header `i`.
+    let field = |i: usize, off: usize| -> Result<usize, String> {
         i.checked_mul(shentsize)
             .and_then(|o| o.checked_add(shoff))
+            .and_then(|o| o.checked_add(off))
             .ok_or_else(|| "ELF section header out of bounds".to_string())
     };
     // Extended numbering: the real count and string-table index live in section 0.
     if shnum == 0 {
-        shnum = usize_of(e.word(header(0)? + size_at)?)?;
+        shnum = usize_of(e.word(field(0, size_at)?)?)?;
     }
     if shstrndx == 0xffff {
-        shstrndx = usize_of(e.uint(header(0)? + link_at, 4)?)?;
+        shstrndx = usize_of(e.uint(field(0, link_at)?, 4)?)?;
     }
     if shnum > b.len() / shentsize {
         return Err("ELF section count out of bounds".into());
     }
     let section = |i: usize| -> Result<(u64, &[u8]), String> {
-        let h = header(i)?;
-        let flags = e.word(h + flags_at)?;
-        let sh_type = e.uint(h + 4, 4)?;
-        let off = usize_of(e.word(h + offset_at)?)?;
-        let size = usize_of(e.word(h + size_at)?)?;
+        let flags = e.word(field(i, flags_at)?)?;
+        let sh_type = e.uint(field(i, 4)?, 4)?;
+        let off = usize_of(e.word(field(i, offset_at)?)?)?;
+        let size = usize_of(e.word(field(i, size_at)?)?)?;
         // SHT_NOBITS (.bss) has no bytes in the file.
         let bytes: &[u8] = if sh_type == 8 {
             &[]
@@ -184,7 +185,7 @@ fn elf(b: &[u8]) -> Result<(), String> {
     const SHF_COMPRESSED: u64 = 0x800;
     for i in 0..shnum {
         let (flags, bytes) = section(i)?;
-        let name_off = usize_of(e.uint(header(i)?, 4)?)?;
+        let name_off = usize_of(e.uint(field(i, 0)?, 4)?)?;
         let name = names
             .get(name_off..)
             .map(|n| &n[..n.iter().position(|c| *c == 0).unwrap_or(n.len())])
@@ -445,6 +446,12 @@ mod tests {
         let mut bad = good.clone();
         let shoff = u64::from_le_bytes(good[0x28..0x30].try_into().unwrap()) as usize;
         bad[shoff + 64 + 0x20..shoff + 64 + 0x28].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert!(hidden_content(&bad).is_some());
+        // Found by the fuzzer: a section table offset near the end of the address space.
+        let mut bad = good.clone();
+        bad[0x28..0x30].copy_from_slice(&(u64::MAX - 8).to_le_bytes());
+        bad[0x3c..0x3e].copy_from_slice(&0u16.to_le_bytes());
+        bad[0x3e..0x40].copy_from_slice(&0xffffu16.to_le_bytes());
         assert!(hidden_content(&bad).is_some());
         let mut a = ar(&[("x.o/", b"data")]);
         a[8 + 48..8 + 58].copy_from_slice(b"9999999999");

@@ -3,11 +3,11 @@
 
 mod common;
 
-use common::{Env, ZCFS, wait_until};
+use common::{Env, RootMount, ZCFS};
 use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 fn packs(env: &Env) -> Vec<PathBuf> {
@@ -42,47 +42,13 @@ fn pack_of(env: &Env, lib_prefix: &str) -> PathBuf {
     found.into_iter().next().unwrap()
 }
 
-fn stop(env: &Env) {
-    let pid = env.daemon_pid();
-    assert!(env.zcfs(&["stop"]).status.success());
-    if let Some(pid) = pid {
-        wait_until(10, "daemon exit", || {
-            !Path::new(&format!("/proc/{pid}")).exists()
-        });
-    }
-}
-
-/// Unmounts on drop, also when the test fails.
-struct Mount(PathBuf);
-impl Drop for Mount {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
-
-fn mount(args: &[&str], dir: &Path) -> Option<Mount> {
-    std::fs::create_dir_all(dir).unwrap();
-    let ok = Command::new("mount")
-        .args(args)
-        .arg(dir)
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    if ok {
-        Some(Mount(dir.to_path_buf()))
-    } else {
-        eprintln!("skipping: cannot mount (needs root)");
-        None
-    }
-}
-
 #[test]
 fn corrupt_and_truncated_packs_are_misses_and_removed() {
     let env = Env::new();
     env.cargo(&["build"]).assert_ok();
     let expected = env.run_app();
     // A fresh daemon has verified nothing yet.
-    stop(&env);
+    env.stop();
     assert_eq!(packs(&env).len(), 7);
     // Damage two units of which neither depends on the other (a recompiled dependency
     // changes its dependents' keys, so their packs would never be read): flip the first
@@ -180,7 +146,7 @@ fn garbage_on_the_socket_does_not_hurt_the_daemon() {
 #[test]
 fn full_disk_stores_nothing_and_builds_succeed() {
     let env = Env::new();
-    let Some(_m) = mount(&["-t", "tmpfs", "-o", "size=2m", "tmpfs"], &env.cache) else {
+    let Some(_m) = RootMount::new(&["-t", "tmpfs", "-o", "size=2m", "tmpfs"], &env.cache) else {
         return;
     };
     let b = env.cargo(&["build"]);
@@ -197,15 +163,15 @@ fn full_disk_stores_nothing_and_builds_succeed() {
     let b = env.cargo(&["build"]);
     b.assert_ok();
     assert!(env.run_app().contains("mac=42"));
-    stop(&env);
+    env.stop();
 }
 
 #[test]
 fn read_only_cache_dir_serves_hits_and_stores_nothing() {
     let env = Env::new();
     env.cargo(&["build"]).assert_ok();
-    stop(&env);
-    let Some(_bind) = mount(&["--bind", env.cache.to_str().unwrap()], &env.cache) else {
+    env.stop();
+    let Some(_bind) = RootMount::new(&["--bind", env.cache.to_str().unwrap()], &env.cache) else {
         return;
     };
     assert!(
@@ -233,7 +199,7 @@ fn read_only_cache_dir_serves_hits_and_stores_nothing() {
         s["error_reasons"]["store read-only"].as_u64().unwrap_or(0) >= 1,
         "{s}"
     );
-    stop(&env);
+    env.stop();
 }
 
 #[test]
@@ -358,4 +324,38 @@ fn input_truncated_while_hashed_does_not_kill_the_daemon() {
         "the daemon survived\n{}",
         env.daemon_log()
     );
+}
+
+/// A pack whose header claims impossible sizes (a hostile or broken store, or one day a
+/// remote): refused when read, counted, never a panic; the unit is compiled.
+#[test]
+fn crafted_pack_with_huge_sizes_is_refused_and_counted() {
+    let env = Env::new();
+    env.cargo(&["build"]).assert_ok();
+    let expected = env.run_app();
+    env.stop();
+    let path = pack_of(&env, "libutil-");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let header_len = u32::from_le_bytes(bytes[12..16].try_into().unwrap()) as usize;
+    // The first entry's size (at 80 + 6) and the stdout length: both past any file.
+    bytes[86..94].copy_from_slice(&(u64::MAX - 4095).to_le_bytes());
+    bytes[24..32].copy_from_slice(&u64::MAX.to_le_bytes());
+    // Sealed again, as a hostile writer would: the checksum matches.
+    bytes[48..80].fill(0);
+    let sum = blake3::hash(&bytes[..header_len]);
+    bytes[48..80].copy_from_slice(sum.as_bytes());
+    std::fs::write(&path, &bytes).unwrap();
+    assert!(env.cargo_plain(&env.ws, &["clean"]).status.success());
+    let b = env.cargo(&["build"]);
+    b.assert_ok();
+    assert!(b.misses >= 1, "{}", b.stderr);
+    assert!(
+        b.stats["corrupt_packs"].as_u64().unwrap_or(0) >= 1,
+        "{}",
+        b.stats
+    );
+    assert!(!path.exists(), "removed");
+    assert_eq!(env.run_app(), expected, "nothing wrong was served");
+    let log = env.daemon_log();
+    assert!(!log.contains("panicked"), "{log}");
 }

@@ -4,17 +4,8 @@
 
 mod common;
 
-use common::{Env, is_mounted};
+use common::{Env, is_mounted, ok};
 use std::process::Output;
-
-fn ok(o: &Output) {
-    assert!(
-        o.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
 
 fn compiled(o: &Output) -> Vec<String> {
     String::from_utf8_lossy(&o.stderr)

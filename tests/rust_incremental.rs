@@ -43,9 +43,7 @@ scenarios! {
         let original = env.read("util/src/foo.rs");
         // mac's macro sleeps while util expands it: the edit lands mid-compile.
         let mut child = env
-            .command("cargo")
-            .args(["build"])
-            .env("RUSTC_WRAPPER", ZCFS)
+            .cargo_command(&env.ws, &["build"])
             .env("ZT_MAC_SLEEP_MS", "4000")
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
@@ -55,6 +53,9 @@ scenarios! {
         common::wait_until(60, "util compile to start", || {
             env.daemon_log().contains("miss util-")
         });
+        if mounted {
+            assert!(common::is_mounted(&env.target()), "zcfs cargo mounted the target dir");
+        }
         std::thread::sleep(Duration::from_millis(500));
         env.write(
             "util/src/foo.rs",
@@ -87,50 +88,6 @@ scenarios! {
     }
 }
 
-/// A loop-mounted ext4 with 128-byte inodes: its timestamps are whole seconds. Unmounted
-/// (lazily: the daemon may hold a file on it) when dropped.
-struct CoarseFs(std::path::PathBuf);
-
-impl CoarseFs {
-    /// Mounts one at `dir`; needs root (CI runs as root; elsewhere the caller skips).
-    fn mount(dir: &std::path::Path) -> CoarseFs {
-        let img = dir.with_extension("img");
-        std::fs::create_dir_all(dir).unwrap();
-        std::fs::File::create(&img)
-            .unwrap()
-            .set_len(256 << 20)
-            .unwrap();
-        let mkfs = std::process::Command::new("mkfs.ext4")
-            .args(["-q", "-F", "-I", "128"])
-            .arg(&img)
-            .output()
-            .expect("mkfs.ext4 (e2fsprogs, installed by scripts/install-deps.sh)");
-        assert!(
-            mkfs.status.success(),
-            "{}",
-            String::from_utf8_lossy(&mkfs.stderr)
-        );
-        let ok = std::process::Command::new("mount")
-            .args(["-o", "loop"])
-            .arg(&img)
-            .arg(dir)
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "mount -o loop {}", img.display());
-        CoarseFs(dir.to_path_buf())
-    }
-}
-
-impl Drop for CoarseFs {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(&self.0)
-            .status();
-    }
-}
-
 /// Seconds since the epoch of a daemon log line's timestamp (`2026-12-01T14:41:42.568878Z`).
 fn log_time(line: &str) -> f64 {
     let t = line.split_whitespace().next().unwrap();
@@ -158,12 +115,10 @@ fn now() -> f64 {
 /// filesystem's granularity and compares with a stamp on it: not stored.
 #[test]
 fn t7_edit_during_compile_on_a_coarse_filesystem_is_not_stored() {
-    if !rustix::process::geteuid().is_root() {
-        eprintln!("skipped: needs root to mount a filesystem with whole-second timestamps");
-        return;
-    }
     let env = Env::new();
-    let _fs = CoarseFs::mount(&env.tmp.path().join("coarse"));
+    let Some(_fs) = common::RootMount::coarse_ext4(&env.tmp.path().join("coarse")) else {
+        return;
+    };
     let ws = env.tmp.path().join("coarse/ws");
     common::copy_dir(&env.ws, &ws);
     common::copy_dir(

@@ -59,6 +59,8 @@ pub struct Build {
     pub compiled: Vec<String>,
     /// zcfs counters before and after.
     pub hits: u64,
+    /// Hits delivered as projections into a mount.
+    pub hits_projected: u64,
     pub misses: u64,
     pub uncacheable: u64,
     pub errors: u64,
@@ -195,7 +197,9 @@ impl Env {
         self.cargo_in(&self.ws.clone(), args)
     }
 
-    pub fn cargo_in(&self, dir: &Path, args: &[&str]) -> Build {
+    /// The cargo command of this mode in `dir`: `zcfs cargo` (mounted) or cargo with
+    /// `RUSTC_WRAPPER=zcfs` (plain).
+    pub fn cargo_command(&self, dir: &Path, args: &[&str]) -> Command {
         let mut cmd = if self.mounted {
             let mut c = self.command(ZCFS);
             c.arg("cargo");
@@ -206,7 +210,27 @@ impl Env {
             c
         };
         cmd.args(args).current_dir(dir);
-        self.build_with(cmd)
+        cmd
+    }
+
+    pub fn cargo_in(&self, dir: &Path, args: &[&str]) -> Build {
+        let b = self.build_with(self.cargo_command(dir, args));
+        if self.mounted {
+            // The mounted mode must really be mounted, and every hit a projection: else
+            // `zcfs cargo` fell back to a plain build and the scenario proves nothing.
+            assert!(
+                !zcfs_mounts_under(self.tmp.path()).is_empty(),
+                "no zcfs mount after `zcfs cargo {}`:\n{}",
+                args.join(" "),
+                b.stderr
+            );
+            assert_eq!(
+                b.hits_projected, b.hits,
+                "every hit in a mount is a projection:\n{}",
+                b.stderr
+            );
+        }
+        b
     }
 
     /// Runs a build command (cargo with zcfs as its wrapper, set up by the caller) and
@@ -240,6 +264,7 @@ impl Env {
             stderr,
             compiled,
             hits: n(&after, "hits") - n(&before, "hits"),
+            hits_projected: n(&after, "hits_projected") - n(&before, "hits_projected"),
             misses: n(&after, "misses") - n(&before, "misses"),
             uncacheable: total_uncacheable(&after) - total_uncacheable(&before),
             errors: n(&after, "errors") - n(&before, "errors"),
@@ -580,4 +605,81 @@ pub fn open_fds(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
         .map(|d| d.count())
         .unwrap_or(0)
+}
+
+/// Asserts that a command succeeded, showing its output if not.
+pub fn ok(o: &Output) {
+    assert!(
+        o.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+impl Env {
+    /// Stops the daemon and waits until it is gone.
+    pub fn stop(&self) {
+        let pid = self.daemon_pid();
+        assert!(self.zcfs(&["stop"]).status.success());
+        if let Some(pid) = pid {
+            wait_until(10, "daemon exit", || {
+                !Path::new(&format!("/proc/{pid}")).exists()
+            });
+        }
+    }
+}
+
+/// A mount made with `mount(8)` for a test (a tmpfs, a bind, a loop device), lazily
+/// unmounted when dropped, also when the test fails. Mounting needs root: as root (CI) a
+/// failure fails the test; as another user [`RootMount::new`] says the test is skipped and
+/// returns `None`.
+pub struct RootMount(PathBuf);
+
+impl RootMount {
+    pub fn new(args: &[&str], dir: &Path) -> Option<RootMount> {
+        if !rustix::process::geteuid().is_root() {
+            eprintln!("skipped: needs root to mount {args:?}");
+            return None;
+        }
+        std::fs::create_dir_all(dir).unwrap();
+        let out = Command::new("mount").args(args).arg(dir).output().unwrap();
+        assert!(
+            out.status.success(),
+            "mount {args:?} {}: {}",
+            dir.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Some(RootMount(dir.to_path_buf()))
+    }
+
+    /// An ext4 with 128-byte inodes, whose timestamps are whole seconds, at `dir`.
+    pub fn coarse_ext4(dir: &Path) -> Option<RootMount> {
+        if !rustix::process::geteuid().is_root() {
+            eprintln!("skipped: needs root to mount a filesystem with whole-second timestamps");
+            return None;
+        }
+        let img = dir.with_extension("img");
+        std::fs::File::create(&img)
+            .unwrap()
+            .set_len(256 << 20)
+            .unwrap();
+        let mkfs = Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-I", "128"])
+            .arg(&img)
+            .output()
+            .expect("mkfs.ext4 (e2fsprogs, installed by scripts/install-deps.sh)");
+        assert!(
+            mkfs.status.success(),
+            "{}",
+            String::from_utf8_lossy(&mkfs.stderr)
+        );
+        RootMount::new(&["-o", "loop", img.to_str().unwrap()], dir)
+    }
+}
+
+impl Drop for RootMount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
 }
