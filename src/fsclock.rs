@@ -69,7 +69,12 @@ impl DevClock {
 #[derive(Default)]
 pub struct FsClocks {
     devs: Mutex<HashMap<u64, Arc<DevClock>>>,
+    /// Devices not measured yet because their directories seen so far were not writable.
+    tries: Mutex<HashMap<u64, u32>>,
 }
+
+/// Unwritable directories tried on a device before it is taken as unmeasurable.
+const MAX_TRIES: u32 = 16;
 
 /// `statfs` magic numbers of filesystems whose times come from a server's clock.
 const REMOTE_TYPES: &[i64] = &[
@@ -115,7 +120,25 @@ impl FsClocks {
             return c;
         }
         let clock = match dir() {
-            Some(fd) if fd_dev(&fd) == Some(dev) => Arc::new(measure(&fd)),
+            Some(fd) if fd_dev(&fd) == Some(dev) => match measure(&fd) {
+                Ok(c) => Arc::new(c),
+                // A directory zcfs may not write (a system dir): another one on the same
+                // filesystem may do, up to a few tries before it is taken as unmeasurable.
+                Err(c) => {
+                    let tried = {
+                        let mut tries = self.tries.lock();
+                        let n = tries.entry(dev).or_insert(0);
+                        *n += 1;
+                        *n
+                    };
+                    let c = Arc::new(c);
+                    if tried < MAX_TRIES {
+                        // Not remembered: the next directory may do.
+                        return c;
+                    }
+                    c
+                }
+            },
             // No directory on that device at hand: not remembered, try again next time.
             _ => return Arc::new(DevClock::unmeasured(false)),
         };
@@ -173,8 +196,9 @@ pub fn too_new(
     }
 }
 
-/// Measures the filesystem of directory `dir`.
-fn measure(dir: &OwnedFd) -> DevClock {
+/// Measures the filesystem of directory `dir`. `Err`: not from this directory (it may not
+/// be written); the filesystem itself may still be measurable from another one.
+fn measure(dir: &OwnedFd) -> Result<DevClock, DevClock> {
     let remote = rustix::fs::fstatfs(dir)
         // `f_type`'s integer type differs between architectures.
         .map(|s| {
@@ -190,16 +214,20 @@ fn measure(dir: &OwnedFd) -> DevClock {
         Mode::from_raw_mode(0o600),
     ) {
         Ok(fd) => File::from(fd),
-        Err(_) => return DevClock::unmeasured(remote),
+        Err(rustix::io::Errno::ACCESS | rustix::io::Errno::PERM) => {
+            return Err(DevClock::unmeasured(remote));
+        }
+        // No unnamed files on this filesystem, or read-only (nothing on it changes).
+        Err(_) => return Ok(DevClock::unmeasured(remote)),
     };
-    match granularity(&file) {
+    Ok(match granularity(&file) {
         Some(g) => DevClock {
             granularity: g,
             remote,
             stamp: Some(file),
         },
         None => DevClock::unmeasured(remote),
-    }
+    })
 }
 
 /// The timestamp granularity of a file's filesystem: an odd second with every nanosecond
