@@ -361,28 +361,14 @@ mod tests {
     fn member_names_of_gnu_and_bsd_archives() {
         let dir = tempfile::tempdir().unwrap();
         let long = "a_member_name_longer_than_sixteen_bytes.o";
-        let mut b = b"!<arch>\n".to_vec();
-        let mut member = |name: &str, data: &[u8]| {
-            let h = format!(
-                "{:<16}{:<12}{:<6}{:<6}{:<8}{:<10}`\n",
-                name,
-                0,
-                0,
-                0,
-                644,
-                data.len()
-            );
-            b.extend_from_slice(h.as_bytes());
-            b.extend_from_slice(data);
-            if data.len() % 2 == 1 {
-                b.push(b'\n');
-            }
-        };
-        member("/", b"\0\0\0\0");
-        member("//", format!("{long}/\n").as_bytes());
-        member("short.o/", b"abc");
-        member("/0", b"x");
-        member("#1/8", b"bsd.o\0\0\0data");
+        let table = format!("{long}/\n");
+        let b = ar(&[
+            ("/", b"\0\0\0\0"),
+            ("//", table.as_bytes()),
+            ("short.o/", b"abc"),
+            ("/0", b"x"),
+            ("#1/8", b"bsd.o\0\0\0data"),
+        ]);
         let p = dir.path().join("lib.a");
         std::fs::write(&p, &b).unwrap();
         let names = ar_member_names(&std::fs::File::open(&p).unwrap())

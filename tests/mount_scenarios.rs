@@ -341,8 +341,9 @@ fn t30_second_checkout_misses_on_path_bound_entries() {
     common::copy_dir(&env.ws, &ws2);
     let b = env.cargo_in(&ws2, &["build"]);
     b.assert_ok();
-    // Workspace members' outputs hold their checkout's path (debuginfo, metadata): they
-    // miss. The build script (no debuginfo) and `outside` (same path for both) hit.
+    // Workspace members' outputs hold their checkout's path (debuginfo, metadata), and
+    // those that run proc macros get it in `CARGO_MANIFEST_DIR`: they miss. The build
+    // script (no debuginfo, no proc macro) and `outside` (the same path for both) hit.
     assert_eq!(b.misses, 5, "{}", b.stderr);
     assert_eq!(b.hits, 2, "{}", b.stderr);
     let mut ws1 = env.ws.as_os_str().as_encoded_bytes().to_vec();

@@ -189,4 +189,59 @@ scenarios! {
         assert_eq!(b.hits, 0, "{}", b.stderr);
         assert_same_as_plain(&env, &two, &two.join("target"), &["build"], "debug");
     }
+
+    /// A proc macro reads the crate's `CARGO_MANIFEST_DIR` with `std::env::var` (as many do,
+    /// to find files) and decides what it expands to: no env-dep records that read. The
+    /// macro crate lives outside both checkouts (the same build for both), so only the
+    /// keyed variable, which names the checkout, can keep the binary from being shared.
+    fn a_proc_macro_reading_the_manifest_dir_binds_to_the_checkout(mounted: bool) {
+        let env = Env::for_mode(mounted);
+        let pm = env.tmp.path().join("shared/pm");
+        std::fs::create_dir_all(pm.join("src")).unwrap();
+        std::fs::write(
+            pm.join("Cargo.toml"),
+            "[package]\nname = \"pm\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\
+             [lib]\nproc-macro = true\n",
+        )
+        .unwrap();
+        std::fs::write(
+            pm.join("src/lib.rs"),
+            "use proc_macro::TokenStream;\n\
+             #[proc_macro]\n\
+             pub fn parity(_: TokenStream) -> TokenStream {\n\
+                 let dir = std::env::var(\"CARGO_MANIFEST_DIR\").unwrap();\n\
+                 (dir.len() % 2).to_string().parse().unwrap()\n\
+             }\n",
+        )
+        .unwrap();
+        let one = env.tmp.path().join("one/user");
+        std::fs::create_dir_all(one.join("src")).unwrap();
+        std::fs::write(
+            one.join("Cargo.toml"),
+            format!(
+                "[package]\nname = \"user\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\
+                 [dependencies]\npm = {{ path = \"{}\" }}\n[workspace]\n",
+                pm.display()
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            one.join("src/main.rs"),
+            "fn main() { println!(\"{}\", pm::parity!()); }\n",
+        )
+        .unwrap();
+        let two = env.tmp.path().join("checkout-two/user");
+        copy_dir(&one, &two);
+        let args = ["build", "--release"];
+        build(&env, &one, &args);
+        let b = build(&env, &two, &args);
+        assert!(b.hits >= 1, "the macro crate is shared: {}", b.stderr);
+        assert!(b.misses >= 1, "the binary is not: {}", b.stderr);
+        let out = std::process::Command::new(two.join("target/release/user"))
+            .output()
+            .unwrap();
+        let expect = two.to_str().unwrap().len() % 2;
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), expect.to_string());
+        assert_same_as_plain(&env, &two, &two.join("target"), &args, "release");
+    }
 }

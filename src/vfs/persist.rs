@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use tracing::warn;
 
 use super::journal::{self, Record};
-use super::table::{Content, FileNode, Node, NodeKind, Table};
+use super::table::{Node, Table};
 use super::*;
 
 /// Journals this big after their last compaction are compacted.
@@ -231,21 +231,7 @@ impl Vfs {
                 continue;
             }
             report.restored += 1;
-            t.nodes.insert(
-                ino,
-                Node {
-                    kind: NodeKind::File(FileNode {
-                        names,
-                        content: Content::Projected(p),
-                        lower: None,
-                        kind: FileKind::Regular,
-                        cached_opens: 0,
-                        passthrough_opens: 0,
-                        last_attr: None,
-                    }),
-                    nlookup: 0,
-                },
-            );
+            t.nodes.insert(ino, Node::projected(names, p));
         }
         self.next_proj.store(max_id + 1, Ordering::Relaxed);
         report

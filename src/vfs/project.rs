@@ -14,7 +14,7 @@ use crate::fsutil::timespec;
 use rustix::io::Errno;
 
 use super::journal::{self, Record};
-use super::table::{Content, FileNode, Node, NodeKind, Table};
+use super::table::{Content, Node, Table};
 use super::*;
 
 /// One projection request item.
@@ -318,21 +318,8 @@ impl Vfs {
             size,
             meta: p.meta,
         };
-        t.nodes.insert(
-            ino,
-            Node {
-                kind: NodeKind::File(FileNode {
-                    names: vec![(parent, name.clone())],
-                    content: Content::Projected(p),
-                    lower: None,
-                    kind: FileKind::Regular,
-                    cached_opens: 0,
-                    passthrough_opens: 0,
-                    last_attr: None,
-                }),
-                nlookup: 0,
-            },
-        );
+        t.nodes
+            .insert(ino, Node::projected(vec![(parent, name.clone())], p));
         t.get_mut(parent)
             .and_then(|n| n.dir_mut())
             .map_err(io)?

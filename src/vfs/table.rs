@@ -78,6 +78,22 @@ pub struct Node {
 }
 
 impl Node {
+    /// A projected file with these names, not looked up by the kernel yet.
+    pub fn projected(names: Vec<(Ino, OsString)>, p: Projection) -> Node {
+        Node {
+            kind: NodeKind::File(FileNode {
+                names,
+                content: Content::Projected(p),
+                lower: None,
+                kind: FileKind::Regular,
+                cached_opens: 0,
+                passthrough_opens: 0,
+                last_attr: None,
+            }),
+            nlookup: 0,
+        }
+    }
+
     pub fn dir(&self) -> VResult<&DirNode> {
         match &self.kind {
             NodeKind::Dir(d) => Ok(d),

@@ -41,8 +41,8 @@ pub struct RustcJob {
     pub inputs_mtime_floor: NanoTime,
     /// The target (build) dir the out-dir lies in, from `-L dependency=<root>/<profile>/deps`.
     pub target_root: Option<PathBuf>,
-    /// Which of target dir and cwd reached the compile as a value in its arguments (they
-    /// bind the entry strictly).
+    /// Which of target dir and cwd reached the compile as a value in its arguments or keyed
+    /// environment (they bind the entry strictly).
     pub paths_in_values: PathsSeen,
 }
 
@@ -99,8 +99,10 @@ fn normalize<'a>(
 }
 
 /// Which of the paths a compile ran under reach it as a value (docs/sharing.md): in an
-/// argument (`--cfg x="<target dir>"`), or, found when the result is stored, in an `env!`
-/// read. What a compiler does with a value is invisible to a byte search of its outputs
+/// argument (`--cfg x="<target dir>"`), a keyed environment variable (`CARGO_MANIFEST_DIR`)
+/// of a compile that runs proc macros, or, found when the result is stored, in an `env!`
+/// read. What a compiler or a proc macro
+/// does with a value is invisible to a byte search of its outputs
 /// (`env!("CARGO_MANIFEST_DIR").len()` decides a branch), so such a path binds the entry
 /// strictly.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -235,11 +237,22 @@ pub fn prepare_parsed(inp: &KeyInputs<'_>, args: RustcArgs) -> Result<RustcJob, 
         .filter(|(k, _)| k.to_str().is_some_and(is_keyed_env))
         .collect();
     env.sort();
+    // Code that runs inside this compile (proc macros, loaded from `.so` externs) can read
+    // the environment with `std::env::var`, which nobody records; `CARGO_MANIFEST_DIR` is
+    // what proc macros read to find files. The crate's own reads (`env!`) are recorded by
+    // rustc as env-deps and bind the entry when it is stored.
+    let runs_proc_macros = args.externs.iter().any(|e| {
+        e.path
+            .as_ref()
+            .is_some_and(|p| p.extension().is_some_and(|x| x == "so"))
+    });
     for (k, v) in env {
         h.field("env-name", k.as_bytes());
-        // A path in a keyed variable matters only if the crate reads it (`env!`): rustc
-        // records such reads as env-deps, which bind the entry when it is stored.
-        h.field("env-value", &norm(v.as_bytes()).0);
+        let (n, seen) = norm(v.as_bytes());
+        if runs_proc_macros {
+            paths_in_values.add(seen);
+        }
+        h.field("env-value", &n);
     }
 
     // --extern contents (spec K1-5), sorted by name.
