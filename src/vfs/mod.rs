@@ -374,7 +374,13 @@ impl Vfs {
         if let Some(p) = journal_path {
             let (j, state) = Journal::open(p)?;
             report = vfs.replay(&state, packs);
-            vfs.journal.lock().journal = Some(j);
+            // What replay dropped is still on disk: until the table is written over it,
+            // the journal lags (and is emptied if it cannot be rewritten).
+            {
+                let mut js = vfs.journal.lock();
+                js.journal = Some(j);
+                js.broken = true;
+            }
             vfs.compact_journal();
         }
         Ok((vfs, report))
