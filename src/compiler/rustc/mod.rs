@@ -962,6 +962,64 @@ mod tests {
     }
 
     #[test]
+    fn paths_given_as_values_bind() {
+        let mut f = KeyFixture::new();
+        let d = f.dir.path().to_path_buf();
+        std::fs::create_dir_all(d.join("target/debug/deps")).unwrap();
+        let base: Vec<OsString> = f
+            .args("lib")
+            .into_iter()
+            .map(|a| {
+                // The out-dir in a target dir, as cargo lays it out.
+                if a == d.join("out").as_os_str() {
+                    d.join("target/debug/deps").into_os_string()
+                } else {
+                    a
+                }
+            })
+            .chain([
+                "-L".into(),
+                format!("dependency={}", d.join("target/debug/deps").display()).into(),
+            ])
+            .collect();
+        let seen = |f: &KeyFixture, extra: &[String]| {
+            let mut argv = base.clone();
+            argv.extend(extra.iter().map(OsString::from));
+            prepare(&KeyInputs {
+                argv: &argv,
+                cwd: f.dir.path(),
+                env: &f.env,
+                hashes: &f.hashes,
+                fs: &HostFs { hashes: &f.hashes },
+                identities: &f.identities,
+                sloppiness: Default::default(),
+            })
+            .unwrap()
+            .paths_in_values
+        };
+        assert_eq!(seen(&f, &[]), PathsSeen::default());
+        let cfg = format!("x=\"{}\"", d.join("target").display());
+        assert!(seen(&f, &["--cfg".into(), cfg]).target, "a --cfg value");
+        let remap = format!("--remap-path-prefix={}=/src", d.display());
+        assert!(!seen(&f, &[remap]).cwd, "remapping is harmless");
+        // CARGO_MANIFEST_DIR names the checkout: it binds when a proc macro runs.
+        f.env.insert(
+            "CARGO_MANIFEST_DIR".into(),
+            d.join("crate").into_os_string(),
+        );
+        assert!(
+            !seen(&f, &[]).cwd,
+            "no proc macro: only an env! read would bind"
+        );
+        std::fs::write(d.join("libpm.so"), b"proc macro").unwrap();
+        let pm = format!("pm={}", d.join("libpm.so").display());
+        assert!(
+            seen(&f, &["--extern".into(), pm]).cwd,
+            "a proc macro may read it"
+        );
+    }
+
+    #[test]
     fn link_arg_files() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("v.map"), "x").unwrap();
