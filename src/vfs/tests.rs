@@ -60,6 +60,11 @@ impl Fixture {
     }
 
     fn open_vfs(dir: &tempfile::TempDir, packs: &Packs) -> Vfs {
+        Self::open_vfs_with(dir, packs, &dir.path().join("journal")).0
+    }
+
+    /// A core over the fixture's lower dir, journaling to `journal`.
+    fn open_vfs_with(dir: &tempfile::TempDir, packs: &Packs, journal: &Path) -> (Vfs, LoadReport) {
         let root = rustix::fs::open(
             lower(dir),
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
@@ -67,26 +72,12 @@ impl Fixture {
         )
         .unwrap();
         let clock = KernelClock::open(&dir.path().join("clock")).unwrap();
-        Vfs::new(root, Some(&dir.path().join("journal")), clock, packs)
-            .unwrap()
-            .0
+        Vfs::new(root, Some(journal), clock, packs).unwrap()
     }
 
     fn reopen(&mut self) -> LoadReport {
-        let root = rustix::fs::open(
-            lower(&self.dir),
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .unwrap();
-        let clock = KernelClock::open(&self.dir.path().join("clock")).unwrap();
-        let (vfs, report) = Vfs::new(
-            root,
-            Some(&self.dir.path().join("journal")),
-            clock,
-            &self.packs,
-        )
-        .unwrap();
+        let (vfs, report) =
+            Self::open_vfs_with(&self.dir, &self.packs, &self.dir.path().join("journal"));
         self.vfs = vfs;
         report
     }
@@ -786,15 +777,8 @@ fn a_full_disk_never_brings_a_removed_projection_back() {
     // The journal on a filesystem of its own, which is then filled.
     let jdir = f.dir.path().join("jfs");
     let _fs = SmallFs::mount(&jdir, "64k");
-    let root = rustix::fs::open(
-        lower(&f.dir),
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .unwrap();
-    let clock = KernelClock::open(&f.dir.path().join("clock")).unwrap();
     let journal = jdir.join("journal");
-    f.vfs = Vfs::new(root, Some(&journal), clock, &f.packs).unwrap().0;
+    f.vfs = Fixture::open_vfs_with(&f.dir, &f.packs, &journal).0;
     f.project("deps/a", b"1", 0o644, T);
     f.project("deps/b", b"2", 0o644, T);
     // Fill the filesystem.
