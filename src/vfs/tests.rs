@@ -767,6 +767,16 @@ impl Drop for SmallFs {
     }
 }
 
+/// The projected names a journal file describes (what a new mount would restore).
+fn journal_names(path: &Path) -> Vec<Vec<u8>> {
+    let (state, _) = journal::read(path).unwrap();
+    state
+        .projections
+        .values()
+        .flat_map(|p| p.names.clone())
+        .collect()
+}
+
 #[test]
 fn a_full_disk_never_brings_a_removed_projection_back() {
     if !rustix::process::geteuid().is_root() {
@@ -797,23 +807,13 @@ fn a_full_disk_never_brings_a_removed_projection_back() {
     f.vfs.unlink(deps, OsStr::new("a")).unwrap();
     assert!(f.vfs.journal_lags(), "a full disk makes the journal lag");
     // The daemon dies here: a new mount sees what the journal holds.
-    let (state, _) = journal::read(&journal).unwrap();
-    let names: Vec<Vec<u8>> = state
-        .projections
-        .values()
-        .flat_map(|p| p.names.clone())
-        .collect();
+    let names = journal_names(&journal);
     assert!(!names.contains(&b"deps/a".to_vec()), "{names:?}");
     // Space comes back: the next housekeeping rewrites it from the table.
     std::fs::remove_file(&filler).unwrap();
     f.vfs.tend_journal();
     assert!(!f.vfs.journal_lags());
-    let (state, _) = journal::read(&journal).unwrap();
-    let names: Vec<Vec<u8>> = state
-        .projections
-        .values()
-        .flat_map(|p| p.names.clone())
-        .collect();
+    let names = journal_names(&journal);
     assert_eq!(names, vec![b"deps/b".to_vec()]);
 }
 

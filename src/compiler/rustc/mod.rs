@@ -853,7 +853,7 @@ mod tests {
             .collect()
         }
 
-        fn key(&self, argv: &[OsString]) -> Digest {
+        fn prepare(&self, argv: &[OsString]) -> Result<RustcJob, KeyError> {
             prepare(&KeyInputs {
                 argv,
                 cwd: self.dir.path(),
@@ -865,8 +865,10 @@ mod tests {
                 identities: &self.identities,
                 sloppiness: Default::default(),
             })
-            .unwrap()
-            .key
+        }
+
+        fn key(&self, argv: &[OsString]) -> Digest {
+            self.prepare(argv).unwrap().key
         }
     }
 
@@ -924,16 +926,7 @@ mod tests {
 
         // RUSTC_LOG makes the compile uncacheable.
         f.env.insert("RUSTC_LOG".into(), "debug".into());
-        let err = prepare(&KeyInputs {
-            argv: &lib,
-            cwd: f.dir.path(),
-            env: &f.env,
-            hashes: &f.hashes,
-            fs: &HostFs { hashes: &f.hashes },
-            identities: &f.identities,
-            sloppiness: Default::default(),
-        })
-        .unwrap_err();
+        let err = f.prepare(&lib).unwrap_err();
         assert!(matches!(err, KeyError::Uncacheable(u) if u.reason == "RUSTC_LOG"));
     }
 
@@ -948,16 +941,7 @@ mod tests {
         std::fs::write(f.dir.path().join("libfoo.a"), "archive v2").unwrap();
         assert_ne!(f.key(&args), k1);
         std::fs::remove_file(f.dir.path().join("libfoo.a")).unwrap();
-        let err = prepare(&KeyInputs {
-            argv: &args,
-            cwd: f.dir.path(),
-            env: &f.env,
-            hashes: &f.hashes,
-            fs: &HostFs { hashes: &f.hashes },
-            identities: &f.identities,
-            sloppiness: Default::default(),
-        })
-        .unwrap_err();
+        let err = f.prepare(&args).unwrap_err();
         assert!(matches!(err, KeyError::Uncacheable(u) if u.reason == "static lib not found"));
     }
 
@@ -985,17 +969,7 @@ mod tests {
         let seen = |f: &KeyFixture, extra: &[String]| {
             let mut argv = base.clone();
             argv.extend(extra.iter().map(OsString::from));
-            prepare(&KeyInputs {
-                argv: &argv,
-                cwd: f.dir.path(),
-                env: &f.env,
-                hashes: &f.hashes,
-                fs: &HostFs { hashes: &f.hashes },
-                identities: &f.identities,
-                sloppiness: Default::default(),
-            })
-            .unwrap()
-            .paths_in_values
+            f.prepare(&argv).unwrap().paths_in_values
         };
         assert_eq!(seen(&f, &[]), PathsSeen::default());
         let cfg = format!("x=\"{}\"", d.join("target").display());
