@@ -10,6 +10,11 @@ command -v fusermount3 >/dev/null || need+=(fuse3)
 command -v python3 >/dev/null || need+=(python3)   # test shims (tests/mount_scenarios.rs)
 command -v strip >/dev/null || need+=(binutils)
 command -v mkfs.ext4 >/dev/null || need+=(e2fsprogs)   # filesystems with coarse timestamps
+command -v clang >/dev/null || need+=(clang)       # C/C++ suites (tests/c_*.rs)
+command -v cmake >/dev/null || need+=(cmake)
+command -v ninja >/dev/null || need+=(ninja-build)
+command -v make >/dev/null || need+=(make)
+command -v script >/dev/null || need+=(bsdutils)   # pseudo-terminal for colour tests
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "install-deps: need ${need[*]} (run as root or install them)" >&2

@@ -80,11 +80,15 @@ pub fn run(args: Vec<OsString>) -> Result<i32> {
     }
     let mut cmd = Command::new(&cargo);
     cmd.args(&args).env("RUSTC_WRAPPER", &exe);
+    // Build scripts' C and C++ compiles (cc-rs, cmake-rs) go through zcfs too.
+    if let Err(e) = crate::route::apply(&mut cmd, &paths, &exe) {
+        eprintln!("zcfs: C compiles will not be cached ({e:#})");
+    }
     Err(exec(&mut cmd))
 }
 
 /// Runs the command in place of this process; returns only on failure.
-fn exec(cmd: &mut Command) -> anyhow::Error {
+pub fn exec(cmd: &mut Command) -> anyhow::Error {
     let e = cmd.exec();
     anyhow::anyhow!("cannot run {:?}: {e}", cmd.get_program())
 }
@@ -272,7 +276,7 @@ fn build_dir(cargo: &OsStr, args: &[OsString]) -> Result<PathBuf> {
     Ok(PathBuf::from(build))
 }
 
-fn ensure_mounted(config: &Config, paths: &Paths, dir: &Path) -> Result<()> {
+pub fn ensure_mounted(config: &Config, paths: &Paths, dir: &Path) -> Result<()> {
     // A dead mount (its daemon was killed) makes every access fail: remove it first.
     if crate::mount::sys::is_stale(dir) && !crate::mount::sys::zcfs_mounts_at(dir).is_empty() {
         crate::mount::sys::clean_stale(dir).context("removing a dead mount")?;

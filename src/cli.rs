@@ -86,6 +86,17 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
         args: Vec<std::ffi::OsString>,
     },
+    /// Run a build command (make, ninja, a script) with its C and C++ compiles cached:
+    /// `cc`, `c++`, `gcc`, `g++`, `clang`, `clang++` and CMake's compiler launcher go
+    /// through zcfs. With --mount DIR, the build dir is mounted first (hits projected).
+    Run {
+        /// Mount this build directory first (created if missing).
+        #[arg(long)]
+        mount: Option<PathBuf>,
+        /// The command and its arguments (after `--`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 1..)]
+        args: Vec<std::ffi::OsString>,
+    },
     /// Store SRC and project it at REL inside the mount DIR (testing and debugging).
     #[command(hide = true)]
     Project {
@@ -104,7 +115,7 @@ enum Cmd {
 /// Names that select the command line rather than the wrapper.
 pub const SUBCOMMANDS: &[&str] = &[
     "status", "stop", "stats", "gc", "clear", "config", "daemon", "mount", "unmount", "project",
-    "cargo", "help",
+    "cargo", "run", "help",
 ];
 
 pub fn main() -> ! {
@@ -122,6 +133,9 @@ pub fn main() -> ! {
 fn run(cli: Cli) -> Result<i32> {
     if let Cmd::Cargo { args } = cli.command {
         return crate::cargo_cmd::run(args);
+    }
+    if let Cmd::Run { mount, args } = cli.command {
+        return crate::run_cmd::run(mount, args);
     }
     let config = Config::load()?;
     let paths = Paths::new(&config);
@@ -355,7 +369,7 @@ fn run(cli: Cli) -> Result<i32> {
             }
             Ok(0)
         }
-        Cmd::Cargo { .. } => unreachable!("handled above"),
+        Cmd::Cargo { .. } | Cmd::Run { .. } => unreachable!("handled above"),
         Cmd::Project {
             dir,
             rel,

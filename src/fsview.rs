@@ -35,6 +35,12 @@ pub trait FsView: Send + Sync {
     /// The device of a directory, measured (see [`FsClocks::learn`]) if it was not yet.
     fn dir_device(&self, dir: &Path) -> Option<u64>;
 
+    /// Whether the path lies in one of the daemon's mounts (whose directory times do not
+    /// follow every change a projection makes).
+    fn in_mount(&self, _path: &Path) -> bool {
+        false
+    }
+
     fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
         use std::io::Read;
         let mut v = Vec::new();

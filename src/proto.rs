@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 pub const MAGIC: u32 = u32::from_le_bytes(*b"ZCFS");
 /// Bumped whenever [`Request`] or [`Reply`] change shape.
-pub const PROTO: u32 = 3;
+pub const PROTO: u32 = 4;
 pub const HEADER_LEN: usize = 32;
 /// Frames larger than this are refused (a confused or hostile peer).
 pub const MAX_FRAME: u32 = 256 << 20;
@@ -155,6 +155,8 @@ pub struct CompileRequest {
     #[serde(with = "serde_bytes")]
     pub cwd: Vec<u8>,
     pub env: Vec<(Bytes, Bytes)>,
+    /// The wrapper's stderr is a terminal (the compiler's colour choice depends on it).
+    pub stderr_tty: bool,
 }
 
 /// A byte string that serializes as one blob (not element by element).
@@ -193,6 +195,9 @@ pub enum Reply {
         token: u64,
         extra_args: Vec<Bytes>,
         buffer_stderr: bool,
+        /// Remove colour sequences from the compiler's stderr as it is shown (zcfs forced
+        /// colours so that the stored diagnostics serve every terminal).
+        strip_colour: bool,
     },
     /// Run the compiler unchanged; nothing will be cached.
     PassThrough {
@@ -280,6 +285,7 @@ mod tests {
             argv: vec![Bytes(b"rustc".to_vec()), Bytes(b"-vV".to_vec())],
             cwd: b"/tmp".to_vec(),
             env: vec![(Bytes(b"A".to_vec()), Bytes(b"".to_vec()))],
+            stderr_tty: false,
         });
         let bytes = encode_frame(V, KIND_MESSAGE, Some(&req));
         let (h, body) = read_frame(&mut &bytes[..]).unwrap();

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use crate::client;
 use crate::config::Config;
+use crate::masquerade;
 use crate::paths::Paths;
 use crate::proto::{Bytes, CompileOutcome, CompileRequest, Reply, Request};
 
@@ -23,6 +24,26 @@ use crate::proto::{Bytes, CompileOutcome, CompileRequest, Reply, Request};
 pub fn main(mut args: Vec<OsString>) -> ! {
     let t0 = Instant::now();
     strip_self(&mut args);
+    // C and C++ drivers: find the real compiler (never zcfs itself, never one a zcfs above
+    // us already runs), and let a compile started from inside a compile pass straight
+    // through (a compiler that is a script calling `gcc` again, spec CW1).
+    let c_driver = args
+        .first()
+        .and_then(|a| Path::new(a).file_name())
+        .and_then(|n| n.to_str())
+        .is_some_and(crate::compiler::is_c_driver_name);
+    if c_driver {
+        match masquerade::real_compiler(&args[0]) {
+            Ok(p) => args[0] = p.into_os_string(),
+            Err(msg) => {
+                eprintln!("zcfs: {msg}");
+                std::process::exit(127);
+            }
+        }
+        if masquerade::nested() {
+            exec(&args);
+        }
+    }
     let config = match Config::load() {
         Ok(c) => c,
         Err(e) => {
@@ -52,6 +73,8 @@ pub fn main(mut args: Vec<OsString>) -> ! {
         env: std::env::vars_os()
             .map(|(k, v)| (Bytes(k.into_vec()), Bytes(v.into_vec())))
             .collect(),
+        // SAFETY: isatty only inspects the descriptor.
+        stderr_tty: unsafe { libc::isatty(2) } == 1,
     });
     match client::call(&config, &paths, &req) {
         Ok((Reply::Hit { stdout, stderr }, mut stream)) => {
@@ -67,11 +90,16 @@ pub fn main(mut args: Vec<OsString>) -> ! {
                 token,
                 extra_args,
                 buffer_stderr,
+                strip_colour,
             },
             stream,
         )) => {
             drop(stream);
-            miss(&config, &paths, &args, token, extra_args, buffer_stderr)
+            let how = RunHow {
+                buffer_stderr,
+                strip_colour,
+            };
+            miss(&config, &paths, &args, token, extra_args, how)
         }
         Ok((Reply::PassThrough { .. }, _)) => exec(&args),
         Ok((other, _)) => {
@@ -121,9 +149,18 @@ fn exec(args: &[OsString]) -> ! {
         eprintln!("zcfs: no compiler given (usage: zcfs <compiler> [args...], or zcfs --help)");
         std::process::exit(2);
     };
-    let err = Command::new(program).args(&args[1..]).exec();
+    let err = masquerade::guard(Command::new(program).args(&args[1..]), program).exec();
     eprintln!("zcfs: cannot run {}: {err}", program.to_string_lossy());
     std::process::exit(127);
+}
+
+/// How a miss runs the compiler.
+#[derive(Clone, Copy)]
+struct RunHow {
+    /// Hold stderr until the end (the compile may be re-run).
+    buffer_stderr: bool,
+    /// Show stderr without colour sequences (they are kept for the store).
+    strip_colour: bool,
 }
 
 fn miss(
@@ -132,8 +169,9 @@ fn miss(
     args: &[OsString],
     token: u64,
     extra_args: Vec<Bytes>,
-    buffer_stderr: bool,
+    how: RunHow,
 ) -> ! {
+    let buffer_stderr = how.buffer_stderr;
     let extra: Vec<OsString> = extra_args
         .into_iter()
         .map(|a| OsString::from_vec(a.0))
@@ -144,7 +182,7 @@ fn miss(
             client::log(paths, &format!("could not report a compile result: {e}"));
         }
     };
-    let run = match run_child(args, &extra, buffer_stderr) {
+    let run = match run_child(args, &extra, how) {
         Ok(r) => r,
         Err(e) => {
             report(CompileOutcome::Error {
@@ -162,7 +200,7 @@ fn miss(
         exec(args);
     }
     if buffer_stderr {
-        let _ = io::stderr().lock().write_all(&run.stderr);
+        let _ = io::stderr().lock().write_all(&shown(&run.stderr, how));
     }
     let outcome = if run.status.success() {
         CompileOutcome::Success {
@@ -184,8 +222,17 @@ struct Run {
     stderr: Vec<u8>,
 }
 
-fn run_child(args: &[OsString], extra: &[OsString], buffer_stderr: bool) -> io::Result<Run> {
-    let mut child = Command::new(&args[0])
+/// Diagnostics as the caller sees them.
+fn shown(text: &[u8], how: RunHow) -> std::borrow::Cow<'_, [u8]> {
+    if how.strip_colour {
+        std::borrow::Cow::Owned(crate::compiler::cc::strip_ansi(text))
+    } else {
+        std::borrow::Cow::Borrowed(text)
+    }
+}
+
+fn run_child(args: &[OsString], extra: &[OsString], how: RunHow) -> io::Result<Run> {
+    let mut child = masquerade::guard(&mut Command::new(&args[0]), &args[0])
         .args(&args[1..])
         .args(extra)
         .stdin(Stdio::inherit())
@@ -215,9 +262,9 @@ fn run_child(args: &[OsString], extra: &[OsString], buffer_stderr: bool) -> io::
         match reader.read_until(b'\n', &mut line) {
             Ok(0) => break,
             Ok(_) => {
-                if !buffer_stderr {
+                if !how.buffer_stderr {
                     let mut e = io::stderr().lock();
-                    let _ = e.write_all(&line);
+                    let _ = e.write_all(&shown(&line, how));
                     let _ = e.flush();
                 }
                 stderr.extend_from_slice(&line);

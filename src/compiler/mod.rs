@@ -1,6 +1,7 @@
 //! Compiler front ends: one module per compiler family, each turning an invocation into a
 //! cache key and, after a miss, into the recorded inputs of a direct-mode manifest entry.
 
+pub mod cc;
 pub mod depinfo;
 pub mod rustc;
 
@@ -34,6 +35,7 @@ impl fmt::Display for Uncacheable {
 pub enum Language {
     Rust,
     C,
+    Cxx,
     Emcc,
     Other,
 }
@@ -43,13 +45,16 @@ impl Language {
         match self {
             Language::Rust => "rust",
             Language::C => "c",
+            Language::Cxx => "cxx",
             Language::Emcc => "emcc",
             Language::Other => "other",
         }
     }
 }
 
-/// Which compiler family a program name belongs to.
+/// Which compiler family a program name belongs to. C and C++ drivers go by their usual
+/// names, also with a target prefix and a version suffix (`x86_64-linux-gnu-gcc-12`,
+/// `clang++-14`); their language is decided by the arguments ([`Language::C`] here).
 pub fn classify(program: &std::path::Path) -> Language {
     let name = program
         .file_name()
@@ -57,8 +62,54 @@ pub fn classify(program: &std::path::Path) -> Language {
         .unwrap_or_default();
     let name = name.strip_suffix(".exe").unwrap_or(name);
     if name == "rustc" {
-        Language::Rust
-    } else {
-        Language::Other
+        return Language::Rust;
+    }
+    if is_c_driver_name(name) {
+        return Language::C;
+    }
+    Language::Other
+}
+
+/// `gcc`, `g++`, `cc`, `c++`, `clang`, `clang++`, with an optional `<triple>-` prefix and
+/// `-<version>` suffix.
+pub fn is_c_driver_name(name: &str) -> bool {
+    let base = match name.rfind('-') {
+        Some(i)
+            if name[i + 1..]
+                .chars()
+                .all(|c| c.is_ascii_digit() || c == '.')
+                && !name[i + 1..].is_empty() =>
+        {
+            &name[..i]
+        }
+        _ => name,
+    };
+    let driver = base.rsplit('-').next().unwrap_or(base);
+    matches!(driver, "gcc" | "g++" | "cc" | "c++" | "clang" | "clang++")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn c_driver_names() {
+        for n in [
+            "gcc",
+            "g++",
+            "cc",
+            "c++",
+            "clang",
+            "clang++",
+            "gcc-12",
+            "clang++-14",
+            "x86_64-linux-gnu-gcc-12",
+            "aarch64-linux-gnu-g++",
+        ] {
+            assert!(is_c_driver_name(n), "{n}");
+        }
+        for n in ["rustc", "emcc", "mycc", "gcc-ar", "clang-tidy", "cc1"] {
+            assert!(!is_c_driver_name(n), "{n}");
+        }
     }
 }

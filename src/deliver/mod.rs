@@ -22,19 +22,50 @@ use crate::store::pack::Pack;
 
 pub struct Delivery<'a> {
     pub pack: &'a Arc<Pack>,
-    pub out_dir: &'a Path,
+    /// Which pack entry goes where. Paths are absolute for [`restore`], relative to the
+    /// mount's root for [`project`].
+    pub outputs: Vec<Placed>,
     pub mtime_floor: NanoTime,
-    /// Entries whose bytes here differ from the pack's, as (index, bytes): a dep-info file
-    /// rewritten for another target dir (spec X2).
-    pub replaced: &'a [(usize, Vec<u8>)],
 }
 
-impl Delivery<'_> {
-    pub fn replacement(&self, index: usize) -> Option<&[u8]> {
-        self.replaced
+/// One pack entry at its destination.
+#[derive(Debug, Clone)]
+pub struct Placed {
+    pub index: usize,
+    pub path: PathBuf,
+    /// Bytes that differ from the pack's here: a dependency file rewritten for another
+    /// target dir (spec X2).
+    pub bytes: Option<Vec<u8>>,
+}
+
+impl<'a> Delivery<'a> {
+    /// Every entry of the pack into `dir` under its own name, `replaced` entries with the
+    /// given bytes (rustc's outputs: one out-dir).
+    pub fn in_dir(
+        pack: &'a Arc<Pack>,
+        dir: &Path,
+        mtime_floor: NanoTime,
+        replaced: &[(usize, Vec<u8>)],
+    ) -> Delivery<'a> {
+        let outputs = pack
+            .header
+            .entries
             .iter()
-            .find(|(i, _)| *i == index)
-            .map(|(_, b)| b.as_slice())
+            .enumerate()
+            .map(|(i, e)| Placed {
+                index: i,
+                path: dir.join(&e.name),
+                bytes: replaced
+                    .iter()
+                    .find(|(r, _)| *r == i)
+                    .map(|(_, b)| b.clone()),
+            })
+            .collect();
+        Delivery {
+            pack,
+            outputs,
+            mtime_floor,
+        }
     }
 }
 

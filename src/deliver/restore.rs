@@ -32,11 +32,22 @@ impl Deliver for Restore {
 
     fn deliver(&self, d: &Delivery<'_>) -> io::Result<Report> {
         let mut report = Report::default();
-        let mut temps = Vec::with_capacity(d.pack.header.entries.len());
-        for (i, entry) in d.pack.header.entries.iter().enumerate() {
-            let tmp_path = d
-                .out_dir
-                .join(format!(".{}.zcfs-{:08x}", entry.name, rand_u32()));
+        let mut temps = Vec::with_capacity(d.outputs.len());
+        for o in &d.outputs {
+            let entry = d
+                .pack
+                .header
+                .entries
+                .get(o.index)
+                .ok_or_else(|| io::Error::other("delivered entry out of range"))?;
+            let (Some(dir), Some(name)) = (o.path.parent(), o.path.file_name()) else {
+                return Err(io::Error::other("output path without a file name"));
+            };
+            let tmp_path = dir.join(format!(
+                ".{}.zcfs-{:08x}",
+                name.to_string_lossy(),
+                rand_u32()
+            ));
             let file = OpenOptions::new()
                 .read(true)
                 .write(true)
@@ -47,13 +58,13 @@ impl Deliver for Restore {
             let temp = Temp {
                 path: tmp_path,
                 file,
-                dest: d.out_dir.join(&entry.name),
+                dest: o.path.clone(),
             };
-            if let Some(bytes) = d.replacement(i) {
+            if let Some(bytes) = &o.bytes {
                 (&temp.file).write_all(bytes)?;
                 report.bytes += bytes.len() as u64;
             } else {
-                let method = d.pack.copy_entry_to(i, &temp.file)?;
+                let method = d.pack.copy_entry_to(o.index, &temp.file)?;
                 report.bytes += entry.size;
                 if method == CopyMethod::Reflink {
                     report.reflinked_bytes += entry.size;
@@ -76,12 +87,14 @@ impl Deliver for Restore {
         for t in &temps {
             fs::rename(&t.path, &t.dest)?;
         }
-        for (i, (t, entry)) in temps.iter().zip(&d.pack.header.entries).enumerate() {
+        for (t, o) in temps.iter().zip(&d.outputs) {
+            let entry = &d.pack.header.entries[o.index];
             report.files.push(Delivered {
                 path: t.dest.clone(),
                 stat: FileStat::of(&t.file.metadata()?),
-                digest: d
-                    .replacement(i)
+                digest: o
+                    .bytes
+                    .as_deref()
                     .map_or(entry.digest, crate::hash::Digest::of),
             });
         }
@@ -144,12 +157,7 @@ mod tests {
             .now()
             .unwrap();
         let r = Restore
-            .deliver(&Delivery {
-                pack: &p,
-                out_dir: &out_dir,
-                mtime_floor: 0,
-                replaced: &[],
-            })
+            .deliver(&Delivery::in_dir(&p, &out_dir, 0, &[]))
             .unwrap();
         assert_eq!(r.bytes, 70000 + 16);
         let m1 = fs::metadata(out_dir.join("app-1")).unwrap();
@@ -168,12 +176,7 @@ mod tests {
         // The floor wins when it is newer.
         let floor = mtime_ns(&m1) + 5_000_000_000;
         Restore
-            .deliver(&Delivery {
-                pack: &p,
-                out_dir: &out_dir,
-                mtime_floor: floor,
-                replaced: &[],
-            })
+            .deliver(&Delivery::in_dir(&p, &out_dir, floor, &[]))
             .unwrap();
         assert_eq!(
             mtime_ns(&fs::metadata(out_dir.join("app-1")).unwrap()),
@@ -182,12 +185,12 @@ mod tests {
 
         // A replaced entry gets the given bytes, the recorded mode and the same mtime.
         let r = Restore
-            .deliver(&Delivery {
-                pack: &p,
-                out_dir: &out_dir,
-                mtime_floor: 0,
-                replaced: &[(1, b"y.d: src/lib.rs\n".to_vec())],
-            })
+            .deliver(&Delivery::in_dir(
+                &p,
+                &out_dir,
+                0,
+                &[(1, b"y.d: src/lib.rs\n".to_vec())],
+            ))
             .unwrap();
         assert_eq!(
             fs::read(out_dir.join("app-1.d")).unwrap(),

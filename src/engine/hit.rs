@@ -4,7 +4,7 @@
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use tracing::{debug, warn};
@@ -13,15 +13,28 @@ use super::Engine;
 use crate::compiler::Language;
 use crate::compiler::rustc::bindings::{self, Rebase};
 use crate::compiler::rustc::{self, RustcJob};
+use std::sync::Arc;
+
 use crate::deliver::project::Project;
-use crate::deliver::{Deliver, Delivery};
+use crate::deliver::{Deliver, Delivery, Placed, Report};
+use crate::fsutil::NanoTime;
 use crate::fsutil::resolve;
 use crate::fsview::FsView;
+use crate::mount::LiveMount;
+use crate::mount::fs::MountedFs;
 use crate::proto::Reply;
 use crate::stats::HitPhases;
 use crate::store::OpenError;
 use crate::store::manifest::Inputs;
 use crate::store::pack::Pack;
+
+/// Why a pack cannot serve a hit.
+pub(super) enum Stop {
+    /// Try the next manifest entry.
+    Next,
+    /// Give up the lookup: run the compiler.
+    Miss,
+}
 
 /// What a compile looks like to the hit path.
 pub(super) struct HitQuery<'a> {
@@ -43,28 +56,11 @@ impl Engine {
             let Some(rebase) = self.matches(q, &entry.inputs) else {
                 continue;
             };
-            let pack = match self.store.open_pack(&entry.pack) {
+            let pack = match self.open_for_hit(&job.key, &entry.pack, q.lang, &rustc::describe(job))
+            {
                 Ok(p) => p,
-                Err(OpenError::Missing) => {
-                    self.store.drop_entries_for_pack(&job.key, &entry.pack);
-                    continue;
-                }
-                Err(OpenError::Corrupt(msg)) => {
-                    warn!(
-                        "{}: corrupt pack {}: {msg}",
-                        rustc::describe(job),
-                        entry.pack.short()
-                    );
-                    self.stats.error(q.lang, "corrupt pack");
-                    self.stats.update(|d| d.corrupt_packs += 1);
-                    self.store.drop_entries_for_pack(&job.key, &entry.pack);
-                    continue;
-                }
-                Err(OpenError::Io(e)) => {
-                    warn!("cannot open pack {}: {e}", entry.pack.short());
-                    self.stats.error(q.lang, "pack unreadable");
-                    return None;
-                }
+                Err(Stop::Next) => continue,
+                Err(Stop::Miss) => return None,
             };
             if !same_outputs(job, &pack) {
                 warn!(
@@ -90,16 +86,8 @@ impl Engine {
                 }
                 stderr = rebase.messages(&stderr);
             }
-            let delivery = Delivery {
-                pack: &pack,
-                out_dir: &job.out_dir,
-                mtime_floor: job.inputs_mtime_floor,
-                replaced: &replaced,
-            };
-            let result = match q.fs.locate(&job.out_dir) {
-                Some((mount, rel_out_dir)) => Project { mount, rel_out_dir }.deliver(&delivery),
-                None => self.deliver.deliver(&delivery),
-            };
+            let delivery = Delivery::in_dir(&pack, &job.out_dir, job.inputs_mtime_floor, &replaced);
+            let result = self.deliver_placed(q.fs, &pack, delivery.outputs, job.inputs_mtime_floor);
             return match result {
                 Ok(report) => {
                     for f in &report.files {
@@ -136,6 +124,92 @@ impl Engine {
         None
     }
 
+    /// Opens the pack of a manifest entry for a hit. A missing or corrupt pack drops the
+    /// entries that name it (try the next entry); an unreadable one ends the lookup.
+    pub(super) fn open_for_hit(
+        &self,
+        key: &crate::hash::Digest,
+        id: &crate::hash::Digest,
+        lang: Language,
+        what: &str,
+    ) -> Result<Arc<Pack>, Stop> {
+        match self.store.open_pack(id) {
+            Ok(p) => Ok(p),
+            Err(OpenError::Missing) => {
+                self.store.drop_entries_for_pack(key, id);
+                Err(Stop::Next)
+            }
+            Err(OpenError::Corrupt(msg)) => {
+                warn!("{what}: corrupt pack {}: {msg}", id.short());
+                self.stats.error(lang, "corrupt pack");
+                self.stats.update(|d| d.corrupt_packs += 1);
+                self.store.drop_entries_for_pack(key, id);
+                Err(Stop::Next)
+            }
+            Err(OpenError::Io(e)) => {
+                warn!("cannot open pack {}: {e}", id.short());
+                self.stats.error(lang, "pack unreadable");
+                Err(Stop::Miss)
+            }
+        }
+    }
+
+    /// Delivers pack entries to their (absolute) paths: those in one of the daemon's
+    /// mounts as projections, the others as real files.
+    pub(super) fn deliver_placed(
+        &self,
+        fs: &MountedFs<'_>,
+        pack: &Arc<Pack>,
+        outputs: Vec<Placed>,
+        mtime_floor: NanoTime,
+    ) -> std::io::Result<Report> {
+        let mut groups: Vec<(Arc<LiveMount>, Vec<Placed>)> = Vec::new();
+        let mut real = Vec::new();
+        for o in outputs {
+            let located = o
+                .path
+                .parent()
+                .and_then(|dir| fs.locate(dir))
+                .zip(o.path.file_name().map(|n| n.to_os_string()));
+            match located {
+                Some(((mount, rel_dir), name)) => {
+                    let placed = Placed {
+                        path: rel_dir.join(name),
+                        ..o
+                    };
+                    match groups.iter_mut().find(|(m, _)| Arc::ptr_eq(m, &mount)) {
+                        Some((_, v)) => v.push(placed),
+                        None => groups.push((mount, vec![placed])),
+                    }
+                }
+                None => real.push(o),
+            }
+        }
+        let mut report = Report::default();
+        let mut add = |r: Report| {
+            report.files.extend(r.files);
+            report.bytes += r.bytes;
+            report.reflinked_bytes += r.reflinked_bytes;
+            report.projected |= r.projected;
+            report.written_bytes += r.written_bytes;
+        };
+        for (mount, outputs) in groups {
+            add(Project { mount }.deliver(&Delivery {
+                pack,
+                outputs,
+                mtime_floor,
+            })?);
+        }
+        if !real.is_empty() {
+            add(self.deliver.deliver(&Delivery {
+                pack,
+                outputs: real,
+                mtime_floor,
+            })?);
+        }
+        Ok(report)
+    }
+
     /// Whether a manifest entry's recorded inputs hold now (spec D2), and how its recorded
     /// paths map to the current ones (X2). Files are read through the daemon's view, so
     /// inputs inside a mount (generated sources, linked rlibs) are seen as the mount shows
@@ -152,10 +226,8 @@ impl Engine {
         }
         let here = |p: &[u8]| resolve(&job.cwd, Path::new(OsStr::from_bytes(&rebase.path(p))));
         let fs = q.fs;
-        for p in &inputs.absent {
-            if fs.exists(&here(p)) {
-                return None;
-            }
+        if !absent_holds(fs, &here, inputs) {
+            return None;
         }
         for f in &inputs.files {
             match fs.digest(&here(&f.path)) {
@@ -165,6 +237,36 @@ impl Engine {
         }
         Some(rebase)
     }
+}
+
+/// Whether the paths an entry needs absent are still absent. `here` maps a recorded path
+/// to the current one.
+pub(super) fn absent_holds(
+    fs: &dyn FsView,
+    here: &dyn Fn(&[u8]) -> PathBuf,
+    inputs: &Inputs,
+) -> bool {
+    if inputs.absent.iter().any(|p| fs.exists(&here(p))) {
+        return false;
+    }
+    for group in &inputs.absent_under {
+        let dir = here(&group.dir);
+        if let Some(stamp) = group.stamp
+            && let Ok(Some(m)) = fs.meta(&dir)
+            && m.is_dir
+            && (m.stat.ino, m.stat.mtime, m.stat.ctime) == stamp
+        {
+            continue;
+        }
+        if group
+            .names
+            .iter()
+            .any(|n| fs.exists(&dir.join(OsStr::from_bytes(n))))
+        {
+            return false;
+        }
+    }
+    true
 }
 
 /// Whether a pack holds exactly the files a compile would produce (a sanity check: the key

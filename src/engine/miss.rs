@@ -9,11 +9,12 @@ use std::time::{Duration, Instant};
 
 use tracing::{debug, info, warn};
 
-use super::{Engine, Pending};
+use super::{Engine, Job, Pending};
 use crate::compiler::Language;
 use crate::compiler::rustc::{self, bindings};
 use crate::fsview::FsView;
 use crate::mount::LiveMount;
+use crate::mount::fs::MountedFs;
 use crate::store::manifest::Entry;
 use crate::store::pack::{self, WriteError};
 use crate::store::unix_now;
@@ -25,14 +26,19 @@ pub(super) struct PublishJob {
     pub written: pack::Written,
     pub key: crate::hash::Digest,
     pub entry: Entry,
-    pub convert: Option<Convert>,
+    pub convert: Vec<Convert>,
+    pub lang: Language,
 }
 
-/// Outputs in a mount to turn into projections once their pack is published.
+/// An output in a mount to turn into a projection once its pack is published.
 pub(super) struct Convert {
     pub mount: Arc<LiveMount>,
-    pub rel_out_dir: PathBuf,
-    pub out_dir: PathBuf,
+    /// Relative to the mount's root.
+    pub rel: PathBuf,
+    /// As it lies in the mount (not through a symlink to it).
+    pub path: PathBuf,
+    /// Its pack entry.
+    pub index: usize,
 }
 
 /// A conversion that found its file open, to be tried again.
@@ -48,7 +54,9 @@ const DEFER_FOR: Duration = Duration::from_secs(20);
 
 impl Engine {
     pub(super) fn store_result(&self, p: &Pending, stdout: Vec<u8>, stderr: Vec<u8>) -> bool {
-        let job = &p.job;
+        let Job::Rustc(job) = &p.job else {
+            return false;
+        };
         let not_stored = |reason: &str, detail: String| {
             info!("{}: not stored: {reason}: {detail}", rustc::describe(job));
             self.stats.not_stored(reason);
@@ -59,8 +67,7 @@ impl Engine {
             Ok(n) => n,
             Err(u) => return not_stored(u.reason, u.detail),
         };
-        let mut inputs = match rustc::collect_inputs(job, &fs, &p.start, p.link_depfile.as_deref())
-        {
+        let mut inputs = match rustc::collect_inputs(job, &fs, &p.start, p.scratch.as_deref()) {
             Ok(i) => i,
             Err(u) => return not_stored(u.reason, u.detail),
         };
@@ -183,22 +190,48 @@ impl Engine {
                 written.header.entries[i].digest,
             );
         }
-        let convert = if self.config.project_misses {
-            fs.locate(&job.out_dir).map(|(mount, rel_out_dir)| Convert {
-                // The out-dir as it lies in the mount (not through a symlink to it).
-                out_dir: mount.dir.join(&rel_out_dir),
-                mount,
-                rel_out_dir,
-            })
-        } else {
-            None
-        };
+        let outputs: Vec<PathBuf> = names.iter().map(|n| job.out_dir.join(n)).collect();
+        let convert = self.conversions(&fs, &outputs);
         let entry = Entry {
             inputs,
             pack: written.id,
             created: unix_now(),
         };
-        let key = job.key;
+        self.send_to_publisher(job.key, p.lang, temp, written, entry, convert)
+    }
+
+    /// The outputs (pack order) that lie in a mount and become projections once stored.
+    pub(super) fn conversions(&self, fs: &MountedFs<'_>, outputs: &[PathBuf]) -> Vec<Convert> {
+        if !self.config.project_misses {
+            return Vec::new();
+        }
+        outputs
+            .iter()
+            .enumerate()
+            .filter_map(|(index, p)| {
+                let name = p.file_name()?;
+                let (mount, rel_dir) = fs.locate(p.parent()?)?;
+                let rel = rel_dir.join(name);
+                Some(Convert {
+                    path: mount.dir.join(&rel),
+                    mount,
+                    rel,
+                    index,
+                })
+            })
+            .collect()
+    }
+
+    /// Hands a written pack to the publisher thread.
+    pub(super) fn send_to_publisher(
+        &self,
+        key: crate::hash::Digest,
+        lang: Language,
+        temp: tempfile::NamedTempFile,
+        written: pack::Written,
+        entry: Entry,
+        convert: Vec<Convert>,
+    ) -> bool {
         self.publishing.0.lock().insert(key);
         let sent = self
             .publish_tx
@@ -211,6 +244,7 @@ impl Engine {
                     key,
                     entry,
                     convert,
+                    lang,
                 })
                 .is_ok()
             })
@@ -237,15 +271,14 @@ impl Engine {
                     d.bytes_stored += size;
                 });
                 debug!("stored pack {} ({size} bytes)", id.short());
-                if let Some(c) = job.convert {
-                    self.convert_outputs(Arc::new(c), &job.written, deferred);
+                if !job.convert.is_empty() {
+                    self.convert_outputs(job.convert, &job.written, deferred);
                 }
                 self.evict();
             }
             Err(e) => {
                 warn!("cannot publish pack {}: {e}", id.short());
-                self.stats
-                    .error(Language::Rust, super::store_error_kind(&e));
+                self.stats.error(job.lang, super::store_error_kind(&e));
             }
         }
         let (set, cv) = &self.publishing;
@@ -253,7 +286,12 @@ impl Engine {
         cv.notify_all();
     }
 
-    fn convert_outputs(&self, c: Arc<Convert>, w: &pack::Written, deferred: &mut Vec<Deferred>) {
+    fn convert_outputs(
+        &self,
+        items: Vec<Convert>,
+        w: &pack::Written,
+        deferred: &mut Vec<Deferred>,
+    ) {
         let pack = match self.store.open_pack(&w.id) {
             Ok(p) => p,
             Err(e) => {
@@ -261,11 +299,14 @@ impl Engine {
                 return;
             }
         };
-        for index in 0..w.header.entries.len() {
+        for c in items {
+            if c.index >= w.header.entries.len() {
+                continue;
+            }
             let d = Deferred {
-                convert: c.clone(),
+                index: c.index,
+                convert: Arc::new(c),
                 pack: pack.clone(),
-                index,
                 until: Instant::now() + DEFER_FOR,
             };
             if let Some(d) = self.convert_one(d) {
@@ -299,7 +340,7 @@ impl Engine {
         }
         // The file must still hold the stored bytes: its stat is unchanged since it was
         // stored (the hash cache knows its digest), or its bytes are read again.
-        let path = c.out_dir.join(&entry.name);
+        let path = c.path.clone();
         let stat = match self.fs().digest(&path) {
             Ok((digest, stat)) if digest == entry.digest => stat,
             Ok(_) => {
@@ -312,7 +353,7 @@ impl Engine {
                 return None;
             }
         };
-        let rel = c.rel_out_dir.join(&entry.name);
+        let rel = c.rel.clone();
         match c
             .mount
             .vfs

@@ -33,15 +33,33 @@ use crate::store::pack::{self};
 /// Misses older than this are forgotten (their wrapper died).
 const PENDING_TTL: Duration = Duration::from_secs(6 * 3600);
 
+mod cc;
 mod hit;
 mod miss;
 
+/// A compile in flight, of one family.
+enum Job {
+    Rustc(Box<RustcJob>),
+    Cc(Box<crate::compiler::cc::CcJob>),
+}
+
+impl Job {
+    fn describe(&self) -> String {
+        match self {
+            Job::Rustc(j) => rustc::describe(j),
+            Job::Cc(j) => j.describe(),
+        }
+    }
+}
+
 struct Pending {
-    job: RustcJob,
+    job: Job,
     lang: Language,
     start: CompileStart,
     created: Instant,
-    link_depfile: Option<PathBuf>,
+    /// A file zcfs asked the compiler to write (rustc's linker dependency file, a C
+    /// compile's dependency file); removed when the compile is done.
+    scratch: Option<PathBuf>,
     cargo_home: Option<PathBuf>,
     aliases: Vec<(PathBuf, PathBuf)>,
 }
@@ -53,6 +71,8 @@ pub struct Engine {
     pub mounts: Mounts,
     pub hashes: HashCache,
     pub identities: rustc::IdentityCache,
+    pub cc_facts: crate::compiler::cc::identity::CcFacts,
+    cc_scans: crate::compiler::cc::ScanCache,
     pub stats: Stats,
     clock: KernelClock,
     deliver: Box<dyn Deliver>,
@@ -79,6 +99,8 @@ impl Engine {
             mounts,
             hashes: HashCache::new(),
             identities: rustc::IdentityCache::new(),
+            cc_facts: Default::default(),
+            cc_scans: Default::default(),
             stats,
             clock,
             deliver,
@@ -267,7 +289,7 @@ impl Engine {
             return Reply::Error("empty command line".into());
         };
         let lang = classify(Path::new(program));
-        if lang != Language::Rust {
+        if lang != Language::Rust && lang != Language::C {
             self.stats.uncacheable(lang, "unsupported compiler");
             return Reply::PassThrough {
                 reason: format!(
@@ -285,6 +307,9 @@ impl Engine {
             .into_iter()
             .map(|(k, v)| (OsString::from_vec(k.0), OsString::from_vec(v.0)))
             .collect();
+        if lang == Language::C {
+            return self.compile_cc(&argv, &cwd, &env, req.stderr_tty, t0);
+        }
 
         let parsed = match rustc::parse_invocation(&argv, &cwd, &env) {
             Ok(a) => a,
@@ -340,38 +365,17 @@ impl Engine {
 
         // The start, on the kernel clock and as the filesystems of the checkout and the
         // out-dir record time (crate::fsclock).
-        let devs: Vec<u64> = [&job.cwd, &job.out_dir]
-            .iter()
-            .filter_map(|d| fs.dir_device(d))
-            .collect();
-        let stamps = fs.clocks().stamps(&devs);
-        let start = match self.clock.now() {
-            Ok(time) => CompileStart { time, stamps },
-            Err(e) => {
-                warn!("kernel clock unavailable: {e}");
-                self.stats.error(lang, "clock");
-                return Reply::PassThrough {
-                    reason: format!("internal error: {e}"),
-                };
-            }
+        let start = match self.compile_start(&fs, &[&job.cwd, &job.out_dir], lang) {
+            Ok(s) => s,
+            Err(reply) => return *reply,
         };
-        let token: u64 = loop {
-            let t = random_u64();
-            if t != 0 && !self.pending.lock().contains_key(&t) {
-                break t;
-            }
-        };
+        let token = self.new_token();
         let mut extra_args = Vec::new();
-        let link_depfile = if job.args.runs_linker() {
-            let dir = self.paths.scratch_dir();
-            if let Err(e) = crate::paths::ensure_private_dir(&dir) {
-                warn!("scratch dir: {e:#}");
-                self.stats.error(lang, "scratch dir");
-                return Reply::PassThrough {
-                    reason: format!("internal error: {e:#}"),
-                };
-            }
-            let p = dir.join(format!("{token:016x}.link.d"));
+        let scratch = if job.args.runs_linker() {
+            let p = match self.scratch_file(token, "link.d", lang) {
+                Ok(p) => p,
+                Err(reply) => return *reply,
+            };
             extra_args = rustc::link_depfile_args(&p)
                 .into_iter()
                 .map(crate::proto::Bytes)
@@ -381,15 +385,15 @@ impl Engine {
             None
         };
         debug!("miss {} key {}", rustc::describe(&job), job.key.short());
-        let buffer_stderr = link_depfile.is_some();
+        let buffer_stderr = scratch.is_some();
         self.pending.lock().insert(
             token,
             Pending {
-                job,
+                job: Job::Rustc(Box::new(job)),
                 lang,
                 start,
                 created: Instant::now(),
-                link_depfile,
+                scratch,
                 cargo_home,
                 aliases,
             },
@@ -399,6 +403,57 @@ impl Engine {
             token,
             extra_args,
             buffer_stderr,
+            strip_colour: false,
+        }
+    }
+
+    /// When a miss starts: the kernel clock, and stamps on the filesystems of `dirs` (the
+    /// checkout's, the outputs').
+    fn compile_start(
+        &self,
+        fs: &MountedFs<'_>,
+        dirs: &[&Path],
+        lang: Language,
+    ) -> Result<CompileStart, Box<Reply>> {
+        let devs: Vec<u64> = dirs.iter().filter_map(|d| fs.dir_device(d)).collect();
+        let stamps = fs.clocks().stamps(&devs);
+        match self.clock.now() {
+            Ok(time) => Ok(CompileStart { time, stamps }),
+            Err(e) => {
+                warn!("kernel clock unavailable: {e}");
+                self.stats.error(lang, "clock");
+                Err(Box::new(Reply::PassThrough {
+                    reason: format!("internal error: {e}"),
+                }))
+            }
+        }
+    }
+
+    /// A private file for a compile in flight (in the scratch dir).
+    fn scratch_file(
+        &self,
+        token: u64,
+        suffix: &str,
+        lang: Language,
+    ) -> Result<PathBuf, Box<Reply>> {
+        let dir = self.paths.scratch_dir();
+        if let Err(e) = crate::paths::ensure_private_dir(&dir) {
+            warn!("scratch dir: {e:#}");
+            self.stats.error(lang, "scratch dir");
+            return Err(Box::new(Reply::PassThrough {
+                reason: format!("internal error: {e:#}"),
+            }));
+        }
+        Ok(dir.join(format!("{token:016x}.{suffix}")))
+    }
+
+    /// A token for a miss, unique among the misses in flight.
+    fn new_token(&self) -> u64 {
+        loop {
+            let t = random_u64();
+            if t != 0 && !self.pending.lock().contains_key(&t) {
+                break t;
+            }
         }
     }
 
@@ -428,19 +483,22 @@ impl Engine {
             return Reply::Done { stored: false };
         };
         let stored = match outcome {
-            CompileOutcome::Success { stdout, stderr } => self.store_result(&p, stdout, stderr),
+            CompileOutcome::Success { stdout, stderr } => match &p.job {
+                Job::Rustc(_) => self.store_result(&p, stdout, stderr),
+                Job::Cc(job) => self.store_cc(&p, job, stdout, stderr),
+            },
             CompileOutcome::Failed { code } => {
-                debug!("{} failed with {code}; not stored", rustc::describe(&p.job));
+                debug!("{} failed with {code}; not stored", p.job.describe());
                 self.stats.update(|d| d.failed_compiles += 1);
                 false
             }
             CompileOutcome::Error { message } => {
-                warn!("{}: wrapper error: {message}", rustc::describe(&p.job));
+                warn!("{}: wrapper error: {message}", p.job.describe());
                 self.stats.error(p.lang, "wrapper");
                 false
             }
         };
-        if let Some(d) = &p.link_depfile {
+        if let Some(d) = &p.scratch {
             let _ = std::fs::remove_file(d);
         }
         Reply::Done { stored }
@@ -528,7 +586,7 @@ impl Engine {
         let mut pending = self.pending.lock();
         pending.retain(|_, p| {
             let keep = p.created.elapsed() < PENDING_TTL;
-            if !keep && let Some(d) = &p.link_depfile {
+            if !keep && let Some(d) = &p.scratch {
                 let _ = std::fs::remove_file(d);
             }
             keep

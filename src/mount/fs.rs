@@ -79,6 +79,10 @@ impl MountedFs<'_> {
 }
 
 impl FsView for MountedFs<'_> {
+    fn in_mount(&self, path: &Path) -> bool {
+        self.locate(path).is_some()
+    }
+
     fn digest(&self, path: &Path) -> Result<(Digest, FileStat), HashError> {
         // A real file that becomes a projection while it is hashed (a miss's output being
         // converted) looks changed: its name was unlinked. Look again.

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::hash::Digest;
 
-pub const MAGIC: &[u8; 8] = b"ZCFSMAN2";
+pub const MAGIC: &[u8; 8] = b"ZCFSMAN3";
 /// Entries kept per manifest; older ones are dropped first.
 pub const MAX_ENTRIES: usize = 16;
 /// Larger manifest files are not read (16 entries of a few thousand inputs fit easily).
@@ -47,7 +47,23 @@ pub struct Inputs {
     pub env: Vec<(String, Option<String>)>,
     /// Paths that must still not exist (spec D4).
     pub absent: Vec<Vec<u8>>,
+    /// Paths that must still not exist, grouped under the directory that did (C headers:
+    /// many candidates, few directories).
+    pub absent_under: Vec<AbsentUnder>,
     pub bindings: Vec<Binding>,
+}
+
+/// Names that must not exist under a directory. While the directory keeps the recorded
+/// inode, mtime and ctime, nothing was created in it, so none of them can exist (a name
+/// with several components starts with one that did not exist); otherwise each is checked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct AbsentUnder {
+    /// As the compile spelled it (relative to its cwd, or absolute).
+    pub dir: Vec<u8>,
+    /// (ino, mtime ns, ctime ns) when it was recorded; `None`: not trusted (it changed
+    /// during the compile, or lies in a mount), check every name.
+    pub stamp: Option<(u64, i128, i128)>,
+    pub names: Vec<Vec<u8>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -98,6 +114,11 @@ mod tests {
                 }],
                 env: vec![("A".into(), None), ("B".into(), Some(String::new()))],
                 absent: vec![b"src/lib/mod.rs".to_vec()],
+                absent_under: vec![AbsentUnder {
+                    dir: b"inc".to_vec(),
+                    stamp: Some((1, 2, 3)),
+                    names: vec![b"x.h".to_vec()],
+                }],
                 bindings: vec![Binding::new("cwd", b"/w", true)],
             },
             pack: Digest([n; 32]),

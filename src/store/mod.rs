@@ -709,6 +709,7 @@ mod tests {
             Entry {
                 inputs: manifest::Inputs {
                     absent: vec![b"x".to_vec()],
+                    absent_under: vec![],
                     ..Default::default()
                 },
                 ..entry(Digest::of(b"gone"))

@@ -517,6 +517,7 @@ pub fn collect_inputs(
         files,
         env: info.env,
         absent,
+        absent_under: Vec::new(),
         // Decided once the outputs are known: see `bindings`.
         bindings: Vec::new(),
     })

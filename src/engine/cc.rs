@@ -1,0 +1,319 @@
+//! C and C++ compiles in the engine: the key (compiler/cc), the hit (verify an entry's
+//! inputs and absent paths, deliver each output where this command line puts it, replay
+//! the diagnostics with or without colours) and, after a miss, storing the outputs.
+
+use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
+use std::fs::File;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use tracing::{debug, info, warn};
+
+use super::hit::Stop;
+use super::{Engine, Job, Pending};
+use crate::compiler::cc::{self, CcJob};
+use crate::deliver::Placed;
+use crate::fsutil::{NanoTime, resolve};
+use crate::fsview::FsView;
+use crate::mount::fs::MountedFs;
+use crate::proto::{Bytes, Reply};
+use crate::stats::HitPhases;
+use crate::store::manifest::{Entry, Inputs};
+use crate::store::pack::{self, WriteError};
+use crate::store::unix_now;
+
+impl Engine {
+    pub(super) fn compile_cc(
+        &self,
+        argv: &[OsString],
+        cwd: &Path,
+        env: &HashMap<OsString, OsString>,
+        stderr_tty: bool,
+        t0: Instant,
+    ) -> Reply {
+        let fs = self.fs();
+        let job = match cc::prepare(&cc::KeyInputs {
+            argv,
+            cwd,
+            env,
+            stderr_is_tty: stderr_tty,
+            hashes: &self.hashes,
+            fs: &fs,
+            facts: &self.cc_facts,
+            sloppiness: self.config.sloppiness,
+        }) {
+            Ok(j) => j,
+            Err(e) => return self.not_cached(crate::compiler::Language::C, e),
+        };
+        let lang = job.language();
+        // The compiler fails when an output's directory is missing; a hit must not hide it.
+        for d in job.output_dirs() {
+            if !fs.is_dir(&d) {
+                self.stats.uncacheable(lang, "output dir missing");
+                return Reply::PassThrough {
+                    reason: format!("{} does not exist", d.display()),
+                };
+            }
+        }
+        if !self.config.recache {
+            self.wait_not_publishing(&job.key, Duration::from_secs(5));
+            if let Some(reply) = self.try_hit_cc(&job, &fs, t0.elapsed()) {
+                return reply;
+            }
+        }
+        let dirs = job.output_dirs();
+        let mut stamp_dirs: Vec<&Path> = vec![cwd];
+        stamp_dirs.extend(dirs.iter().map(PathBuf::as_path));
+        let start = match self.compile_start(&fs, &stamp_dirs, lang) {
+            Ok(s) => s,
+            Err(reply) => return *reply,
+        };
+        let token = self.new_token();
+        let private_dep = match self.scratch_file(token, "cc.d", lang) {
+            Ok(p) => p,
+            Err(reply) => return *reply,
+        };
+        let extra_args: Vec<Bytes> = job.miss_args(&private_dep).into_iter().map(Bytes).collect();
+        let strip_colour = job.strip_colour();
+        debug!("miss {} key {}", job.describe(), job.key.short());
+        self.pending.lock().insert(
+            token,
+            Pending {
+                job: Job::Cc(Box::new(job)),
+                lang,
+                start,
+                created: Instant::now(),
+                scratch: Some(private_dep),
+                cargo_home: None,
+                aliases: Vec::new(),
+            },
+        );
+        self.stats.miss(lang);
+        Reply::Miss {
+            token,
+            extra_args,
+            buffer_stderr: false,
+            strip_colour,
+        }
+    }
+
+    fn try_hit_cc(&self, job: &CcJob, fs: &MountedFs<'_>, key_time: Duration) -> Option<Reply> {
+        let lang = job.language();
+        let t_lookup = Instant::now();
+        let manifest = self.store.manifest(&job.key)?;
+        let outputs = job.outputs();
+        for entry in &manifest.entries {
+            let Some(floor) = self.cc_inputs_hold(job, fs, &entry.inputs) else {
+                continue;
+            };
+            let pack = match self.open_for_hit(&job.key, &entry.pack, lang, &job.describe()) {
+                Ok(p) => p,
+                Err(Stop::Next) => continue,
+                Err(Stop::Miss) => return None,
+            };
+            // Each stored role goes where this command line puts it; the required ones
+            // must all be there (the key covers the flags that decide them).
+            let mut placed = Vec::with_capacity(pack.header.entries.len());
+            let mut ok = true;
+            for (index, e) in pack.header.entries.iter().enumerate() {
+                match outputs.iter().find(|o| o.role == e.name) {
+                    Some(o) => placed.push(Placed {
+                        index,
+                        path: resolve(&job.cwd, &o.path),
+                        bytes: None,
+                    }),
+                    None => ok = false,
+                }
+            }
+            ok &= outputs
+                .iter()
+                .filter(|o| o.required)
+                .all(|o| pack.header.entries.iter().any(|e| e.name == o.role));
+            if !ok {
+                warn!(
+                    "pack {} does not hold the outputs {} expects; ignoring it",
+                    entry.pack.short(),
+                    job.describe()
+                );
+                self.stats.error(lang, "pack mismatch");
+                continue;
+            }
+            let lookup = t_lookup.elapsed();
+            let t_deliver = Instant::now();
+            return match self.deliver_placed(fs, &pack, placed, floor) {
+                Ok(report) => {
+                    for f in &report.files {
+                        self.hashes.record_trusted(&f.path, f.stat, f.digest);
+                    }
+                    self.store.touch(&entry.pack);
+                    let phases = HitPhases {
+                        key: key_time,
+                        lookup,
+                        deliver: t_deliver.elapsed(),
+                    };
+                    self.stats.hit(lang, phases, &report, false);
+                    debug!(
+                        "hit {} {phases:?}{}",
+                        job.describe(),
+                        if report.projected { " projected" } else { "" }
+                    );
+                    let stderr = if job.strip_colour() {
+                        cc::strip_ansi(&pack.header.stderr)
+                    } else {
+                        pack.header.stderr.clone()
+                    };
+                    Some(Reply::Hit {
+                        stdout: pack.header.stdout.clone(),
+                        stderr,
+                    })
+                }
+                Err(e) => {
+                    warn!(
+                        "{}: cannot deliver outputs ({e}); running the compiler",
+                        job.describe()
+                    );
+                    self.stats.error(lang, "deliver failed");
+                    None
+                }
+            };
+        }
+        None
+    }
+
+    /// Whether an entry's inputs hold now: the recorded variables, the paths that must stay
+    /// absent, every file's content. Returns the newest input's mtime (the outputs' floor:
+    /// make compares them).
+    fn cc_inputs_hold(&self, job: &CcJob, fs: &MountedFs<'_>, inputs: &Inputs) -> Option<NanoTime> {
+        for (name, value) in &inputs.env {
+            match cc::pseudo_env_holds(name, value.as_deref()) {
+                Some(true) => {}
+                Some(false) => return None,
+                None => {
+                    let now = job.env.get(OsStr::new(name)).map(|v| v.as_bytes());
+                    if now != value.as_ref().map(|v| v.as_bytes()) {
+                        return None;
+                    }
+                }
+            }
+        }
+        let here = |p: &[u8]| resolve(&job.cwd, Path::new(OsStr::from_bytes(p)));
+        if !super::hit::absent_holds(fs, &here, inputs) {
+            return None;
+        }
+        let mut floor = 0;
+        for f in &inputs.files {
+            match fs.digest(&here(&f.path)) {
+                Ok((d, stat)) if d == f.digest && stat.size == f.size => {
+                    floor = floor.max(stat.mtime);
+                }
+                _ => return None,
+            }
+        }
+        Some(floor)
+    }
+
+    /// After a successful miss: store the outputs and the entry.
+    pub(super) fn store_cc(
+        &self,
+        p: &Pending,
+        job: &CcJob,
+        stdout: Vec<u8>,
+        stderr: Vec<u8>,
+    ) -> bool {
+        let not_stored = |reason: &str, detail: String| {
+            info!("{}: not stored: {reason}: {detail}", job.describe());
+            self.stats.not_stored(reason);
+            false
+        };
+        let fs = self.fs();
+        let private_dep = p.scratch.clone().unwrap_or_default();
+        let collected = match cc::collect(
+            job,
+            &fs,
+            &p.start,
+            &private_dep,
+            &self.cc_facts,
+            &self.cc_scans,
+        ) {
+            Ok(c) => c,
+            Err(u) => return not_stored(u.reason, u.detail),
+        };
+        let paths: Vec<PathBuf> = collected
+            .outputs
+            .iter()
+            .map(|(_, p)| resolve(&job.cwd, p))
+            .collect();
+        let mut files: Vec<File> = Vec::with_capacity(paths.len());
+        for path in &paths {
+            match fs.open(path) {
+                Ok(f) => files.push(f),
+                Err(e) => return not_stored("missing output", format!("{}: {e}", path.display())),
+            }
+        }
+        let temp = match self.store.pack_temp() {
+            Ok(t) => t,
+            Err(e) => {
+                warn!("cannot store {}: {e}", job.describe());
+                self.stats.error(p.lang, super::store_error_kind(&e));
+                return false;
+            }
+        };
+        let sources: Vec<pack::Source<'_>> = collected
+            .outputs
+            .iter()
+            .zip(&files)
+            .map(|((role, _), f)| pack::Source {
+                name: role.to_string(),
+                file: f,
+            })
+            .collect();
+        let meta = serde_json::json!({
+            "compiler": job.compiler,
+            "input": job.args.input,
+            "cwd": job.cwd,
+            "key": job.key.to_hex(),
+            "created": unix_now(),
+        })
+        .to_string()
+        .into_bytes();
+        let written = match pack::write(temp.as_file(), &sources, stdout, stderr, meta) {
+            Ok(w) => w,
+            Err(WriteError::SourceChanged(n)) => {
+                return not_stored("output modified during store", n);
+            }
+            Err(WriteError::Io(e)) => {
+                warn!("cannot store {}: {e}", job.describe());
+                self.stats.error(p.lang, super::store_error_kind(&e));
+                return false;
+            }
+        };
+        for (i, path) in paths.iter().enumerate() {
+            self.hashes.record_trusted(
+                path,
+                written.source_stats[i],
+                written.header.entries[i].digest,
+            );
+        }
+        debug!(
+            "{}: {} inputs, {} paths that must stay absent",
+            job.describe(),
+            collected.inputs.files.len(),
+            collected.inputs.absent.len()
+                + collected
+                    .inputs
+                    .absent_under
+                    .iter()
+                    .map(|g| g.names.len())
+                    .sum::<usize>()
+        );
+        let convert = self.conversions(&fs, &paths);
+        let entry = Entry {
+            inputs: collected.inputs,
+            pack: written.id,
+            created: unix_now(),
+        };
+        self.send_to_publisher(job.key, p.lang, temp, written, entry, convert)
+    }
+}

@@ -1,0 +1,87 @@
+//! Finding the real C compiler when zcfs stands in for it (spec CW1, CW2): as a link named
+//! `gcc` (or `cc`, `clang++`...) pointing at zcfs in a directory early on `PATH`, or as
+//! `zcfs gcc ...`. The real compiler is the first program of that name on `PATH` that is not
+//! zcfs (after resolving links) and not a compiler a zcfs further up is running already:
+//! each compiler zcfs runs gets `ZCFS_SKIP` (the canonical paths of the compilers above it),
+//! so a compiler that is a script calling `gcc` again reaches the next real `gcc` instead of
+//! looping, and that nested compile passes through uncounted.
+
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The canonical paths of the compilers zcfs runs above this process, `:`-separated.
+pub const SKIP_VAR: &str = "ZCFS_SKIP";
+
+/// This process runs under a compiler zcfs started.
+pub fn nested() -> bool {
+    std::env::var_os(SKIP_VAR).is_some_and(|v| !v.is_empty())
+}
+
+fn skipped() -> Vec<PathBuf> {
+    std::env::var_os(SKIP_VAR)
+        .map(|v| std::env::split_paths(&v).collect())
+        .unwrap_or_default()
+}
+
+fn is_executable(p: &Path) -> bool {
+    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// The compiler to run for `program` (as invoked): itself if it is a path that is not zcfs,
+/// else the first of its name on `PATH` that is neither zcfs nor skipped.
+pub fn real_compiler(program: &OsStr) -> Result<PathBuf, String> {
+    let me = std::env::current_exe()
+        .and_then(|p| p.canonicalize())
+        .map_err(|e| format!("cannot find the zcfs binary: {e}"))?;
+    let path = Path::new(program);
+    let name = path
+        .file_name()
+        .ok_or_else(|| format!("{} is not a program", path.display()))?;
+    if program.as_bytes().contains(&b'/') {
+        match path.canonicalize() {
+            Ok(c) if c == me => {}
+            Ok(_) => return Ok(path.to_path_buf()),
+            // A missing compiler: let the exec report it as the shell would.
+            Err(_) => return Ok(path.to_path_buf()),
+        }
+    }
+    let skip = skipped();
+    let search = std::env::var_os("PATH").unwrap_or_default();
+    let mut fallback = None;
+    for dir in std::env::split_paths(&search) {
+        let cand = dir.join(name);
+        if !is_executable(&cand) {
+            continue;
+        }
+        let Ok(c) = cand.canonicalize() else { continue };
+        if c == me {
+            continue;
+        }
+        if skip.contains(&c) {
+            fallback.get_or_insert(cand);
+            continue;
+        }
+        return Ok(cand);
+    }
+    fallback.ok_or_else(|| {
+        format!(
+            "no {} other than zcfs found on PATH",
+            name.to_string_lossy()
+        )
+    })
+}
+
+/// Marks a compiler's environment: compiles started under it pass through.
+pub fn guard<'a>(cmd: &'a mut Command, program: &OsStr) -> &'a mut Command {
+    let mut list = skipped();
+    if let Ok(c) = Path::new(program).canonicalize() {
+        list.push(c);
+    }
+    match std::env::join_paths(&list) {
+        Ok(v) if !v.is_empty() => cmd.env(SKIP_VAR, v),
+        _ => cmd.env(SKIP_VAR, OsString::from("-")),
+    }
+}

@@ -1,0 +1,230 @@
+//! Build systems calling C compilers through zcfs, end to end (spec C43, C44): CMake with
+//! Ninja and the compiler launcher in a mounted build dir, make through the masquerade links
+//! of `zcfs run`, and cc-rs build scripts under `zcfs cargo`.
+
+mod common;
+
+use std::path::Path;
+use std::process::Output;
+
+use common::{Env, ZCFS, is_mounted, ok};
+
+fn write(dir: &Path, rel: &str, content: &str) {
+    let p = dir.join(rel);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, content).unwrap();
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn c_counts(env: &Env) -> (u64, u64, u64) {
+    let s = env.stats();
+    let get = |k: &str| -> u64 {
+        ["c", "cxx"]
+            .iter()
+            .map(|l| s["languages"][l][k].as_u64().unwrap_or(0))
+            .sum()
+    };
+    (
+        get("hits"),
+        get("misses"),
+        s["hits_projected"].as_u64().unwrap_or(0),
+    )
+}
+
+/// A small C project: two sources sharing a header, one with its own header.
+fn c_project(dir: &Path) {
+    write(dir, "inc/shared.h", "#define SHARED 40\n");
+    write(dir, "inc/only_util.h", "#define UTIL 2\n");
+    write(
+        dir,
+        "main.c",
+        "#include <stdio.h>\n#include \"shared.h\"\nint util(void);\nint main(void) { printf(\"%d\\n\", SHARED + util()); return 0; }\n",
+    );
+    write(
+        dir,
+        "util.c",
+        "#include \"shared.h\"\n#include \"only_util.h\"\nint util(void) { return UTIL + SHARED - SHARED; }\n",
+    );
+}
+
+#[test]
+fn c43_cmake_ninja_with_the_launcher_in_a_mounted_build_dir() {
+    let env = Env::new();
+    let src = env.tmp.path().join("proj");
+    c_project(&src);
+    write(
+        &src,
+        "CMakeLists.txt",
+        "cmake_minimum_required(VERSION 3.16)\nproject(p C)\ninclude_directories(inc)\nadd_executable(app main.c util.c)\n",
+    );
+    let build = env.tmp.path().join("build");
+    let _m = env.mount(&build);
+    let cmake = |args: &[&str]| {
+        let o = env
+            .command("cmake")
+            .args(args)
+            .current_dir(env.tmp.path())
+            .output()
+            .unwrap();
+        ok(&o);
+        o
+    };
+    cmake(&[
+        "-G",
+        "Ninja",
+        "-S",
+        src.to_str().unwrap(),
+        "-B",
+        build.to_str().unwrap(),
+        &format!("-DCMAKE_C_COMPILER_LAUNCHER={ZCFS}"),
+    ]);
+    cmake(&["--build", build.to_str().unwrap()]);
+    let run = || {
+        let o = std::process::Command::new(build.join("app"))
+            .output()
+            .unwrap();
+        ok(&o);
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    assert_eq!(run(), "42");
+    let (h0, m0, _) = c_counts(&env);
+    assert_eq!((h0, m0), (0, 2));
+
+    cmake(&["--build", build.to_str().unwrap(), "--target", "clean"]);
+    assert!(!build.join("app").exists());
+    cmake(&["--build", build.to_str().unwrap()]);
+    assert_eq!(run(), "42");
+    let (h, m, projected) = c_counts(&env);
+    assert_eq!((h, m), (2, 2), "every object a hit after a clean");
+    assert_eq!(
+        projected, 2,
+        "hits in the mounted build dir are projections"
+    );
+
+    let o = cmake(&["--build", build.to_str().unwrap()]);
+    assert!(text(&o).contains("no work to do"), "{}", text(&o));
+
+    // Touching a header rebuilds exactly its dependents.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    write(&src, "inc/only_util.h", "#define UTIL 3\n");
+    let o = cmake(&["--build", build.to_str().unwrap(), "--", "-v"]);
+    let t = text(&o);
+    assert!(t.contains("util.c") && !t.contains("main.c.o -c"), "{t}");
+    assert_eq!(run(), "43");
+    assert!(is_mounted(&build));
+}
+
+#[test]
+fn make_through_the_masquerade_links_of_zcfs_run() {
+    let env = Env::new();
+    let dir = env.tmp.path().join("mk");
+    c_project(&dir);
+    write(
+        &dir,
+        "Makefile",
+        "CFLAGS = -O1 -Iinc\napp: main.o util.o\n\t$(CC) -o app main.o util.o\nmain.o: main.c inc/shared.h\nutil.o: util.c inc/shared.h inc/only_util.h\nclean:\n\trm -f app *.o\n",
+    );
+    let make = |args: &[&str]| {
+        let o = env
+            .command(ZCFS)
+            .args(["run", "--", "make"])
+            .args(args)
+            .current_dir(&dir)
+            .env_remove("CC")
+            .output()
+            .unwrap();
+        ok(&o);
+        text(&o)
+    };
+    make(&[]);
+    let (h, m, _) = c_counts(&env);
+    assert_eq!((h, m), (0, 2));
+    make(&["clean"]);
+    make(&[]);
+    let (h, m, _) = c_counts(&env);
+    assert_eq!((h, m), (2, 2));
+    let o = std::process::Command::new(dir.join("app"))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "42");
+    let t = make(&[]);
+    assert!(t.contains("up to date"), "{t}");
+    // The link went through zcfs and passed through.
+    assert!(
+        env.stats()["uncacheable"]["called for link"]
+            .as_u64()
+            .unwrap_or(0)
+            >= 2
+    );
+}
+
+#[test]
+fn c44_cc_rs_build_scripts_under_zcfs_cargo() {
+    let env = Env::mounted();
+    let dir = env.tmp.path().join("ccrs");
+    write(
+        &dir,
+        "Cargo.toml",
+        "[package]\nname = \"ccrs\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[build-dependencies]\ncc = \"1\"\n",
+    );
+    write(
+        &dir,
+        "build.rs",
+        "fn main() {\n    let mut b = cc::Build::new();\n    b.file(\"c/one.c\").file(\"c/two.c\").include(\"c\");\n    if b.is_flag_supported(\"-Wno-unused-parameter\").unwrap_or(false) { b.flag(\"-Wno-unused-parameter\"); }\n    b.compile(\"cpart\");\n    cc::Build::new().cpp(true).file(\"c/three.cpp\").compile(\"cxxpart\");\n    println!(\"cargo:rerun-if-changed=c\");\n}\n",
+    );
+    write(&dir, "c/h.h", "#define BASE 40\n");
+    write(
+        &dir,
+        "c/one.c",
+        "#include \"h.h\"\nint one(void) { return BASE; }\n",
+    );
+    write(&dir, "c/two.c", "int two(void) { return 2; }\n");
+    write(
+        &dir,
+        "c/three.cpp",
+        "#include <vector>\nextern \"C\" int three(void) { return (int)std::vector<int>(0).size(); }\n",
+    );
+    write(
+        &dir,
+        "src/main.rs",
+        "extern \"C\" { fn one() -> i32; fn two() -> i32; fn three() -> i32; }\nfn main() { println!(\"{}\", unsafe { one() + two() + three() }); }\n",
+    );
+    let cargo = |args: &[&str]| {
+        let mut cmd = env.command(ZCFS);
+        cmd.arg("cargo")
+            .args(args)
+            .current_dir(&dir)
+            .env_remove("CC")
+            .env_remove("CXX");
+        let o = cmd.output().unwrap();
+        ok(&o);
+        text(&o)
+    };
+    cargo(&["build"]);
+    let (h, cold, _) = c_counts(&env);
+    // Three objects and cc-rs's flag probe (`is_flag_supported` compiles a file).
+    assert_eq!(h, 0);
+    assert!(cold >= 4, "the C/C++ compiles went through zcfs: {cold}");
+    cargo(&["clean"]);
+    cargo(&["build"]);
+    let (h, m, _) = c_counts(&env);
+    assert_eq!(
+        (h, m),
+        (cold, cold),
+        "after a clean every C compile is a hit"
+    );
+    let out = std::process::Command::new(dir.join("target/debug/ccrs"))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "42");
+    let t = cargo(&["build"]);
+    assert!(!t.contains("Compiling"), "the next build is a no-op: {t}");
+    assert_eq!(c_counts(&env).0, cold);
+}
