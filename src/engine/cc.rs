@@ -48,6 +48,16 @@ impl Engine {
             Err(e) => return self.not_cached(crate::compiler::Language::C, e),
         };
         let lang = job.language();
+        // An output dir reached through a symlink into a mount is delivered into the mount.
+        let mut aliases: Vec<(PathBuf, PathBuf)> = Vec::new();
+        for d in job.output_dirs() {
+            if let Some(a) = self.mounts.alias(&d)
+                && !aliases.contains(&a)
+            {
+                aliases.push(a);
+            }
+        }
+        let fs = self.fs_with(aliases.clone());
         // The compiler fails when an output's directory is missing; a hit must not hide it.
         for d in job.output_dirs() {
             if !fs.is_dir(&d) {
@@ -87,7 +97,7 @@ impl Engine {
                 created: Instant::now(),
                 scratch: Some(private_dep),
                 cargo_home: None,
-                aliases: Vec::new(),
+                aliases,
             },
         );
         self.stats.miss(lang);
@@ -227,7 +237,7 @@ impl Engine {
             self.stats.not_stored(reason);
             false
         };
-        let fs = self.fs();
+        let fs = self.fs_with(p.aliases.clone());
         let private_dep = p.scratch.clone().unwrap_or_default();
         let collected = match cc::collect(
             job,

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# C benchmark: Lua's core (from the lua-src crate) built with make -j2 through each cache.
+# Cold = empty cache, objects deleted; warm = cache full, objects deleted. Interleaved
+# rounds; prints medians and ratios against no cache and the peers measured in the same
+# run. Usage: bench/c_warm.sh [ROUNDS] (default 3). Needs zcfs on PATH (scripts/install.sh);
+# ccache, sccache and zccache are used when installed (bench/install-peers.sh).
+set -euo pipefail
+rounds=${1:-3}
+work=${ZCFS_BENCH_DIR:-/var/tmp/zcfs-bench-c}
+mkdir -p "$work"
+if [ ! -d "$work/lua" ]; then
+  cargo info --quiet lua-src >/dev/null
+  crate=$(ls "${CARGO_HOME:-$HOME/.cargo}"/registry/cache/*/lua-src-*.crate | sort -V | tail -1)
+  mkdir -p "$work/unpack"
+  tar -xzf "$crate" -C "$work/unpack" --strip-components=1
+  src=$(ls -d "$work"/unpack/lua-5.4*/ | sort -V | tail -1)
+  mkdir -p "$work/lua"
+  cp "$src"/*.c "$src"/*.h "$work/lua/"
+  rm -f "$work/lua/lua.c" "$work/lua/luac.c" "$work/lua/onelua.c"
+  {
+    echo 'OBJS := $(patsubst %.c,%.o,$(wildcard *.c))'
+    echo 'all: $(OBJS)'
+    echo '%.o: %.c'
+    printf '\t$(CC) -O2 -Wall -DLUA_USE_LINUX -c $< -o $@\n'
+  } > "$work/lua/Makefile"
+fi
+cd "$work/lua"
+nfiles=$(ls *.c | wc -l)
+
+declare -A CCS=([none]="gcc" [zcfs]="zcfs gcc")
+command -v ccache >/dev/null && CCS[ccache]="ccache gcc"
+command -v sccache >/dev/null && CCS[sccache]="sccache gcc"
+command -v zccache >/dev/null && CCS[zccache]="zccache gcc"
+export ZCFS_DIR=$work/zcfs-cache CCACHE_DIR=$work/ccache SCCACHE_DIR=$work/sccache ZCCACHE_DIR=$work/zccache
+
+clear_cache() {
+  case $1 in
+    zcfs) zcfs clear >/dev/null 2>&1 || true ;;
+    ccache) ccache -C >/dev/null 2>&1 || true ;;
+    sccache) sccache --stop-server >/dev/null 2>&1 || true; rm -rf "$SCCACHE_DIR" ;;
+    zccache) zccache clear >/dev/null 2>&1 || rm -rf "$ZCCACHE_DIR" ;;
+  esac
+}
+
+timed_make() {
+  rm -f ./*.o
+  local t0 t1
+  t0=$(date +%s.%N)
+  make -s -j2 CC="$1" >/dev/null 2>&1
+  t1=$(date +%s.%N)
+  echo "$t1 - $t0" | bc
+}
+
+declare -A cold warm
+for r in $(seq "$rounds"); do
+  for k in "${!CCS[@]}"; do
+    clear_cache "$k"
+    cold[$k]+="$(timed_make "${CCS[$k]}") "
+    warm[$k]+="$(timed_make "${CCS[$k]}") "
+  done
+done
+median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+echo "Lua $(basename "$(ls -d "$work"/unpack/lua-5.4*/ | tail -1)"), $nfiles files, make -j2, $rounds rounds (median seconds)"
+printf '%-8s %8s %8s %10s %10s\n' cache cold warm cold/none warm/none
+base_cold=$(echo "${cold[none]}" | median)
+base_warm=$(echo "${warm[none]}" | median)
+for k in none zcfs ccache sccache zccache; do
+  [ -n "${CCS[$k]:-}" ] || continue
+  c=$(echo "${cold[$k]}" | median); w=$(echo "${warm[$k]}" | median)
+  printf '%-8s %8.3f %8.3f %10.2f %10.2f\n' "$k" "$c" "$w" "$(echo "$c / $base_cold" | bc -l)" "$(echo "$w / $base_warm" | bc -l)"
+done
+zw=$(echo "${warm[zcfs]}" | median)
+for k in ccache sccache zccache; do
+  [ -n "${CCS[$k]:-}" ] || continue
+  printf 'zcfs warm / %s warm: %.2f\n' "$k" "$(echo "$zw / $(echo "${warm[$k]}" | median)" | bc -l)"
+done
+zcfs stats | grep -E "Hit latency|Language c"
