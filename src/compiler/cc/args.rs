@@ -619,24 +619,22 @@ pub fn parse(args: Vec<String>) -> Result<CcArgs, Uncacheable> {
             continue;
         }
         if let Some(v) = arg.strip_prefix("--sysroot") {
-            let (v, sep) = match v.strip_prefix('=') {
-                Some(v) => (v, false),
-                None if v.is_empty() => match next {
-                    Some(n) => (n, true),
-                    None => return Err(Uncacheable::new("bad arguments", "--sysroot")),
-                },
+            // `--sysroot=DIR` or `--sysroot DIR`: keyed, and in the search-list probe.
+            let sep = match v.strip_prefix('=') {
+                Some(_) => false,
+                None if v.is_empty() && next.is_some() => true,
+                None if v.is_empty() => {
+                    return Err(Uncacheable::new("bad arguments", "--sysroot"));
+                }
                 None => return Err(unknown(arg)),
             };
-            let _ = v;
             i += 1 + sep as usize;
             continue;
         }
-        if let Some(v) = arg
-            .strip_prefix("--target=")
-            .or_else(|| arg.strip_prefix("--gcc-toolchain="))
-            .or_else(|| arg.strip_prefix("-resource-dir="))
+        if ["--target=", "--gcc-toolchain=", "-resource-dir="]
+            .iter()
+            .any(|p| arg.starts_with(p))
         {
-            let _ = v;
             i += 1;
             continue;
         }

@@ -12,7 +12,6 @@ use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
-use anyhow::anyhow;
 use parking_lot::Mutex;
 
 use self::args::{CcArgs, Lang};
@@ -759,10 +758,6 @@ pub fn local_date() -> String {
 /// Whether an entry's pseudo-variable holds now.
 pub fn pseudo_env_holds(name: &str, value: Option<&str>) -> Option<bool> {
     (name == DATE_VAR).then(|| value == Some(local_date().as_str()))
-}
-
-pub fn internal(e: impl std::fmt::Display) -> KeyError {
-    KeyError::Internal(anyhow!("{e}"))
 }
 
 #[cfg(test)]
