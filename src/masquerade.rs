@@ -26,6 +26,22 @@ fn skipped() -> Vec<PathBuf> {
         .unwrap_or_default()
 }
 
+/// The canonical path of the running zcfs binary, computed once.
+fn own_exe() -> Option<&'static Path> {
+    static ME: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    ME.get_or_init(|| std::env::current_exe().and_then(|p| p.canonicalize()).ok())
+        .as_deref()
+}
+
+/// True if `path` (after resolving links) is zcfs: this binary, or a program named `zcfs`
+/// (another build of it, as a wrapper's link dir may name).
+pub fn is_zcfs(path: &Path) -> bool {
+    let Ok(c) = path.canonicalize() else {
+        return false;
+    };
+    own_exe() == Some(c.as_path()) || c.file_name() == Some(OsStr::new("zcfs"))
+}
+
 fn is_executable(p: &Path) -> bool {
     std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
@@ -33,20 +49,14 @@ fn is_executable(p: &Path) -> bool {
 /// The compiler to run for `program` (as invoked): itself if it is a path that is not zcfs,
 /// else the first of its name on `PATH` that is neither zcfs nor skipped.
 pub fn real_compiler(program: &OsStr) -> Result<PathBuf, String> {
-    let me = std::env::current_exe()
-        .and_then(|p| p.canonicalize())
-        .map_err(|e| format!("cannot find the zcfs binary: {e}"))?;
     let path = Path::new(program);
     let name = path
         .file_name()
         .ok_or_else(|| format!("{} is not a program", path.display()))?;
-    if program.as_bytes().contains(&b'/') {
-        match path.canonicalize() {
-            Ok(c) if c == me => {}
-            Ok(_) => return Ok(path.to_path_buf()),
-            // A missing compiler: let the exec report it as the shell would.
-            Err(_) => return Ok(path.to_path_buf()),
-        }
+    // A path that is not zcfs is the compiler; a missing one is left for the exec to report
+    // as the shell would.
+    if program.as_bytes().contains(&b'/') && !is_zcfs(path) {
+        return Ok(path.to_path_buf());
     }
     let skip = skipped();
     let search = std::env::var_os("PATH").unwrap_or_default();
@@ -57,7 +67,7 @@ pub fn real_compiler(program: &OsStr) -> Result<PathBuf, String> {
             continue;
         }
         let Ok(c) = cand.canonicalize() else { continue };
-        if c == me {
+        if own_exe() == Some(c.as_path()) || c.file_name() == Some(OsStr::new("zcfs")) {
             continue;
         }
         if skip.contains(&c) {

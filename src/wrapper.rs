@@ -129,10 +129,11 @@ fn strip_self(args: &mut Vec<OsString>) {
             return;
         }
         let me_c = me_canonical.get_or_insert_with(|| me.canonicalize().ok());
-        let resolved = crate::compiler::rustc::identity::resolve_program(
+        let resolved = crate::compiler::rustc::identity::which(
             first,
             &std::env::vars_os().collect(),
             &std::env::current_dir().unwrap_or_else(|_| "/".into()),
+            false,
         )
         .and_then(|p| p.canonicalize().ok());
         if resolved.is_some() && resolved == *me_c {

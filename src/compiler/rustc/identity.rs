@@ -259,11 +259,22 @@ fn unchanged(files: &[(PathBuf, FileStat)]) -> bool {
     })
 }
 
-/// Resolves a program name through `PATH` (as the wrapper's child would).
+/// Resolves a program name through `PATH` as the wrapper's child would run it: zcfs standing
+/// in for a compiler (a masquerade link) runs the next one on `PATH`, so it is skipped.
 pub fn resolve_program(
     program: &Path,
     env: &HashMap<OsString, OsString>,
     cwd: &Path,
+) -> Option<PathBuf> {
+    which(program, env, cwd, true)
+}
+
+/// Resolves a program name through `PATH`, zcfs included.
+pub fn which(
+    program: &Path,
+    env: &HashMap<OsString, OsString>,
+    cwd: &Path,
+    skip_zcfs: bool,
 ) -> Option<PathBuf> {
     use std::os::unix::ffi::OsStrExt;
     if program.as_os_str().as_bytes().contains(&b'/') {
@@ -274,7 +285,10 @@ pub fn resolve_program(
         let cand = crate::fsutil::resolve(cwd, &dir.join(program));
         if let Ok(meta) = std::fs::metadata(&cand) {
             use std::os::unix::fs::PermissionsExt;
-            if meta.is_file() && meta.permissions().mode() & 0o111 != 0 {
+            if meta.is_file()
+                && meta.permissions().mode() & 0o111 != 0
+                && !(skip_zcfs && crate::masquerade::is_zcfs(&cand))
+            {
                 return Some(cand);
             }
         }
