@@ -96,6 +96,10 @@ impl C {
         (h, m)
     }
 
+    fn not_stored(&self, reason: &str) -> u64 {
+        self.env.stats()["not_stored"][reason].as_u64().unwrap_or(0)
+    }
+
     fn uncacheable(&self, reason: &str) -> u64 {
         self.env.stats()["uncacheable"][reason]
             .as_u64()
@@ -475,6 +479,128 @@ both! {
         c.same_as_plain(cc, &args, &["a.o"]);
         assert_eq!(c.counts(), (0, 2));
     }
+
+    c26_march_native(cc) {
+        let c = C::new();
+        let native = ["-O2", "-march=native", "-c", "a.c", "-o", "a.o"];
+        c.same_as_plain(cc, &native, &["a.o"]);
+        c.same_as_plain(cc, &native, &["a.o"]);
+        assert_eq!(c.counts(), (1, 1));
+        c.same_as_plain(cc, &["-O2", "-march=x86-64", "-c", "a.c", "-o", "a.o"], &["a.o"]);
+        assert_eq!(c.counts(), (1, 2), "an explicit -march is another key");
+    }
+
+    c31_coverage_notes(cc) {
+        let c = C::new();
+        let args = ["--coverage", "-c", "a.c", "-o", "a.o"];
+        ok(&c.run(cc, &args));
+        let miss_notes = c.read("a.gcno");
+        std::fs::remove_file(c.dir.join("a.gcno")).unwrap();
+        std::fs::remove_file(c.dir.join("a.o")).unwrap();
+        ok(&c.run(cc, &args));
+        assert_eq!(c.counts(), (1, 1));
+        let hit_notes = c.read("a.gcno");
+        assert_eq!(hit_notes, miss_notes, "the stored notes are restored");
+        ok(&c.plain(cc, &["--coverage", "-c", "a.c", "-o", "r.o"]));
+        // The notes carry a per-compile stamp in bytes 8..12 (as ccache normalizes them).
+        assert_eq!(hit_notes[12..], c.read("r.gcno")[12..]);
+        if cc == "gcc" {
+            // The object and its notes agree: gcov reads the run's counts with them.
+            ok(&c.plain(cc, &["--coverage", "a.o", "-o", "app"]));
+            ok(&c.plain("./app", &[]));
+            let gcov = c.plain("gcov", &["-o", ".", "a.c"]);
+            ok(&gcov);
+            assert!(!String::from_utf8_lossy(&gcov.stderr).contains("stamp"), "{gcov:?}");
+            assert!(String::from_utf8_lossy(&c.read("a.c.gcov")).contains("printf"));
+        }
+        // Another directory: the object names its .gcda by absolute path.
+        let d2 = c.env.tmp.path().join("d2");
+        common::copy_dir(&c.dir, &d2);
+        ok(&c.run_in(&d2, cc, &args));
+        assert_eq!(c.counts(), (1, 2));
+    }
+
+    c36_an_input_modified_during_the_compile_is_not_stored(cc) {
+        let c = C::new();
+        let shim = shim(&c, cc, "touch compiled; while [ ! -e go ]; do sleep 0.05; done");
+        let args = ["-c", "a.c", "-o", "a.o"];
+        ok(&c.plain(cc, &args));
+        let old = c.read("a.o");
+        let mut cmd = c.env.command(ZCFS);
+        cmd.arg(&shim).args(args).current_dir(&c.dir);
+        let child = cmd.stdout(std::process::Stdio::piped()).spawn().unwrap();
+        common::wait_until(60, "the compile", || c.dir.join("compiled").exists());
+        c.write("b.h", "#define B 40\n");
+        c.write("go", "");
+        ok(&child.wait_with_output().unwrap());
+        assert_eq!(c.read("a.o"), old, "what the compiler read");
+        assert_eq!(c.not_stored("input modified during compile"), 1);
+        assert_eq!(c.env.stats()["stored"], 0);
+        c.same_as_plain(shim.to_str().unwrap(), &args, &["a.o"]);
+        assert_eq!(c.counts(), (0, 2), "nothing was stored; the next run misses");
+        c.same_as_plain(shim.to_str().unwrap(), &args, &["a.o"]);
+        assert_eq!(c.counts(), (1, 2));
+    }
+
+    c41_a_killed_compile_stores_nothing(cc) {
+        let c = C::new();
+        let shim = shim(&c, cc, "echo $$ > pid; exec sleep 30");
+        let args = ["-c", "a.c", "-o", "a.o"];
+        let before: Vec<PathBuf> = walk(&c.dir);
+        let mut cmd = c.env.command(ZCFS);
+        cmd.arg(&shim).args(args).current_dir(&c.dir);
+        let child = cmd.stdout(std::process::Stdio::piped()).spawn().unwrap();
+        common::wait_until(60, "the compile", || {
+            std::fs::read_to_string(c.dir.join("pid")).is_ok_and(|s| s.ends_with('\n'))
+        });
+        let pid: i32 = std::fs::read_to_string(c.dir.join("pid")).unwrap().trim().parse().unwrap();
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        let out = child.wait_with_output().unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(out.status.signal(), Some(libc::SIGKILL), "dies as its compiler did");
+        // Nothing but what the compiler wrote.
+        let mut after = walk(&c.dir);
+        after.retain(|p| !before.contains(p));
+        after.sort();
+        assert_eq!(after, vec![c.dir.join("a.o"), c.dir.join("pid")]);
+        assert_eq!(c.env.stats()["stored"], 0);
+        // The wrapper itself interrupted: its compile finishes unobserved, nothing stored.
+        std::fs::remove_file(c.dir.join("pid")).unwrap();
+        let mut cmd = c.env.command(ZCFS);
+        cmd.arg(&shim).args(args).current_dir(&c.dir);
+        let mut child = cmd.spawn().unwrap();
+        common::wait_until(60, "the compile", || {
+            std::fs::read_to_string(c.dir.join("pid")).is_ok_and(|s| s.ends_with('\n'))
+        });
+        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+        assert_eq!(child.wait().unwrap().signal(), Some(libc::SIGINT));
+        let pid: i32 = std::fs::read_to_string(c.dir.join("pid")).unwrap().trim().parse().unwrap();
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        assert_eq!(c.env.stats()["stored"], 0);
+        assert_eq!(c.env.stats()["failed_compiles"], 1, "the killed one was reported");
+        // The rerun (with the plain compiler) misses and succeeds.
+        c.same_as_plain(cc, &args, &["a.o"]);
+        assert_eq!(c.counts(), (0, 3));
+    }
+}
+
+/// A compiler script in the fixture dir: runs `cc`, and for compiles (`-c`) runs `then`
+/// after it succeeded (in the fixture dir).
+fn shim(c: &C, cc: &str, then: &str) -> PathBuf {
+    let p = c.dir.join(format!("shim/{cc}"));
+    let real = common::which(cc);
+    let dir = c.dir.display();
+    c.write(
+        &format!("shim/{cc}"),
+        &format!(
+            "#!/bin/sh\ncase \" $* \" in\n*\" -c \"*) {real} \"$@\" || exit $?; cd {dir}; {then};;\n\
+             *) exec {real} \"$@\";;\nesac\n",
+            real = real.display()
+        ),
+    );
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    p
 }
 
 fn walk(dir: &Path) -> Vec<PathBuf> {
@@ -599,4 +725,143 @@ fn c39_a_missing_compiler() {
     assert!(!out.stderr.is_empty());
     let out = c.run("nope", &["-c", "a.c"]);
     assert_eq!(out.status.code(), Some(127));
+}
+
+#[test]
+fn c25_files_named_by_options() {
+    let c = C::new();
+    c.write("ign.txt", "fun:f\n");
+    let args = [
+        "-fsanitize=address",
+        "-fsanitize-ignorelist=ign.txt",
+        "-c",
+        "w.c",
+        "-o",
+        "w.o",
+    ];
+    c.same_as_plain("clang", &args, &["w.o"]);
+    c.same_as_plain("clang", &args, &["w.o"]);
+    assert_eq!(c.counts(), (1, 1));
+    c.write("ign.txt", "fun:g\n");
+    c.same_as_plain("clang", &args, &["w.o"]);
+    assert_eq!(c.counts(), (1, 2), "the ignore list's content is keyed");
+    // Profile data, specs files and plugins pass through; a missing profile too.
+    let before = c.uncacheable("unsupported option");
+    c.write("x.specs", "");
+    for (cc, args) in [
+        (
+            "clang",
+            vec![
+                "-fprofile-instr-use=missing.profdata",
+                "-c",
+                "w.c",
+                "-o",
+                "w.o",
+            ],
+        ),
+        ("gcc", vec!["-specs=x.specs", "-c", "w.c", "-o", "w.o"]),
+        ("gcc", vec!["-fplugin=./nope.so", "-c", "w.c", "-o", "w.o"]),
+    ] {
+        let out = c.run(cc, &args);
+        let reference = c.plain(cc, &args);
+        assert_eq!(out.status.code(), reference.status.code(), "{args:?}");
+        assert_eq!(out.stderr, reference.stderr, "{args:?}");
+    }
+    assert_eq!(c.uncacheable("unsupported option"), before + 3);
+    let missing = c.uncacheable("missing file");
+    let args = ["-fprofile-use=missing.gcda", "-c", "w.c", "-o", "w.o"];
+    let out = c.run("gcc", &args);
+    assert_eq!(out.stderr, c.plain("gcc", &args).stderr);
+    assert_eq!(c.uncacheable("missing file"), missing + 1);
+    assert_eq!(c.counts(), (1, 2));
+}
+
+#[test]
+fn c33_gcc_precompiled_headers_pass() {
+    let c = C::new();
+    c.write("pch.h", "#define P 1\n");
+    c.write("p.c", "#include \"pch.h\"\nint v = P;\n");
+    c.write("q.c", "int v = P;\n");
+    // Cached while no precompiled header exists.
+    ok(&c.run("gcc", &["-c", "p.c", "-o", "p.o"]));
+    assert_eq!(c.counts(), (0, 1));
+    let before = c.uncacheable("precompiled header");
+    ok(&c.run("gcc", &["-x", "c-header", "pch.h", "-o", "pch.h.gch"]));
+    assert!(c.dir.join("pch.h.gch").exists());
+    // gcc reads pch.h.gch instead of pch.h (without checking that they agree) and leaves
+    // both out of the dependency list: here the header is unchanged, and the precompiled one
+    // says otherwise.
+    c.write("pch.h", "#define P 2\n");
+    ok(&c.plain("gcc", &["-x", "c-header", "pch.h", "-o", "pch.h.gch"]));
+    c.write("pch.h", "#define P 1\n");
+    // The entry's absent `pch.h.gch` is there now: a miss, and what it learns is not stored.
+    c.same_as_plain("gcc", &["-c", "p.c", "-o", "p.o"], &["p.o"]);
+    assert_eq!(c.counts(), (0, 2));
+    assert_eq!(c.not_stored("precompiled header"), 1);
+    // A forced include beside its `.gch` passes before the compile.
+    c.same_as_plain(
+        "gcc",
+        &["-include", "pch.h", "-c", "q.c", "-o", "q.o"],
+        &["q.o"],
+    );
+    assert_eq!(c.uncacheable("precompiled header"), before + 1);
+    assert_eq!(
+        c.uncacheable("unsupported language"),
+        1,
+        "making it passed too"
+    );
+    assert_eq!(c.counts(), (0, 2));
+    // Without it, the first entry holds again.
+    std::fs::remove_file(c.dir.join("pch.h.gch")).unwrap();
+    c.same_as_plain("gcc", &["-c", "p.c", "-o", "p.o"], &["p.o"]);
+    assert_eq!(c.counts(), (1, 2));
+}
+
+#[test]
+fn c33_clang_precompiled_headers_pass() {
+    let c = C::new();
+    c.write("pch.h", "#define P 1\n");
+    c.write("q.c", "int v = P;\n");
+    let args = ["-include", "pch.h", "-c", "q.c", "-o", "q.o"];
+    ok(&c.run("clang", &args));
+    assert_eq!(c.counts(), (0, 1));
+    ok(&c.run("clang", &["-x", "c-header", "pch.h", "-o", "pch.h.pch"]));
+    assert_eq!(c.uncacheable("unsupported language"), 1);
+    c.same_as_plain("clang", &args, &["q.o"]);
+    c.same_as_plain(
+        "clang",
+        &["-include-pch", "pch.h.pch", "-c", "q.c", "-o", "q.o"],
+        &["q.o"],
+    );
+    assert_eq!(c.uncacheable("precompiled header"), 1);
+    assert_eq!(c.uncacheable("unsupported option"), 1, "-include-pch");
+    assert_eq!(c.counts(), (0, 1));
+}
+
+#[test]
+fn c34_modules_pass() {
+    let c = C::new();
+    c.write("m.cppm", "export module m;\nexport int f() { return 1; }\n");
+    c.write("x.cc", "int g() { return 2; }\n");
+    let cases: [(&str, Vec<&str>, &[&str]); 3] = [
+        (
+            "clang",
+            vec!["-fmodules", "-c", "a.c", "-o", "a.o"],
+            &["a.o"],
+        ),
+        (
+            "gcc",
+            vec!["-std=c++20", "-fmodules-ts", "-c", "x.cc", "-o", "x.o"],
+            &["x.o"],
+        ),
+        (
+            "clang++",
+            vec!["-std=c++20", "--precompile", "m.cppm", "-o", "m.pcm"],
+            &["m.pcm"],
+        ),
+    ];
+    for (cc, args, outputs) in &cases {
+        c.same_as_plain(cc, args, outputs);
+    }
+    assert_eq!(c.counts(), (0, 0));
 }

@@ -561,9 +561,48 @@ pub fn collect(
         }
         let mut listing = Listings::default();
         let mut groups: std::collections::BTreeMap<PathBuf, Vec<Vec<u8>>> = Default::default();
-        for c in includes::candidates(&deps, &file_scans, &search) {
+        let mut cands = includes::candidates(&deps, &file_scans, &search);
+        if job.identity.family == Family::Gcc {
+            // gcc tries `<path>.gch` before every header path it looks at, and a header
+            // read from a precompiled one is missing from the dependency list: each such
+            // name must be absent now (else pass) and stay absent for a hit (CU5).
+            let gch: Vec<String> = deps
+                .iter()
+                .skip(1)
+                .chain(cands.iter())
+                .map(|p| format!("{p}.gch"))
+                .collect();
+            cands.extend(gch);
+        } else {
+            // clang uses `<file>.pch` or `<file>.gch` for a forced include (`-include`),
+            // wherever the search found it.
+            let forced: Vec<&OsStr> = job
+                .args
+                .forced_includes
+                .iter()
+                .filter_map(|f| f.file_name())
+                .collect();
+            let pch: Vec<String> = deps
+                .iter()
+                .skip(1)
+                .filter(|d| {
+                    Path::new(d)
+                        .file_name()
+                        .is_some_and(|n| forced.contains(&n))
+                })
+                .flat_map(|d| [format!("{d}.pch"), format!("{d}.gch")])
+                .collect();
+            cands.extend(pch);
+        }
+        for c in cands {
             let spelled = Path::new(&c);
             if listing.exists(fs, &at(spelled)) {
+                if c.ends_with(".gch") || c.ends_with(".pch") {
+                    return Err(Uncacheable::new(
+                        "precompiled header",
+                        format!("{c} exists"),
+                    ));
+                }
                 continue;
             }
             match listing.existing_ancestor(fs, spelled, cwd) {
