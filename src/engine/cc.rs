@@ -239,6 +239,7 @@ impl Engine {
         };
         let fs = self.fs_with(p.aliases.clone());
         let private_dep = p.scratch.clone().unwrap_or_default();
+        let t_collect = Instant::now();
         let collected = match cc::collect(
             job,
             &fs,
@@ -250,6 +251,7 @@ impl Engine {
             Ok(c) => c,
             Err(u) => return not_stored(u.reason, u.detail),
         };
+        let collect_time = t_collect.elapsed();
         let paths: Vec<PathBuf> = collected
             .outputs
             .iter()
@@ -307,7 +309,8 @@ impl Engine {
             );
         }
         debug!(
-            "{}: {} inputs, {} paths that must stay absent",
+            "{}: {} inputs, {} paths that must stay absent (collected in {collect_time:?}, \
+             stored in {:?})",
             job.describe(),
             collected.inputs.files.len(),
             collected.inputs.absent.len()
@@ -316,7 +319,8 @@ impl Engine {
                     .absent_under
                     .iter()
                     .map(|g| g.names.len())
-                    .sum::<usize>()
+                    .sum::<usize>(),
+            t_collect.elapsed() - collect_time
         );
         let convert = self.conversions(&fs, &paths);
         let entry = Entry {

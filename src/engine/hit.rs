@@ -258,15 +258,34 @@ pub(super) fn absent_holds(
         {
             continue;
         }
-        if group
-            .names
-            .iter()
-            .any(|n| fs.exists(&dir.join(OsStr::from_bytes(n))))
-        {
+        if !names_absent(fs, &dir, &group.names) {
             return false;
         }
     }
     true
+}
+
+/// Whether none of `names` (relative paths) exists under `dir`. Many names are checked
+/// against one listing of `dir` (the directory a compile writes its object into changes on
+/// every compile, so its stamp rarely holds): only names whose first component is listed
+/// need a lookup of their own.
+fn names_absent(fs: &dyn FsView, dir: &Path, names: &[Vec<u8>]) -> bool {
+    const LIST_ABOVE: usize = 8;
+    let exists = |n: &[u8]| fs.exists(&dir.join(OsStr::from_bytes(n)));
+    if names.len() <= LIST_ABOVE {
+        return !names.iter().any(|n| exists(n));
+    }
+    let listed: std::collections::HashSet<std::ffi::OsString> = match fs.list_dir(dir) {
+        Ok(v) => v.into_iter().collect(),
+        // Gone or unreadable: nothing can exist below it that a lookup would find.
+        Err(_) => return !names.iter().any(|n| exists(n)),
+    };
+    !names.iter().any(|n| {
+        let first = n
+            .split(|&b| b == b'/')
+            .find(|c| !c.is_empty() && *c != b".");
+        first.is_some_and(|f| listed.contains(OsStr::from_bytes(f))) && exists(n)
+    })
 }
 
 /// Whether a pack holds exactly the files a compile would produce (a sanity check: the key
@@ -276,4 +295,39 @@ fn same_outputs(job: &RustcJob, pack: &Pack) -> bool {
     expected
         .iter()
         .all(|n| pack.header.entries.iter().any(|e| &e.name == n))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fsview::HostFs;
+    use crate::hashcache::HashCache;
+
+    #[test]
+    fn absent_names_checked_by_listing_and_by_lookup() {
+        let dir = tempfile::tempdir().unwrap();
+        let hashes = HashCache::new();
+        let fs = HostFs { hashes: &hashes };
+        let many: Vec<Vec<u8>> = (0..20)
+            .map(|i| format!("sub{i}/h{i}.h").into_bytes())
+            .chain([b"./top.h".to_vec(), b"a.h.gch".to_vec()])
+            .collect();
+        for names in [&many[..], &many[18..]] {
+            assert!(names_absent(&fs, dir.path(), names));
+        }
+        // A file appears under a listed first component, and at the top.
+        std::fs::create_dir(dir.path().join("sub19")).unwrap();
+        assert!(
+            names_absent(&fs, dir.path(), &many),
+            "the dir alone is not the name"
+        );
+        std::fs::write(dir.path().join("sub19/h19.h"), "").unwrap();
+        assert!(!names_absent(&fs, dir.path(), &many));
+        assert!(!names_absent(&fs, dir.path(), &many[18..]));
+        std::fs::remove_file(dir.path().join("sub19/h19.h")).unwrap();
+        std::fs::write(dir.path().join("top.h"), "").unwrap();
+        assert!(!names_absent(&fs, dir.path(), &many));
+        // A directory that is gone holds nothing.
+        assert!(names_absent(&fs, &dir.path().join("gone"), &many));
+    }
 }

@@ -7,7 +7,7 @@ pub mod args;
 pub mod identity;
 pub mod includes;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
@@ -448,6 +448,7 @@ pub fn collect(
 ) -> Result<Collected, Uncacheable> {
     let cwd = &job.cwd;
     let at = |p: &Path| resolve(cwd, p);
+    let t0 = std::time::Instant::now();
 
     // The dependency list: the source and everything the preprocessor read.
     let deps: Vec<String> = if !job.lang.preprocessed() {
@@ -543,8 +544,11 @@ pub fn collect(
         }
     }
 
+    let t_files = t0.elapsed();
     let mut absent = Vec::new();
     let mut absent_under = Vec::new();
+    let mut t_search = t_files;
+    let mut t_cands = t_files;
     if job.lang.preprocessed() {
         let search = facts
             .search_list(
@@ -559,6 +563,7 @@ pub fn collect(
         for m in &search.missing {
             absent.push(m.as_bytes().to_vec());
         }
+        t_search = t0.elapsed();
         let mut listing = Listings::default();
         let mut groups: std::collections::BTreeMap<PathBuf, Vec<Vec<u8>>> = Default::default();
         let mut cands = includes::candidates(&deps, &file_scans, &search);
@@ -594,10 +599,56 @@ pub fn collect(
                 .collect();
             cands.extend(pch);
         }
+        t_cands = t0.elapsed();
+        // Per directory as spelled: its listing, and the deepest existing directory its
+        // absent names are grouped under (with the path from there).
+        let mut per_dir: HashMap<String, DirCandidates> = HashMap::new();
         for c in cands {
             let spelled = Path::new(&c);
-            if listing.exists(fs, &at(spelled)) {
-                if c.ends_with(".gch") || c.ends_with(".pch") {
+            let is_pch = c.ends_with(".gch") || c.ends_with(".pch");
+            if c.split('/').any(|p| p == "..") {
+                // Not a prefix walk: asked of the filesystem, recorded as is.
+                if listing.exists(fs, &at(spelled)) {
+                    if is_pch {
+                        return Err(Uncacheable::new(
+                            "precompiled header",
+                            format!("{c} exists"),
+                        ));
+                    }
+                    continue;
+                }
+                absent.push(c.into_bytes());
+                continue;
+            }
+            let (dir, name) = match c.rfind('/') {
+                Some(0) => ("/", &c[1..]),
+                Some(i) => (&c[..i], &c[i + 1..]),
+                None => ("", c.as_str()),
+            };
+            if !per_dir.contains_key(dir) {
+                let abs = at(Path::new(if dir.is_empty() { "." } else { dir }));
+                let listed = if listing.exists_dir(fs, &abs) {
+                    fs.list_dir(&abs).ok().map(|v| v.into_iter().collect())
+                } else {
+                    None
+                };
+                let group = listing
+                    .existing_ancestor(fs, spelled, cwd)
+                    .map(|(anc, rest)| {
+                        (
+                            anc,
+                            rest.parent().map(Path::to_path_buf).unwrap_or_default(),
+                        )
+                    });
+                per_dir.insert(dir.to_string(), (listed, group));
+            }
+            let (listed, group) = &per_dir[dir];
+            if listed
+                .as_ref()
+                .is_some_and(|l| l.contains(OsStr::new(name)))
+                && fs.exists(&at(spelled))
+            {
+                if is_pch {
                     return Err(Uncacheable::new(
                         "precompiled header",
                         format!("{c} exists"),
@@ -605,11 +656,16 @@ pub fn collect(
                 }
                 continue;
             }
-            match listing.existing_ancestor(fs, spelled, cwd) {
-                Some((dir, rest)) => groups
-                    .entry(dir)
-                    .or_default()
-                    .push(rest.into_os_string().into_vec()),
+            match group {
+                Some((anc, rest_dir)) => {
+                    let rest = rest_dir.join(name).into_os_string().into_vec();
+                    match groups.get_mut(anc) {
+                        Some(v) => v.push(rest),
+                        None => {
+                            groups.insert(anc.clone(), vec![rest]);
+                        }
+                    }
+                }
                 None => absent.push(c.into_bytes()),
             }
         }
@@ -633,6 +689,13 @@ pub fn collect(
             });
         }
     }
+
+    tracing::trace!(
+        "collect {}: files {t_files:?}, search list {t_search:?}, candidates {t_cands:?}, \
+         absent {:?}",
+        job.describe(),
+        t0.elapsed()
+    );
 
     // The outputs: required ones must be there; optional ones only count if this compile
     // wrote them (not a stale file of an earlier compile).
@@ -706,9 +769,17 @@ fn dependency_pass(job: &CcJob, out: &Path) -> Result<(), Uncacheable> {
     }
 }
 
+/// For a directory of include candidates: its listing (if it exists), and the deepest
+/// existing directory at or above it with the path from there.
+type DirCandidates = (Option<HashSet<OsString>>, Option<(PathBuf, PathBuf)>);
+
 /// Directory listings read once per store, for the many absent-path candidates.
 #[derive(Default)]
-struct Listings(HashMap<PathBuf, Option<std::collections::HashSet<OsString>>>);
+struct Listings {
+    names: HashMap<PathBuf, Option<HashSet<OsString>>>,
+    /// Whether a path is a directory, asked once.
+    dirs: HashMap<PathBuf, bool>,
+}
 
 impl Listings {
     fn exists(&mut self, fs: &dyn FsView, p: &Path) -> bool {
@@ -723,15 +794,15 @@ impl Listings {
         {
             return fs.exists(p);
         }
-        if !self.0.contains_key(dir) {
+        if !self.names.contains_key(dir) {
             let names = if self.exists_dir(fs, dir) {
                 fs.list_dir(dir).ok().map(|v| v.into_iter().collect())
             } else {
                 None
             };
-            self.0.insert(dir.to_path_buf(), names);
+            self.names.insert(dir.to_path_buf(), names);
         }
-        match &self.0[dir] {
+        match &self.names[dir] {
             Some(names) => names.contains(name) && fs.exists(p),
             None => false,
         }
@@ -745,13 +816,15 @@ impl Listings {
         spelled: &Path,
         cwd: &Path,
     ) -> Option<(PathBuf, PathBuf)> {
-        let comps: Vec<std::path::Component> = spelled.components().collect();
-        if comps.iter().any(|c| {
-            matches!(
-                c,
-                std::path::Component::ParentDir | std::path::Component::CurDir
-            )
-        }) {
+        // A leading `./` names the cwd, as no prefix does (`components` drops inner ones).
+        let comps: Vec<std::path::Component> = spelled
+            .components()
+            .skip_while(|c| matches!(c, std::path::Component::CurDir))
+            .collect();
+        if comps
+            .iter()
+            .any(|c| matches!(c, std::path::Component::ParentDir))
+        {
             return None;
         }
         for k in (0..comps.len()).rev() {
@@ -768,12 +841,17 @@ impl Listings {
     }
 
     fn exists_dir(&mut self, fs: &dyn FsView, dir: &Path) -> bool {
-        match dir.parent() {
+        if let Some(&known) = self.dirs.get(dir) {
+            return known;
+        }
+        let is = match dir.parent() {
             Some(parent) if parent != dir && !parent.as_os_str().is_empty() => {
                 self.exists(fs, dir) && fs.is_dir(dir)
             }
             _ => fs.is_dir(dir),
-        }
+        };
+        self.dirs.insert(dir.to_path_buf(), is);
+        is
     }
 }
 
