@@ -19,8 +19,9 @@ use crate::proto::{Bytes, Reply, Request};
     name = "zcfs",
     version,
     about = "A compiler cache whose hits are projected as files",
-    long_about = "A compiler cache for rustc (RUSTC_WRAPPER=zcfs).\n\n\
-        As a wrapper: zcfs <compiler> [args...]\n\
+    long_about = "A compiler cache for rustc (RUSTC_WRAPPER=zcfs), gcc and clang.\n\n\
+        As a wrapper: zcfs <compiler> [args...], or a link named after the compiler \
+        (gcc, cc, clang++...) pointing at zcfs, first on PATH.\n\
         Configuration: ZCFS_* environment variables or ~/.config/zcfs/config.toml \
         (see docs/config.md)."
 )]
