@@ -2,7 +2,8 @@
 # C benchmark: Lua's core (from the lua-src crate) built with make -j2 through each cache.
 # Cold = empty cache, objects deleted; warm = cache full, objects deleted. Interleaved
 # rounds; prints medians and ratios against no cache and the peers measured in the same
-# run. Usage: bench/c_warm.sh [ROUNDS] (default 3). Needs zcfs on PATH (scripts/install.sh);
+# run. Usage: bench/c_warm.sh [ROUNDS] (default 3); BENCH_CC=emcc for Emscripten (flags
+# -O2 -Wall; gcc: -O2 -Wall -DLUA_USE_LINUX). Needs zcfs on PATH (scripts/install.sh);
 # ccache, sccache and zccache are used when installed (bench/install-peers.sh).
 set -euo pipefail
 rounds=${1:-3}
@@ -17,20 +18,25 @@ if [ ! -d "$work/lua" ]; then
   mkdir -p "$work/lua"
   cp "$src"/*.c "$src"/*.h "$work/lua/"
   rm -f "$work/lua/lua.c" "$work/lua/luac.c" "$work/lua/onelua.c"
-  {
-    echo 'OBJS := $(patsubst %.c,%.o,$(wildcard *.c))'
-    echo 'all: $(OBJS)'
-    echo '%.o: %.c'
-    printf '\t$(CC) -O2 -Wall -DLUA_USE_LINUX -c $< -o $@\n'
-  } > "$work/lua/Makefile"
 fi
+{
+  echo 'OBJS := $(patsubst %.c,%.o,$(wildcard *.c))'
+  echo 'all: $(OBJS)'
+  echo '%.o: %.c'
+  printf '\t$(CC) $(FLAGS) -c $< -o $@\n'
+} > "$work/lua/Makefile"
 cd "$work/lua"
 nfiles=$(ls *.c | wc -l)
+cc=${BENCH_CC:-gcc}
+case $cc in
+  emcc|em++) export FLAGS="-O2 -Wall" ;;
+  *) export FLAGS="-O2 -Wall -DLUA_USE_LINUX" ;;
+esac
 
-declare -A CCS=([none]="gcc" [zcfs]="zcfs gcc")
-command -v ccache >/dev/null && CCS[ccache]="ccache gcc"
-command -v sccache >/dev/null && CCS[sccache]="sccache gcc"
-command -v zccache >/dev/null && CCS[zccache]="zccache gcc"
+declare -A CCS=([none]="$cc" [zcfs]="zcfs $cc")
+command -v ccache >/dev/null && CCS[ccache]="ccache $cc"
+command -v sccache >/dev/null && CCS[sccache]="sccache $cc"
+command -v zccache >/dev/null && CCS[zccache]="zccache $cc"
 export ZCFS_DIR=$work/zcfs-cache CCACHE_DIR=$work/ccache SCCACHE_DIR=$work/sccache ZCCACHE_DIR=$work/zccache
 
 clear_cache() {
@@ -60,7 +66,7 @@ for r in $(seq "$rounds"); do
   done
 done
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-echo "Lua $(basename "$(ls -d "$work"/unpack/lua-5.4*/ | tail -1)"), $nfiles files, make -j2, $rounds rounds (median seconds)"
+echo "Lua $(basename "$(ls -d "$work"/unpack/lua-5.4*/ | tail -1)"), $nfiles files, $cc $FLAGS, make -j2, $rounds rounds (median seconds)"
 printf '%-8s %8s %8s %10s %10s\n' cache cold warm cold/none warm/none
 base_cold=$(echo "${cold[none]}" | median)
 base_warm=$(echo "${warm[none]}" | median)
@@ -74,4 +80,4 @@ for k in ccache sccache zccache; do
   [ -n "${CCS[$k]:-}" ] || continue
   printf 'zcfs warm / %s warm: %.2f\n' "$k" "$(echo "$zw / $(echo "${warm[$k]}" | median)" | bc -l)"
 done
-zcfs stats | grep -E "Hit latency|Language c"
+zcfs stats | grep -E "Hit latency|Language"

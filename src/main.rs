@@ -5,13 +5,13 @@ use std::os::unix::ffi::OsStrExt;
 
 fn main() {
     let args: Vec<OsString> = std::env::args_os().collect();
-    // Masquerade: run as `gcc`, `cc`, `clang++`... through a link to zcfs (spec CW1).
+    // Masquerade: run as `gcc`, `cc`, `clang++`, `emcc`... through a link to zcfs (spec CW1).
     let invoked = args
         .first()
         .and_then(|a| std::path::Path::new(a).file_name())
         .and_then(|n| n.to_str())
         .unwrap_or_default();
-    if zcfs::compiler::is_c_driver_name(invoked) {
+    if zcfs::compiler::is_masquerade_name(invoked) {
         zcfs::wrapper::main(args);
     }
     if is_wrapper_invocation(&args) {

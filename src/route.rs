@@ -1,8 +1,8 @@
 //! Routing a build's C and C++ compiles through zcfs with no hand configuration (spec CW1,
 //! CW3–CW5), for `zcfs cargo` and `zcfs run`:
 //!
-//! - a directory of links named `cc`, `c++`, `gcc`, `g++`, `clang`, `clang++` pointing at
-//!   zcfs, put first on `PATH`: make's default `cc`, cc-rs's default `cc`/`c++`, and build
+//! - a directory of links named `cc`, `c++`, `gcc`, `g++`, `clang`, `clang++`, `emcc`,
+//!   `em++` pointing at zcfs, put first on `PATH`: make's default `cc`, cc-rs's default `cc`/`c++`, and build
 //!   systems that call a compiler by name reach zcfs, which runs the next real one;
 //! - `CMAKE_C_COMPILER_LAUNCHER`/`CMAKE_CXX_COMPILER_LAUNCHER` (read by CMake ≥ 3.17 at
 //!   configure time, also through cmake-rs, which passes an absolute compiler path);
@@ -19,7 +19,9 @@ use anyhow::{Context, Result};
 use crate::paths::Paths;
 
 /// The compiler names the link directory provides.
-pub const NAMES: &[&str] = &["cc", "c++", "gcc", "g++", "clang", "clang++"];
+pub const NAMES: &[&str] = &[
+    "cc", "c++", "gcc", "g++", "clang", "clang++", "emcc", "em++",
+];
 
 /// Compiler wrappers cc-rs knows by name: a value starting with one is left alone.
 const KNOWN_WRAPPERS: &[&str] = &[

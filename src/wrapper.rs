@@ -31,7 +31,7 @@ pub fn main(mut args: Vec<OsString>) -> ! {
         .first()
         .and_then(|a| Path::new(a).file_name())
         .and_then(|n| n.to_str())
-        .is_some_and(crate::compiler::is_c_driver_name);
+        .is_some_and(crate::compiler::is_masquerade_name);
     if c_driver {
         match masquerade::real_compiler(&args[0]) {
             Ok(p) => args[0] = p.into_os_string(),

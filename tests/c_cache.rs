@@ -63,25 +63,13 @@ impl C {
         cmd.output().unwrap()
     }
 
-    /// Runs through zcfs, then without, and compares the named outputs and streams.
+    /// Through zcfs, then without: exit code, streams and the named outputs agree.
     fn same_as_plain(&self, compiler: &str, args: &[&str], outputs: &[&str]) -> Output {
-        let out = self.run(compiler, args);
-        let got: Vec<Vec<u8>> = outputs.iter().map(|o| self.read(o)).collect();
-        for o in outputs {
-            std::fs::remove_file(self.dir.join(o)).unwrap();
-        }
-        let reference = self.plain(compiler, args);
-        assert_eq!(out.status.code(), reference.status.code(), "exit code");
-        assert_eq!(
-            String::from_utf8_lossy(&out.stderr),
-            String::from_utf8_lossy(&reference.stderr),
-            "stderr"
-        );
-        assert_eq!(out.stdout, reference.stdout, "stdout");
-        for (o, bytes) in outputs.iter().zip(got) {
-            assert!(bytes == self.read(o), "{o} differs from the reference");
-        }
-        out
+        let mut with = self.env.command(ZCFS);
+        with.arg(compiler).args(args);
+        let mut without = self.env.command(compiler);
+        without.args(args);
+        common::same_as_plain(with, without, &self.dir, outputs)
     }
 
     /// (hits, misses) over C and C++.

@@ -3,6 +3,7 @@
 
 pub mod cc;
 pub mod depinfo;
+pub mod emcc;
 pub mod rustc;
 
 use std::fmt;
@@ -67,7 +68,15 @@ pub fn classify(program: &std::path::Path) -> Language {
     if is_c_driver_name(name) {
         return Language::C;
     }
+    if emcc::is_emcc_name(name) {
+        return Language::Emcc;
+    }
     Language::Other
+}
+
+/// A name zcfs answers to in place of a compiler (a masquerade link, `zcfs <name> ...`).
+pub fn is_masquerade_name(name: &str) -> bool {
+    is_c_driver_name(name) || emcc::is_emcc_name(name)
 }
 
 /// `gcc`, `g++`, `cc`, `c++`, `clang`, `clang++`, with an optional `<triple>-` prefix and

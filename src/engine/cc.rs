@@ -31,6 +31,7 @@ impl Engine {
         cwd: &Path,
         env: &HashMap<OsString, OsString>,
         stderr_tty: bool,
+        family: crate::compiler::Language,
         t0: Instant,
     ) -> Reply {
         let fs = self.fs();
@@ -45,7 +46,7 @@ impl Engine {
             sloppiness: self.config.sloppiness,
         }) {
             Ok(j) => j,
-            Err(e) => return self.not_cached(crate::compiler::Language::C, e),
+            Err(e) => return self.not_cached(family, e),
         };
         let lang = job.language();
         // An output dir reached through a symlink into a mount is delivered into the mount.
@@ -290,6 +291,11 @@ impl Engine {
         })
         .to_string()
         .into_bytes();
+        let stderr = if job.language() == crate::compiler::Language::Emcc {
+            crate::compiler::emcc::replayable_stderr(&stderr)
+        } else {
+            stderr
+        };
         let written = match pack::write(temp.as_file(), &sources, stdout, stderr, meta) {
             Ok(w) => w,
             Err(WriteError::SourceChanged(n)) => {

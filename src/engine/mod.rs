@@ -289,7 +289,7 @@ impl Engine {
             return Reply::Error("empty command line".into());
         };
         let lang = classify(Path::new(program));
-        if lang != Language::Rust && lang != Language::C {
+        if !matches!(lang, Language::Rust | Language::C | Language::Emcc) {
             self.stats.uncacheable(lang, "unsupported compiler");
             return Reply::PassThrough {
                 reason: format!(
@@ -307,8 +307,8 @@ impl Engine {
             .into_iter()
             .map(|(k, v)| (OsString::from_vec(k.0), OsString::from_vec(v.0)))
             .collect();
-        if lang == Language::C {
-            return self.compile_cc(&argv, &cwd, &env, req.stderr_tty, t0);
+        if lang != Language::Rust {
+            return self.compile_cc(&argv, &cwd, &env, req.stderr_tty, lang, t0);
         }
 
         let parsed = match rustc::parse_invocation(&argv, &cwd, &env) {

@@ -688,3 +688,32 @@ impl Drop for RootMount {
         let _ = Command::new("umount").arg("-l").arg(&self.0).status();
     }
 }
+
+/// Runs a compile through zcfs (`with`), then the same without (`without`), in `dir`: exit
+/// codes, stdout, stderr and each named output (relative to `dir`) must be identical.
+/// Returns the zcfs run's output.
+pub fn same_as_plain(
+    mut with: Command,
+    mut without: Command,
+    dir: &Path,
+    outputs: &[&str],
+) -> Output {
+    let read = |o: &str| std::fs::read(dir.join(o)).unwrap_or_else(|e| panic!("{o}: {e}"));
+    let out = with.current_dir(dir).output().unwrap();
+    let got: Vec<Vec<u8>> = outputs.iter().map(|o| read(o)).collect();
+    for o in outputs {
+        std::fs::remove_file(dir.join(o)).unwrap();
+    }
+    let reference = without.current_dir(dir).output().unwrap();
+    assert_eq!(out.status.code(), reference.status.code(), "exit code");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&reference.stderr),
+        "stderr"
+    );
+    assert_eq!(out.stdout, reference.stdout, "stdout");
+    for (o, bytes) in outputs.iter().zip(got) {
+        assert!(bytes == read(o), "{o} differs from the reference");
+    }
+    out
+}

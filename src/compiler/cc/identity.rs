@@ -44,6 +44,8 @@ type KnownKey = (PathBuf, [i128; 5], Option<OsString>);
 
 #[derive(Default)]
 pub struct CcFacts {
+    /// What is known about Emscripten installs (their identity comes from files).
+    pub emcc: crate::compiler::emcc::EmccFacts,
     known: Mutex<HashMap<KnownKey, Arc<Known>>>,
     search: Mutex<HashMap<Digest, Arc<SearchList>>>,
     native: Mutex<HashMap<Digest, Digest>>,

@@ -46,6 +46,8 @@ pub struct CcJob {
     pub colour_wanted: bool,
     /// The key of the include search list (`-E -v`) for this compile.
     search_key: Digest,
+    /// An Emscripten compile: emcc's own options as given (kept from the option table).
+    emcc: Option<Vec<String>>,
 }
 
 /// One output of a compile: its role (the pack entry's name) and where it goes.
@@ -60,7 +62,9 @@ pub struct Output {
 
 impl CcJob {
     pub fn language(&self) -> Language {
-        if self.lang.is_cxx() {
+        if self.emcc.is_some() {
+            Language::Emcc
+        } else if self.lang.is_cxx() {
             Language::Cxx
         } else {
             Language::C
@@ -130,17 +134,32 @@ impl CcJob {
     /// arguments without output, dependency-file and mode options, and without the input.
     fn preprocessor_args(&self) -> Vec<String> {
         let a = &self.args;
-        a.args
-            .iter()
-            .enumerate()
-            .filter(|(i, s)| {
-                !a.unkeyed.contains(i)
-                    && !a.compile_only.contains(i)
-                    && !a.colour_opts.contains(i)
-                    && !matches!(s.as_str(), "-c" | "-S" | "-MD" | "-MMD" | "-MP")
-            })
-            .map(|(_, s)| s.clone())
-            .collect()
+        let mut out: Vec<String> = self.emcc.clone().unwrap_or_default();
+        out.extend(
+            a.args
+                .iter()
+                .enumerate()
+                .filter(|(i, s)| {
+                    !a.unkeyed.contains(i)
+                        && !a.compile_only.contains(i)
+                        && !a.colour_opts.contains(i)
+                        && !matches!(s.as_str(), "-c" | "-S" | "-MD" | "-MMD" | "-MP")
+                })
+                .map(|(_, s)| s.clone()),
+        );
+        out
+    }
+
+    /// The environment for the compiler runs zcfs makes on a miss (search list, `-M`):
+    /// the job's, without `EMCC_CFLAGS` for emcc (its flags are in the arguments already).
+    fn run_env(&self) -> std::borrow::Cow<'_, HashMap<OsString, OsString>> {
+        if self.emcc.is_some() && self.env.contains_key(OsStr::new("EMCC_CFLAGS")) {
+            let mut env = self.env.clone();
+            env.remove(OsStr::new("EMCC_CFLAGS"));
+            std::borrow::Cow::Owned(env)
+        } else {
+            std::borrow::Cow::Borrowed(&self.env)
+        }
     }
 
     /// Whether the dependency list comes from a separate `-M` run after the compile: the
@@ -229,16 +248,38 @@ pub fn prepare(inp: &KeyInputs<'_>) -> Result<CcJob, KeyError> {
                 .ok_or_else(|| Uncacheable::new("bad arguments", "an argument is not UTF-8"))
         })
         .collect::<Result<_, _>>()?;
-    let expanded = args::expand_response_files(&raw, inp.cwd)?;
-    let a = args::parse(expanded)?;
-    let lang = a.lang.expect("parse sets the language of its input");
-
     let compiler = PathBuf::from(&inp.argv[0]);
     let invoked = compiler.file_name().unwrap_or_default().as_bytes().to_vec();
-    let identity = inp
-        .facts
-        .identity(&compiler, &invoked, inp.env, inp.hashes)
-        .map_err(|e| Uncacheable::new("compiler identity", format!("{e:#}")))?;
+    let invoked_str = String::from_utf8_lossy(&invoked).into_owned();
+    let is_emcc = crate::compiler::emcc::is_emcc_name(&invoked_str);
+    let expanded = args::expand_response_files(&raw, inp.cwd)?;
+    let (a, identity, emcc_own) = if is_emcc {
+        // emcc appends EMCC_CFLAGS and consumes its own options before clang sees them.
+        let all = crate::compiler::emcc::with_cflags(expanded, inp.env)?;
+        let split = crate::compiler::emcc::split_args(&all)?;
+        let a = args::parse(split.clang.clone())?;
+        let id = inp.facts.emcc.identity(
+            &compiler,
+            &invoked_str,
+            &split,
+            inp.env,
+            inp.cwd,
+            inp.hashes,
+        )?;
+        let identity = CcIdentity {
+            family: Family::Clang,
+            digest: id.digest,
+        };
+        (a, identity, Some(split.own_given))
+    } else {
+        let a = args::parse(expanded)?;
+        let identity = inp
+            .facts
+            .identity(&compiler, &invoked, inp.env, inp.hashes)
+            .map_err(|e| Uncacheable::new("compiler identity", format!("{e:#}")))?;
+        (a, identity, None)
+    };
+    let lang = a.lang.expect("parse sets the language of its input");
 
     // A precompiled header beside a forced include would be used instead of it (CU5).
     for f in &a.forced_includes {
@@ -341,6 +382,7 @@ pub fn prepare(inp: &KeyInputs<'_>) -> Result<CcJob, KeyError> {
         env: inp.env.clone(),
         colour_wanted,
         search_key: Digest([0; 32]),
+        emcc: emcc_own,
     };
     for arg in job.preprocessor_args() {
         sk.field("arg", arg.as_bytes());
@@ -556,7 +598,7 @@ pub fn collect(
                 job.search_key,
                 &job.preprocessor_args(),
                 job.lang.name(),
-                &job.env,
+                &job.run_env(),
                 cwd,
             )
             .map_err(|e| Uncacheable::new("include search list", format!("{e:#}")))?;
@@ -753,7 +795,7 @@ fn dependency_pass(job: &CcJob, out: &Path) -> Result<(), Uncacheable> {
         .args(["-M", "-MF"])
         .arg(out)
         .env_clear()
-        .envs(&job.env)
+        .envs(job.run_env().iter())
         .current_dir(&job.cwd)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
