@@ -396,3 +396,29 @@ fn an_emscripten_tree_upgraded_in_place_misses() {
     ok(&em.run(l, &COMPILE));
     assert_eq!(em.counts(), (1, 2), "a new release is another compiler");
 }
+
+#[test]
+fn masquerade_links_and_zcfs_run() {
+    let em = Em::warmed();
+    let wrap = em.env.tmp.path().join("wrap");
+    std::fs::create_dir_all(&wrap).unwrap();
+    std::os::unix::fs::symlink(ZCFS, wrap.join("emcc")).unwrap();
+    let path = format!("{}:{}", wrap.display(), std::env::var("PATH").unwrap());
+    for _ in 0..2 {
+        let mut cmd = em.env.command("emcc");
+        cmd.args(COMPILE).current_dir(&em.dir).env("PATH", &path);
+        ok(&cmd.output().unwrap());
+    }
+    assert_eq!(em.counts(), (1, 1));
+    // `zcfs run` routes a Makefile's `emcc` through zcfs.
+    em.write("b.c", "int b(void) { return 3; }\n");
+    em.write("Makefile", "b.o: b.c\n\temcc -O2 -c b.c -o b.o\n");
+    for _ in 0..2 {
+        let _ = std::fs::remove_file(em.dir.join("b.o"));
+        let mut cmd = em.env.command(ZCFS);
+        cmd.args(["run", "--", "make", "-s"]).current_dir(&em.dir);
+        ok(&cmd.output().unwrap());
+        assert!(em.dir.join("b.o").exists());
+    }
+    assert_eq!(em.counts(), (2, 2));
+}
