@@ -38,6 +38,7 @@ command -v ccache >/dev/null && CCS[ccache]="ccache $cc"
 command -v sccache >/dev/null && CCS[sccache]="sccache $cc"
 command -v zccache >/dev/null && CCS[zccache]="zccache $cc"
 export ZCFS_DIR=$work/zcfs-cache CCACHE_DIR=$work/ccache SCCACHE_DIR=$work/sccache ZCCACHE_DIR=$work/zccache
+zcfs stats --zero >/dev/null 2>&1 || true   # the closing stats line covers this run
 
 clear_cache() {
   case $1 in
