@@ -279,6 +279,8 @@ fn config_path(
 #[derive(Default)]
 pub struct EmccFacts {
     configs: Mutex<HashMap<Digest, Config>>,
+    /// The compiler libraries of a clang, by the clang's content.
+    clang_libs: Mutex<HashMap<Digest, Vec<PathBuf>>>,
 }
 
 /// One Emscripten invocation's identity: everything but its arguments and sources.
@@ -384,7 +386,21 @@ impl EmccFacts {
         h.field("config", config_file.as_os_str().as_bytes());
         h.digest("config-content", &config_digest);
         h.field("clang", clang.as_os_str().as_bytes());
-        h.digest("clang-content", &digest_of(&clang)?);
+        let clang_digest = digest_of(&clang)?;
+        h.digest("clang-content", &clang_digest);
+        let known = self.clang_libs.lock().get(&clang_digest).cloned();
+        let libs = match known {
+            Some(l) => l,
+            None => {
+                let l = crate::compiler::cc::identity::compiler_libraries(&clang);
+                self.clang_libs.lock().insert(clang_digest, l.clone());
+                l
+            }
+        };
+        for lib in &libs {
+            h.field("clang-library", lib.as_os_str().as_bytes());
+            h.digest("content", &digest_of(lib)?);
+        }
         let mut vars: Vec<(&OsString, &OsString)> = env
             .iter()
             .filter(|(k, _)| {

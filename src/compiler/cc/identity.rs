@@ -255,5 +255,103 @@ fn learn(compiler: &Path, canonical: &Path, env: &HashMap<OsString, OsString>) -
             }
         }
     }
+    // The compiler's own shared libraries hold most of it (clang's driver is a small
+    // executable over libclang-cpp and libLLVM; gcc's cc1 uses isl, mpfr, gmp): an update
+    // of one of them alone changes code without changing the executables.
+    for p in programs.clone() {
+        for lib in compiler_libraries(&p) {
+            if !programs.contains(&lib) {
+                programs.push(lib);
+            }
+        }
+    }
     Ok(Known { family, programs })
+}
+
+/// Shared libraries whose code is the compiler's (not the C runtime's), by file name.
+fn is_compiler_library(name: &str) -> bool {
+    [
+        "libLLVM", "libclang", "liblld", "libPolly", "libisl", "libmpc", "libmpfr", "libgmp",
+    ]
+    .iter()
+    .any(|p| name.starts_with(p))
+}
+
+/// The compiler libraries `program` loads, as the dynamic loader resolves them (`ldd`),
+/// canonical. A static program, or no `ldd`, gives none.
+pub fn compiler_libraries(program: &Path) -> Vec<PathBuf> {
+    let out = Command::new("ldd")
+        .arg(program)
+        .env_clear()
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output();
+    match out {
+        Ok(o) if o.status.success() => parse_ldd(&String::from_utf8_lossy(&o.stdout)),
+        _ => Vec::new(),
+    }
+}
+
+/// `\tlibLLVM-14.so.1 => /usr/lib/x86_64-linux-gnu/libLLVM-14.so.1 (0x...)` lines: the
+/// resolved paths of compiler libraries.
+fn parse_ldd(text: &str) -> Vec<PathBuf> {
+    let mut libs = Vec::new();
+    for line in text.lines() {
+        let Some((name, rest)) = line.trim().split_once(" => ") else {
+            continue;
+        };
+        if !is_compiler_library(name) {
+            continue;
+        }
+        let path = rest.rsplit_once(" (").map_or(rest, |(p, _)| p).trim();
+        if !path.starts_with('/') {
+            continue;
+        }
+        if let Ok(c) = Path::new(path).canonicalize()
+            && !libs.contains(&c)
+        {
+            libs.push(c);
+        }
+    }
+    libs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ldd_lines_give_the_compiler_libraries() {
+        let dir = tempfile::tempdir().unwrap();
+        let llvm = dir.path().join("libLLVM-14.so.1");
+        std::fs::write(&llvm, "").unwrap();
+        let text = format!(
+            "\tlinux-vdso.so.1 (0x00007ffd)\n\
+             \tlibclang-cpp.so.14 => not found\n\
+             \tlibLLVM-14.so.1 => {} (0x00007f1)\n\
+             \tlibstdc++.so.6 => /usr/lib/x86_64-linux-gnu/libstdc++.so.6 (0x00007f2)\n\
+             \tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x00007f3)\n\
+             \t/lib64/ld-linux-x86-64.so.2 (0x00007f4)\n",
+            llvm.display()
+        );
+        assert_eq!(parse_ldd(&text), vec![llvm.canonicalize().unwrap()]);
+        assert!(parse_ldd("\tstatically linked\n").is_empty());
+    }
+
+    #[test]
+    fn clangs_libraries_are_part_of_what_runs() {
+        // Debian's clang is a driver over libclang-cpp and libLLVM (installed by
+        // scripts/install-deps.sh).
+        let clang = crate::compiler::rustc::identity::resolve_program(
+            Path::new("clang"),
+            &std::env::vars_os().collect(),
+            Path::new("/"),
+        )
+        .expect("clang on PATH");
+        let libs = compiler_libraries(&clang.canonicalize().unwrap());
+        assert!(
+            libs.iter().any(|l| l.to_string_lossy().contains("libLLVM")),
+            "{libs:?}"
+        );
+    }
 }
