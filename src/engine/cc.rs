@@ -19,7 +19,6 @@ use crate::fsutil::{NanoTime, resolve};
 use crate::fsview::FsView;
 use crate::mount::fs::MountedFs;
 use crate::proto::{Bytes, Reply};
-use crate::stats::HitPhases;
 use crate::store::manifest::{Entry, Inputs};
 use crate::store::pack::{self, WriteError};
 use crate::store::unix_now;
@@ -153,42 +152,24 @@ impl Engine {
             }
             let lookup = t_lookup.elapsed();
             let t_deliver = Instant::now();
-            return match self.deliver_placed(fs, &pack, placed, floor) {
-                Ok(report) => {
-                    for f in &report.files {
-                        self.hashes.record_trusted(&f.path, f.stat, f.digest);
-                    }
-                    self.store.touch(&entry.pack);
-                    let phases = HitPhases {
-                        key: key_time,
-                        lookup,
-                        deliver: t_deliver.elapsed(),
-                    };
-                    self.stats.hit(lang, phases, &report, false);
-                    debug!(
-                        "hit {} {phases:?}{}",
-                        job.describe(),
-                        if report.projected { " projected" } else { "" }
-                    );
-                    let stderr = if job.strip_colour() {
-                        cc::strip_ansi(&pack.header.stderr)
-                    } else {
-                        pack.header.stderr.clone()
-                    };
-                    Some(Reply::Hit {
-                        stdout: pack.header.stdout.clone(),
-                        stderr,
-                    })
-                }
-                Err(e) => {
-                    warn!(
-                        "{}: cannot deliver outputs ({e}); running the compiler",
-                        job.describe()
-                    );
-                    self.stats.error(lang, "deliver failed");
-                    None
-                }
+            let result = self.deliver_placed(fs, &pack, placed, floor);
+            let stderr = if job.strip_colour() {
+                cc::strip_ansi(&pack.header.stderr)
+            } else {
+                pack.header.stderr.clone()
             };
+            return self.finish_hit(
+                super::hit::Served {
+                    what: &job.describe(),
+                    lang,
+                    pack: &entry.pack,
+                    phases: (key_time, lookup, t_deliver),
+                    rebased: false,
+                    stdout: pack.header.stdout.clone(),
+                    stderr,
+                },
+                result,
+            );
         }
         None
     }

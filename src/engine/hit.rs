@@ -47,6 +47,21 @@ pub(super) struct HitQuery<'a> {
     pub fs: &'a crate::mount::fs::MountedFs<'a>,
 }
 
+/// A hit whose outputs were just delivered (or failed to be).
+pub(super) struct Served<'a> {
+    /// The compile, for the log.
+    pub what: &'a str,
+    pub lang: Language,
+    /// The pack served.
+    pub pack: &'a crate::hash::Digest,
+    /// The key and lookup times, and when delivery started.
+    pub phases: (Duration, Duration, Instant),
+    /// Served under other paths than it was stored with.
+    pub rebased: bool,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
 impl Engine {
     pub(super) fn try_hit(&self, q: &HitQuery<'_>) -> Option<Reply> {
         let job = q.job;
@@ -88,40 +103,62 @@ impl Engine {
             }
             let delivery = Delivery::in_dir(&pack, &job.out_dir, job.inputs_mtime_floor, &replaced);
             let result = self.deliver_placed(q.fs, &pack, delivery.outputs, job.inputs_mtime_floor);
-            return match result {
-                Ok(report) => {
-                    for f in &report.files {
-                        self.hashes.record_trusted(&f.path, f.stat, f.digest);
-                    }
-                    self.store.touch(&entry.pack);
-                    let phases = HitPhases {
-                        key: q.key_time,
-                        lookup,
-                        deliver: t_deliver.elapsed(),
-                    };
-                    self.stats.hit(q.lang, phases, &report, !rebase.is_empty());
-                    debug!(
-                        "hit {} {phases:?}{}{}",
-                        rustc::describe(job),
-                        if report.projected { " projected" } else { "" },
-                        if rebase.is_empty() { "" } else { " rebased" }
-                    );
-                    Some(Reply::Hit {
-                        stdout: pack.header.stdout.clone(),
-                        stderr,
-                    })
-                }
-                Err(e) => {
-                    warn!(
-                        "{}: cannot deliver outputs ({e}); running the compiler",
-                        rustc::describe(job)
-                    );
-                    self.stats.error(q.lang, "deliver failed");
-                    None
-                }
-            };
+            return self.finish_hit(
+                Served {
+                    what: &rustc::describe(job),
+                    lang: q.lang,
+                    pack: &entry.pack,
+                    phases: (q.key_time, lookup, t_deliver),
+                    rebased: !rebase.is_empty(),
+                    stdout: pack.header.stdout.clone(),
+                    stderr,
+                },
+                result,
+            );
         }
         None
+    }
+
+    /// Books a hit's delivery: on success the delivered files' digests, the pack's LRU
+    /// time, the stats and the reply; on failure an error, and `None` (the compiler runs).
+    pub(super) fn finish_hit(
+        &self,
+        s: Served<'_>,
+        result: std::io::Result<Report>,
+    ) -> Option<Reply> {
+        match result {
+            Ok(report) => {
+                for f in &report.files {
+                    self.hashes.record_trusted(&f.path, f.stat, f.digest);
+                }
+                self.store.touch(s.pack);
+                let (key, lookup, t_deliver) = s.phases;
+                let phases = HitPhases {
+                    key,
+                    lookup,
+                    deliver: t_deliver.elapsed(),
+                };
+                self.stats.hit(s.lang, phases, &report, s.rebased);
+                debug!(
+                    "hit {} {phases:?}{}{}",
+                    s.what,
+                    if report.projected { " projected" } else { "" },
+                    if s.rebased { " rebased" } else { "" }
+                );
+                Some(Reply::Hit {
+                    stdout: s.stdout,
+                    stderr: s.stderr,
+                })
+            }
+            Err(e) => {
+                warn!(
+                    "{}: cannot deliver outputs ({e}); running the compiler",
+                    s.what
+                );
+                self.stats.error(s.lang, "deliver failed");
+                None
+            }
+        }
     }
 
     /// Opens the pack of a manifest entry for a hit. A missing or corrupt pack drops the
