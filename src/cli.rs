@@ -98,6 +98,12 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 1..)]
         args: Vec<std::ffi::OsString>,
     },
+    /// The remote tier: `status`, `push` (seed the remote from this cache), `flush` (wait
+    /// for uploads, e.g. at the end of a CI job). See docs/remote.md.
+    Remote {
+        #[command(subcommand)]
+        cmd: RemoteCmd,
+    },
     /// Store SRC and project it at REL inside the mount DIR (testing and debugging).
     #[command(hide = true)]
     Project {
@@ -113,10 +119,32 @@ enum Cmd {
     },
 }
 
+#[derive(Subcommand)]
+enum RemoteCmd {
+    /// Where the remote is, its mode, whether it answers, its breakers, queued uploads.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Upload every result in the local cache that the remote lacks, then wait for it.
+    Push {
+        /// Give up waiting after this many seconds.
+        #[arg(long, default_value_t = 3600)]
+        timeout: u64,
+    },
+    /// Wait until the results stored so far are uploaded; exits 1 if some failed, were
+    /// dropped, or are still pending at the timeout.
+    Flush {
+        /// Give up waiting after this many seconds.
+        #[arg(long, default_value_t = 600)]
+        timeout: u64,
+    },
+}
+
 /// Names that select the command line rather than the wrapper.
 pub const SUBCOMMANDS: &[&str] = &[
     "status", "stop", "stats", "gc", "clear", "config", "daemon", "mount", "unmount", "project",
-    "cargo", "run", "help",
+    "cargo", "run", "remote", "help",
 ];
 
 pub fn main() -> ! {
@@ -309,6 +337,20 @@ fn run(cli: Cli) -> Result<i32> {
                 }
             );
             println!("log             {}", config.log);
+            let r = &config.remote;
+            match &r.url {
+                Some(url) => {
+                    println!("remote          {}", crate::remote::redact(url));
+                    println!("remote_mode     {}", r.mode.name());
+                    println!(
+                        "remote timeouts connect {:?}, operation {:?}, pack stall {:?}, pack {:?}",
+                        r.timeouts.connect, r.timeouts.op, r.timeouts.stall, r.timeouts.transfer
+                    );
+                    println!("remote_max_object {}", human_size(r.max_object));
+                    println!("remote_upload_queue {}", r.upload_queue);
+                }
+                None => println!("remote          (none)"),
+            }
             println!(
                 "config file     {}",
                 config
@@ -320,6 +362,7 @@ fn run(cli: Cli) -> Result<i32> {
             println!("socket          {}", paths.socket().display());
             Ok(0)
         }
+        Cmd::Remote { cmd } => remote_cmd(&config, &paths, cmd),
         Cmd::Mount { dir, allow_other } => {
             let dir = control::dir_arg(dir, true)?;
             let m = control::mount(
@@ -425,6 +468,109 @@ fn print_other_mounts(all: &[control::Listed]) {
             )
         };
         println!("mount     {} ({who})", m.dir);
+    }
+}
+
+/// `zcfs remote ...`.
+fn remote_cmd(config: &Config, paths: &Paths, cmd: RemoteCmd) -> Result<i32> {
+    // A long request to a daemon that is up (started if needed).
+    let long = |req: Request, secs: u64| -> Result<serde_json::Value> {
+        client::call(config, paths, &Request::Status)?;
+        match client::request_once(paths, &req, Duration::from_secs(secs + 30))? {
+            Reply::Json(s) => Ok(serde_json::from_str(&s)?),
+            Reply::Error(e) => bail!("{e}"),
+            other => bail!("unexpected reply: {other:?}"),
+        }
+    };
+    let flush = |timeout: u64| -> Result<i32> {
+        let v = long(
+            Request::RemoteFlush {
+                timeout_secs: timeout,
+            },
+            timeout,
+        )?;
+        if v["configured"] == false {
+            println!("no remote configured");
+            return Ok(0);
+        }
+        let (failed, dropped) = (
+            v["failed"].as_u64().unwrap_or(0),
+            v["dropped"].as_u64().unwrap_or(0),
+        );
+        if v["done"] == true && failed + dropped == 0 {
+            println!("uploads done");
+            return Ok(0);
+        }
+        println!(
+            "uploads: {} queued, {} in flight, {failed} failed, {dropped} dropped (queue full) since the last flush",
+            v["queued"], v["in_flight"]
+        );
+        Ok(1)
+    };
+    match cmd {
+        RemoteCmd::Status { json } => {
+            let v = daemon_json(config, paths, Request::RemoteStatus)?;
+            if json {
+                println!("{v}");
+            } else if v["configured"] != true {
+                match v["error"].as_str() {
+                    Some(e) => println!("remote off: {e}"),
+                    None => println!(
+                        "no remote configured (set ZCFS_REMOTE or `remote` in the config file)"
+                    ),
+                }
+            } else {
+                println!(
+                    "remote          {} ({})",
+                    v["location"].as_str().unwrap_or("?"),
+                    v["backend"].as_str().unwrap_or("?")
+                );
+                println!(
+                    "mode            {} (configured {})",
+                    v["mode"].as_str().unwrap_or("?"),
+                    v["configured_mode"].as_str().unwrap_or("?")
+                );
+                match v["probe_error"].as_str() {
+                    None => println!(
+                        "reachable       yes ({:.1} ms)",
+                        v["probe_ms"].as_f64().unwrap_or(0.0)
+                    ),
+                    Some(e) => println!("reachable       no: {e}"),
+                }
+                println!(
+                    "breakers        reads {}, writes {} ({} trips)",
+                    v["read_breaker"].as_str().unwrap_or("?"),
+                    v["write_breaker"].as_str().unwrap_or("?"),
+                    v["breaker_trips"]
+                );
+                println!(
+                    "uploads         {} queued ({}), {} in flight",
+                    v["uploads_queued"],
+                    human_size(v["uploads_queued_bytes"].as_u64().unwrap_or(0)),
+                    v["uploads_in_flight"]
+                );
+            }
+            Ok(if v["configured"] == true && v["reachable"] == true {
+                0
+            } else {
+                1
+            })
+        }
+        RemoteCmd::Push { timeout } => {
+            let v = long(Request::RemotePush, timeout)?;
+            if v["configured"] != true {
+                bail!("no remote configured (set ZCFS_REMOTE)");
+            }
+            if v["mode"] != "rw" {
+                bail!(
+                    "the remote is {} here: nothing is uploaded",
+                    v["mode"].as_str().unwrap_or("?")
+                );
+            }
+            println!("queued {} results", v["queued"]);
+            flush(timeout)
+        }
+        RemoteCmd::Flush { timeout } => flush(timeout),
     }
 }
 

@@ -40,6 +40,8 @@ pub struct Config {
     pub client_timeout: Duration,
     /// The file the settings came from, if any.
     pub config_file: Option<PathBuf>,
+    /// The remote tier (`ZCFS_REMOTE*`, docs/remote.md).
+    pub remote: crate::remote::RemoteConfig,
 }
 
 /// The TOML file's shape. Unknown keys are an error, so typos are caught.
@@ -56,6 +58,29 @@ struct FileConfig {
     sloppiness: Option<ListValue>,
     log: Option<String>,
     client_timeout: Option<u64>,
+    remote: Option<String>,
+    remote_mode: Option<String>,
+    remote_connect_timeout: Option<DurationValue>,
+    remote_timeout: Option<DurationValue>,
+    remote_max_object: Option<SizeValue>,
+    remote_upload_queue: Option<usize>,
+    remote_breaker: Option<DurationValue>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum DurationValue {
+    Secs(u64),
+    Text(String),
+}
+
+impl DurationValue {
+    fn get(&self) -> Result<Duration> {
+        match self {
+            DurationValue::Secs(s) => Ok(Duration::from_secs(*s)),
+            DurationValue::Text(t) => parse_duration(t),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -168,6 +193,7 @@ impl Config {
             None => (FileConfig::default(), None),
         };
 
+        let remote = remote_config(env, &file)?;
         let cache_dir = match env.var("ZCFS_DIR").filter(|s| !s.is_empty()) {
             Some(d) => PathBuf::from(d),
             None => match file.cache_dir {
@@ -250,6 +276,7 @@ impl Config {
             .unwrap_or_else(|| "info".to_string());
 
         Ok(Config {
+            remote,
             cache_dir,
             runtime_dir,
             max_size,
@@ -263,6 +290,78 @@ impl Config {
             config_file,
         })
     }
+}
+
+/// The remote tier's settings: environment over file over defaults. The URL is checked when
+/// the daemon starts (a bad one turns the remote off with a logged reason; the local cache
+/// keeps working).
+fn remote_config(env: &dyn EnvSource, file: &FileConfig) -> Result<crate::remote::RemoteConfig> {
+    use crate::remote::{Mode, RemoteConfig};
+    let mut r = RemoteConfig::default();
+    let var = |k: &str| env.var(k).filter(|s| !s.trim().is_empty());
+    r.url = var("ZCFS_REMOTE").or_else(|| file.remote.clone());
+    if let Some(m) = var("ZCFS_REMOTE_MODE").or_else(|| file.remote_mode.clone()) {
+        r.mode = Mode::parse(&m).map_err(anyhow::Error::msg)?;
+    }
+    let duration = |name: &str, from_file: &Option<DurationValue>| -> Result<Option<Duration>> {
+        match var(name) {
+            Some(v) => parse_duration(&v)
+                .with_context(|| format!("invalid {name}"))
+                .map(Some),
+            None => from_file
+                .as_ref()
+                .map(|d| d.get())
+                .transpose()
+                .with_context(|| {
+                    format!(
+                        "invalid {}",
+                        name.to_ascii_lowercase().trim_start_matches("zcfs_")
+                    )
+                }),
+        }
+    };
+    if let Some(d) = duration("ZCFS_REMOTE_CONNECT_TIMEOUT", &file.remote_connect_timeout)? {
+        r.timeouts.connect = d;
+    }
+    if let Some(d) = duration("ZCFS_REMOTE_TIMEOUT", &file.remote_timeout)? {
+        // Packs: no byte for 2.5 times as long, or 15 times as long in all, ends a transfer.
+        r.timeouts.op = d;
+        r.timeouts.stall = d.mul_f64(2.5);
+        r.timeouts.transfer = d * 15;
+    }
+    if let Some(d) = duration("ZCFS_REMOTE_BREAKER", &file.remote_breaker)? {
+        r.breaker_open = d;
+    }
+    r.max_object = match var("ZCFS_REMOTE_MAX_OBJECT") {
+        Some(s) => parse_size(&s).context("invalid ZCFS_REMOTE_MAX_OBJECT")?,
+        None => match &file.remote_max_object {
+            Some(SizeValue::Bytes(b)) => *b,
+            Some(SizeValue::Text(s)) => parse_size(s).context("invalid remote_max_object")?,
+            None => r.max_object,
+        },
+    };
+    if let Some(n) = var("ZCFS_REMOTE_UPLOAD_QUEUE") {
+        r.upload_queue = n
+            .trim()
+            .parse()
+            .context("invalid ZCFS_REMOTE_UPLOAD_QUEUE: expected a number of results")?;
+    } else if let Some(n) = file.remote_upload_queue {
+        r.upload_queue = n;
+    }
+    Ok(r)
+}
+
+/// Parses a duration: seconds, or a number with `ms`, `s`, `m`, `h`.
+pub fn parse_duration(s: &str) -> Result<Duration> {
+    let t = s.trim();
+    if let Some(ms) = t.strip_suffix("ms") {
+        let n: u64 = ms
+            .trim()
+            .parse()
+            .with_context(|| format!("expected a duration like 500ms or 2s, got {s:?}"))?;
+        return Ok(Duration::from_millis(n));
+    }
+    Ok(Duration::from_secs(parse_secs(t)?))
 }
 
 fn absolute(p: &Path) -> Result<PathBuf> {
@@ -449,6 +548,38 @@ mod tests {
         let f = file.to_str().unwrap().to_string();
         let c = Config::load_from(&env_of(&[("HOME", "/h"), ("ZCFS_CONFIG", &f)])).unwrap();
         assert!(c.sloppiness.path_values);
+    }
+
+    #[test]
+    fn remote_settings_from_env_and_file() {
+        let c = Config::load_from(&env_of(&[("HOME", "/h")])).unwrap();
+        assert_eq!(c.remote, crate::remote::RemoteConfig::default());
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(
+            &file,
+            "remote = \"file:///srv/c\"\nremote_mode = \"ro\"\nremote_timeout = \"300ms\"\n",
+        )
+        .unwrap();
+        let f = file.to_str().unwrap().to_string();
+        let c = Config::load_from(&env_of(&[
+            ("HOME", "/h"),
+            ("ZCFS_CONFIG", &f),
+            ("ZCFS_REMOTE_CONNECT_TIMEOUT", "100ms"),
+            ("ZCFS_REMOTE_UPLOAD_QUEUE", "8"),
+        ]))
+        .unwrap();
+        assert_eq!(c.remote.url.as_deref(), Some("file:///srv/c"));
+        assert_eq!(c.remote.mode, crate::remote::Mode::Ro);
+        assert_eq!(c.remote.timeouts.op, Duration::from_millis(300));
+        assert_eq!(c.remote.timeouts.stall, Duration::from_millis(750));
+        assert_eq!(c.remote.timeouts.connect, Duration::from_millis(100));
+        assert_eq!(c.remote.upload_queue, 8);
+        let err =
+            Config::load_from(&env_of(&[("HOME", "/h"), ("ZCFS_REMOTE_MODE", "rwx")])).unwrap_err();
+        assert!(format!("{err:#}").contains("remote mode"), "{err:#}");
+        assert!(parse_duration("soon").is_err());
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
     }
 
     #[test]

@@ -24,6 +24,7 @@ pub mod masquerade;
 pub mod mount;
 pub mod paths;
 pub mod proto;
+pub mod remote;
 pub mod route;
 pub mod run_cmd;
 pub mod stats;

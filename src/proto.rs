@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 pub const MAGIC: u32 = u32::from_le_bytes(*b"ZCFS");
 /// Bumped whenever [`Request`] or [`Reply`] change shape.
-pub const PROTO: u32 = 4;
+pub const PROTO: u32 = 5;
 pub const HEADER_LEN: usize = 32;
 /// Frames larger than this are refused (a confused or hostile peer).
 pub const MAX_FRAME: u32 = 256 << 20;
@@ -128,6 +128,14 @@ pub enum Request {
     Gc,
     Clear,
     Shutdown,
+    /// `zcfs remote status`.
+    RemoteStatus,
+    /// `zcfs remote push`: queue every local result for upload.
+    RemotePush,
+    /// `zcfs remote flush`: wait (at most this long) until queued uploads are done.
+    RemoteFlush {
+        timeout_secs: u64,
+    },
     /// Mount a zcfs filesystem over `dir` (absolute).
     Mount {
         dir: Bytes,

@@ -126,8 +126,66 @@ pub struct StatsData {
     pub hit_key: Histogram,
     pub hit_lookup: Histogram,
     pub hit_deliver: Histogram,
+    /// The remote tier.
+    pub remote: RemoteStats,
     /// Unix seconds of the last reset.
     pub since: u64,
+}
+
+/// Counters of the remote tier (`zcfs stats`, "remote").
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct RemoteStats {
+    /// Hits served from something the remote supplied (an entry, a pack, or both).
+    pub hits: u64,
+    /// Local misses that asked the remote for the key's manifest, and found one.
+    pub lookups: u64,
+    pub manifest_found: u64,
+    /// Entries learnt from remote manifests.
+    pub entries_learnt: u64,
+    pub packs_downloaded: u64,
+    pub bytes_down: u64,
+    /// Results uploaded, found already there (not sent again), failed, dropped (queue full).
+    pub uploads: u64,
+    pub uploads_existing: u64,
+    pub uploads_failed: u64,
+    pub uploads_dropped: u64,
+    pub bytes_up: u64,
+    /// Errors by kind: timeout, connect, auth, server, throttled, too large, protocol,
+    /// io, corrupt, dangling (a manifest naming a pack the remote lacks), skipped (the
+    /// breaker was open).
+    pub errors: BTreeMap<String, u64>,
+    /// Time compiles waited on the remote: manifest lookups and pack downloads.
+    pub wait_manifest: Histogram,
+    pub wait_pack: Histogram,
+    /// Time an upload took (in the background).
+    pub upload_time: Histogram,
+}
+
+impl RemoteStats {
+    pub fn error(&mut self, reason: &str) {
+        *self.errors.entry(reason.to_string()).or_default() += 1;
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "hits": self.hits,
+            "lookups": self.lookups,
+            "manifest_found": self.manifest_found,
+            "entries_learnt": self.entries_learnt,
+            "packs_downloaded": self.packs_downloaded,
+            "bytes_down": self.bytes_down,
+            "uploads": self.uploads,
+            "uploads_existing": self.uploads_existing,
+            "uploads_failed": self.uploads_failed,
+            "uploads_dropped": self.uploads_dropped,
+            "bytes_up": self.bytes_up,
+            "errors": self.errors,
+            "wait_manifest": self.wait_manifest.summary(),
+            "wait_pack": self.wait_pack.summary(),
+            "upload_time": self.upload_time.summary(),
+        })
+    }
 }
 
 /// Where a hit's service time went.
@@ -282,6 +340,7 @@ pub fn to_json(d: &StatsData, cache_size: u64, packs: u64, max_size: u64) -> ser
             "deliver": d.hit_deliver.summary(),
         },
         "cache": { "size": cache_size, "packs": packs, "max_size": max_size },
+        "remote": d.remote.to_json(),
         "since": d.since,
     })
 }
@@ -396,6 +455,7 @@ pub fn to_text(v: &serde_json::Value) -> String {
             human_size(n("evicted_bytes"))
         );
     }
+    remote_text(&mut s, &v["remote"]);
     let c = &v["cache"];
     let _ = writeln!(
         s,
@@ -405,6 +465,78 @@ pub fn to_text(v: &serde_json::Value) -> String {
         c["packs"]
     );
     s
+}
+
+/// The remote section of `zcfs stats`, when the remote was used.
+fn remote_text(s: &mut String, r: &serde_json::Value) {
+    use crate::config::human_size;
+    use std::fmt::Write;
+    let n = |k: &str| r[k].as_u64().unwrap_or(0);
+    let errors: u64 = r["errors"]
+        .as_object()
+        .map(|m| m.values().filter_map(|x| x.as_u64()).sum())
+        .unwrap_or(0);
+    if n("lookups") + n("uploads") + n("uploads_existing") + n("uploads_failed") + errors == 0
+        && r["location"].is_null()
+    {
+        return;
+    }
+    if let Some(loc) = r["location"].as_str() {
+        let _ = writeln!(
+            s,
+            "Remote               {loc} ({}, breaker {})",
+            r["mode"].as_str().unwrap_or("?"),
+            r["breaker"].as_str().unwrap_or("?")
+        );
+    } else {
+        let _ = writeln!(s, "Remote");
+    }
+    let _ = writeln!(
+        s,
+        "  hits               {} (lookups {}, manifests found {})",
+        n("hits"),
+        n("lookups"),
+        n("manifest_found")
+    );
+    let _ = writeln!(
+        s,
+        "  downloaded         {} packs, {}",
+        n("packs_downloaded"),
+        human_size(n("bytes_down"))
+    );
+    let _ = writeln!(
+        s,
+        "  uploaded           {} ({}), already there {}, failed {}, dropped {}",
+        n("uploads"),
+        human_size(n("bytes_up")),
+        n("uploads_existing"),
+        n("uploads_failed"),
+        n("uploads_dropped")
+    );
+    if let Some(map) = r["errors"].as_object().filter(|m| !m.is_empty()) {
+        let list: Vec<String> = map.iter().map(|(k, c)| format!("{k} {c}")).collect();
+        let _ = writeln!(s, "  errors             {}", list.join(", "));
+    }
+    for (title, key) in [
+        ("waited (manifests)", "wait_manifest"),
+        ("waited (packs)", "wait_pack"),
+    ] {
+        let h = &r[key];
+        if h["count"].as_u64().unwrap_or(0) > 0 {
+            let ms = |k: &str| {
+                h[k].as_u64()
+                    .map(|us| format!("{:.2} ms", us as f64 / 1000.0))
+                    .unwrap_or_default()
+            };
+            let _ = writeln!(
+                s,
+                "  {title:<19}p50 {}  p99 {}  ({})",
+                ms("p50_us"),
+                ms("p99_us"),
+                h["count"]
+            );
+        }
+    }
 }
 
 #[cfg(test)]

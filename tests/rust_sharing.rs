@@ -5,8 +5,7 @@
 
 mod common;
 
-use common::{Build, Env, copy_dir};
-use std::collections::BTreeMap;
+use common::{Build, Env, artifacts, copy_dir};
 use std::path::{Path, PathBuf};
 
 /// A workspace where `dep` is path-free and two crates read a path as a value that
@@ -56,34 +55,6 @@ fn workspace(at: &Path) -> PathBuf {
         std::fs::write(p, content).unwrap();
     }
     at.to_path_buf()
-}
-
-/// Every artifact rustc wrote under `profile_dir`: `deps/` and the build-script binaries.
-fn artifacts(profile_dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    let mut add = |p: PathBuf| {
-        if p.is_file() {
-            let rel = p.strip_prefix(profile_dir).unwrap().to_path_buf();
-            out.insert(rel, std::fs::read(&p).unwrap());
-        }
-    };
-    for e in std::fs::read_dir(profile_dir.join("deps"))
-        .unwrap()
-        .flatten()
-    {
-        add(e.path());
-    }
-    if let Ok(rd) = std::fs::read_dir(profile_dir.join("build")) {
-        for d in rd.flatten() {
-            for e in std::fs::read_dir(d.path()).unwrap().flatten() {
-                let name = e.file_name().to_string_lossy().into_owned();
-                if name.starts_with("build_script_build-") || name == "build-script-build" {
-                    add(e.path());
-                }
-            }
-        }
-    }
-    out
 }
 
 /// Rebuilds `dir`'s `target_dir` with plain cargo (no zcfs) and asserts every artifact is

@@ -215,6 +215,7 @@ async fn control(
                         && shared.engine.mounts.is_empty()
                         && shared.in_flight.load(Ordering::Relaxed) == 0
                         && shared.engine.pending_misses() == 0
+                        && shared.engine.uploads_pending() == 0
                     {
                         break format!("idle for {quiet} s");
                     }

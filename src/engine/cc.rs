@@ -110,19 +110,42 @@ impl Engine {
     }
 
     fn try_hit_cc(&self, job: &CcJob, fs: &MountedFs<'_>, key_time: Duration) -> Option<Reply> {
-        let lang = job.language();
         let t_lookup = Instant::now();
-        let manifest = self.store.manifest(&job.key)?;
+        let local = self.store.manifest(&job.key);
+        if let Some(m) = &local
+            && let Some(r) = self.try_entries_cc(job, fs, key_time, &m.entries, t_lookup, false)
+        {
+            return Some(r);
+        }
+        let learnt = self.remote_entries(&job.key, local.as_deref(), job.language());
+        if learnt.is_empty() {
+            return None;
+        }
+        self.try_entries_cc(job, fs, key_time, &learnt, t_lookup, true)
+    }
+
+    /// Tries manifest entries in order; `learnt`: they came from the remote just now.
+    fn try_entries_cc(
+        &self,
+        job: &CcJob,
+        fs: &MountedFs<'_>,
+        key_time: Duration,
+        entries: &[crate::store::manifest::Entry],
+        t_lookup: Instant,
+        learnt: bool,
+    ) -> Option<Reply> {
+        let lang = job.language();
         let outputs = job.outputs();
-        for entry in &manifest.entries {
+        for entry in entries {
             let Some(floor) = self.cc_inputs_hold(job, fs, &entry.inputs) else {
                 continue;
             };
-            let pack = match self.open_for_hit(&job.key, &entry.pack, lang, &job.describe()) {
-                Ok(p) => p,
-                Err(Stop::Next) => continue,
-                Err(Stop::Miss) => return None,
-            };
+            let (pack, fetched) =
+                match self.open_for_hit(&job.key, &entry.pack, lang, &job.describe()) {
+                    Ok(p) => p,
+                    Err(Stop::Next) => continue,
+                    Err(Stop::Miss) => return None,
+                };
             // Each stored role goes where this command line puts it; the required ones
             // must all be there (the key covers the flags that decide them).
             let mut placed = Vec::with_capacity(pack.header.entries.len());
@@ -165,6 +188,7 @@ impl Engine {
                     pack: &entry.pack,
                     phases: (key_time, lookup, t_deliver),
                     rebased: false,
+                    remote: learnt || fetched,
                     stdout: pack.header.stdout.clone(),
                     stderr,
                 },

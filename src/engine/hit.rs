@@ -58,25 +58,47 @@ pub(super) struct Served<'a> {
     pub phases: (Duration, Duration, Instant),
     /// Served under other paths than it was stored with.
     pub rebased: bool,
+    /// Served from an entry or a pack the remote supplied.
+    pub remote: bool,
     pub stdout: Vec<u8>,
     pub stderr: Vec<u8>,
 }
 
 impl Engine {
     pub(super) fn try_hit(&self, q: &HitQuery<'_>) -> Option<Reply> {
-        let job = q.job;
         let t_lookup = Instant::now();
-        let manifest = self.store.manifest(&job.key)?;
-        for entry in &manifest.entries {
+        let local = self.store.manifest(&q.job.key);
+        if let Some(m) = &local
+            && let Some(r) = self.try_entries(q, &m.entries, t_lookup, false)
+        {
+            return Some(r);
+        }
+        let learnt = self.remote_entries(&q.job.key, local.as_deref(), q.lang);
+        if learnt.is_empty() {
+            return None;
+        }
+        self.try_entries(q, &learnt, t_lookup, true)
+    }
+
+    /// Tries manifest entries in order; `learnt`: they came from the remote just now.
+    fn try_entries(
+        &self,
+        q: &HitQuery<'_>,
+        entries: &[crate::store::manifest::Entry],
+        t_lookup: Instant,
+        learnt: bool,
+    ) -> Option<Reply> {
+        let job = q.job;
+        for entry in entries {
             let Some(rebase) = self.matches(q, &entry.inputs) else {
                 continue;
             };
-            let pack = match self.open_for_hit(&job.key, &entry.pack, q.lang, &rustc::describe(job))
-            {
-                Ok(p) => p,
-                Err(Stop::Next) => continue,
-                Err(Stop::Miss) => return None,
-            };
+            let (pack, fetched) =
+                match self.open_for_hit(&job.key, &entry.pack, q.lang, &rustc::describe(job)) {
+                    Ok(p) => p,
+                    Err(Stop::Next) => continue,
+                    Err(Stop::Miss) => return None,
+                };
             if !same_outputs(job, &pack) {
                 warn!(
                     "pack {} does not hold the outputs {} expects; ignoring it",
@@ -110,6 +132,7 @@ impl Engine {
                     pack: &entry.pack,
                     phases: (q.key_time, lookup, t_deliver),
                     rebased: !rebase.is_empty(),
+                    remote: learnt || fetched,
                     stdout: pack.header.stdout.clone(),
                     stderr,
                 },
@@ -139,11 +162,15 @@ impl Engine {
                     deliver: t_deliver.elapsed(),
                 };
                 self.stats.hit(s.lang, phases, &report, s.rebased);
+                if s.remote {
+                    self.stats.update(|d| d.remote.hits += 1);
+                }
                 debug!(
-                    "hit {} {phases:?}{}{}",
+                    "hit {} {phases:?}{}{}{}",
                     s.what,
                     if report.projected { " projected" } else { "" },
-                    if s.rebased { " rebased" } else { "" }
+                    if s.rebased { " rebased" } else { "" },
+                    if s.remote { " remote" } else { "" }
                 );
                 Some(Reply::Hit {
                     stdout: s.stdout,
@@ -161,32 +188,45 @@ impl Engine {
         }
     }
 
-    /// Opens the pack of a manifest entry for a hit. A missing or corrupt pack drops the
-    /// entries that name it (try the next entry); an unreadable one ends the lookup.
+    /// Opens the pack of a manifest entry for a hit, fetching it from the remote if it is
+    /// not here (`true`: fetched). A pack missing everywhere or corrupt drops the entries
+    /// that name it (try the next entry); an unreadable one ends the lookup.
     pub(super) fn open_for_hit(
         &self,
         key: &crate::hash::Digest,
         id: &crate::hash::Digest,
         lang: Language,
         what: &str,
-    ) -> Result<Arc<Pack>, Stop> {
-        match self.store.open_pack(id) {
-            Ok(p) => Ok(p),
-            Err(OpenError::Missing) => {
-                self.store.drop_entries_for_pack(key, id);
-                Err(Stop::Next)
-            }
-            Err(OpenError::Corrupt(msg)) => {
-                warn!("{what}: corrupt pack {}: {msg}", id.short());
-                self.stats.error(lang, "corrupt pack");
-                self.stats.update(|d| d.corrupt_packs += 1);
-                self.store.drop_entries_for_pack(key, id);
-                Err(Stop::Next)
-            }
-            Err(OpenError::Io(e)) => {
-                warn!("cannot open pack {}: {e}", id.short());
-                self.stats.error(lang, "pack unreadable");
-                Err(Stop::Miss)
+    ) -> Result<(Arc<Pack>, bool), Stop> {
+        let mut fetched = false;
+        loop {
+            match self.store.open_pack(id) {
+                Ok(p) => return Ok((p, fetched)),
+                Err(OpenError::Missing) if !fetched => match self.fetch_pack(id) {
+                    super::remote::Fetch::Fetched => fetched = true,
+                    super::remote::Fetch::Absent => {
+                        self.store.drop_entries_for_pack(key, id);
+                        return Err(Stop::Next);
+                    }
+                    // Keep the entry: the remote may have it later.
+                    super::remote::Fetch::Failed => return Err(Stop::Next),
+                },
+                Err(OpenError::Missing) => {
+                    self.store.drop_entries_for_pack(key, id);
+                    return Err(Stop::Next);
+                }
+                Err(OpenError::Corrupt(msg)) => {
+                    warn!("{what}: corrupt pack {}: {msg}", id.short());
+                    self.stats.error(lang, "corrupt pack");
+                    self.stats.update(|d| d.corrupt_packs += 1);
+                    self.store.drop_entries_for_pack(key, id);
+                    return Err(Stop::Next);
+                }
+                Err(OpenError::Io(e)) => {
+                    warn!("cannot open pack {}: {e}", id.short());
+                    self.stats.error(lang, "pack unreadable");
+                    return Err(Stop::Miss);
+                }
             }
         }
     }

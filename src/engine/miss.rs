@@ -260,12 +260,14 @@ impl Engine {
     pub(super) fn publish(&self, job: PublishJob, deferred: &mut Vec<Deferred>) {
         let size = job.written.size;
         let id = job.written.id;
+        let entry = job.entry.clone();
         let r = self
             .store
             .publish(job.temp, &job.written)
             .and_then(|()| self.store.add_entry(&job.key, job.entry));
         match r {
             Ok(()) => {
+                self.queue_upload(job.key, &entry, size);
                 self.stats.update(|d| {
                     d.stored += 1;
                     d.bytes_stored += size;

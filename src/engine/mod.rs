@@ -36,6 +36,7 @@ const PENDING_TTL: Duration = Duration::from_secs(6 * 3600);
 mod cc;
 mod hit;
 mod miss;
+mod remote;
 
 /// A compile in flight, of one family.
 enum Job {
@@ -80,6 +81,10 @@ pub struct Engine {
     publish_tx: Mutex<Option<mpsc::Sender<miss::PublishJob>>>,
     /// Keys whose result is being published, and the condition signalled when one is done.
     publishing: (Mutex<HashSet<crate::hash::Digest>>, Condvar),
+    /// The remote tier, if configured.
+    remote: Option<remote::RemoteTier>,
+    /// Why the configured remote is off (a URL that does not parse).
+    remote_error: Option<String>,
 }
 
 impl Engine {
@@ -92,7 +97,10 @@ impl Engine {
         let clock = KernelClock::open(&paths.runtime_dir.join(format!("zcfs-{}.clock", paths.id)))?;
         let stats = Stats::load(&paths.stats_file());
         let mounts = Mounts::new(&paths);
+        let (remote, remote_error) = remote::open(&config);
         let engine = Arc::new(Engine {
+            remote,
+            remote_error,
             config,
             paths,
             store,
@@ -133,6 +141,7 @@ impl Engine {
         std::thread::Builder::new()
             .name("scan".into())
             .spawn(move || e.store.scan())?;
+        engine.start_uploaders()?;
         Ok(engine)
     }
 
@@ -151,6 +160,11 @@ impl Engine {
                 let mut json =
                     stats::to_json(&self.stats.snapshot(), size, packs, self.store.max_size());
                 json["mounts"] = serde_json::to_value(self.mounts.list()).unwrap_or_default();
+                if let Some((location, mode, breaker)) = self.remote_summary() {
+                    json["remote"]["location"] = location.into();
+                    json["remote"]["mode"] = mode.into();
+                    json["remote"]["breaker"] = breaker.into();
+                }
                 if zero {
                     self.stats.zero();
                 }
@@ -206,6 +220,12 @@ impl Engine {
                     Err(e) => Reply::Error(format!("{e:#}")),
                 }
             }
+            Request::RemoteStatus => Reply::Json(self.remote_status().to_string()),
+            Request::RemotePush => Reply::Json(self.remote_push().to_string()),
+            Request::RemoteFlush { timeout_secs } => Reply::Json(
+                self.remote_flush(Duration::from_secs(timeout_secs))
+                    .to_string(),
+            ),
             // Status and Shutdown are answered by the daemon, which knows its process.
             Request::Status | Request::Shutdown => Reply::Error("not handled by the engine".into()),
         }
@@ -597,11 +617,20 @@ impl Engine {
     pub fn shutdown(&self) {
         self.publish_tx.lock().take();
         self.wait_published(Duration::from_secs(30));
+        self.drain_uploads();
         self.housekeeping();
     }
 
     pub fn pending_misses(&self) -> usize {
         self.pending.lock().len()
+    }
+
+    /// Uploads queued or in flight.
+    pub fn uploads_pending(&self) -> usize {
+        self.remote.as_ref().map_or(0, |t| {
+            let (queued, _, in_flight) = t.queue.pending();
+            queued + in_flight
+        })
     }
 }
 

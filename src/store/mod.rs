@@ -348,32 +348,98 @@ impl Store {
 
     /// Publishes a written pack: fsync, rename into place, fsync the directory.
     pub fn publish(&self, temp: tempfile::NamedTempFile, written: &Written) -> io::Result<()> {
+        self.install(temp, &written.id, written.size)
+    }
+
+    /// Publishes a pack downloaded from a remote store into `temp`, after checking every
+    /// byte of it against `id` (header digest, payload digests, canonical layout). A pack
+    /// that fails is discarded: `Err(OpenError::Corrupt)`.
+    pub fn adopt(&self, temp: tempfile::NamedTempFile, id: &Digest) -> Result<u64, OpenError> {
+        let pack = match Pack::open(temp.path()) {
+            Ok(p) => p,
+            Err(PackError::Corrupt(m)) => return Err(OpenError::Corrupt(m)),
+            Err(PackError::Io(e)) => return Err(OpenError::Io(e)),
+        };
+        if pack.id != *id {
+            return Err(OpenError::Corrupt("not the pack asked for".into()));
+        }
+        if let Err(e) = pack.verify().and_then(|()| pack.check_layout()) {
+            return Err(OpenError::Corrupt(e.to_string()));
+        }
+        let size = pack.size();
+        drop(pack);
+        self.install(temp, id, size).map_err(OpenError::Io)?;
+        Ok(size)
+    }
+
+    fn install(&self, temp: tempfile::NamedTempFile, id: &Digest, size: u64) -> io::Result<()> {
         temp.as_file().sync_all()?;
-        let dest = self.pack_path(&written.id);
+        let dest = self.pack_path(id);
         let dir = dest.parent().expect("pack path has a parent");
         fs::create_dir_all(dir)?;
         if dest.exists() {
             // Same content already stored (identical result of another key).
-            debug!("pack {} already present", written.id.short());
+            debug!("pack {} already present", id.short());
         } else {
             temp.persist(&dest).map_err(|e| e.error)?;
             fsync_dir(dir)?;
         }
         // The bytes were verified as they were copied in.
-        self.open.lock().verified.insert(written.id);
+        self.open.lock().verified.insert(*id);
         let mut lru = self.lru.lock();
-        if !lru.packs.contains_key(&written.id) {
-            lru.total += written.size;
+        if !lru.packs.contains_key(id) {
+            lru.total += size;
         }
         lru.packs.insert(
-            written.id,
+            *id,
             PackInfo {
-                size: written.size,
+                size,
                 last_used: unix_now(),
             },
         );
         lru.dirty = true;
         Ok(())
+    }
+
+    /// Whether a pack is in the store.
+    pub fn has_pack(&self, id: &Digest) -> bool {
+        self.lru.lock().packs.contains_key(id) || self.pack_path(id).exists()
+    }
+
+    /// Adds entries learnt elsewhere (a remote store) after the local ones, keeping the
+    /// limit; returns those that were new.
+    pub fn merge_entries(&self, key: &Digest, entries: Vec<Entry>) -> io::Result<Vec<Entry>> {
+        let _guard = self.manifest_write.lock();
+        let mut m = self.manifest(key).map(|m| (*m).clone()).unwrap_or_default();
+        let new: Vec<Entry> = entries
+            .into_iter()
+            .filter(|e| !m.entries.iter().any(|l| l.inputs == e.inputs))
+            .collect();
+        if new.is_empty() {
+            return Ok(new);
+        }
+        m.entries.extend(new.iter().cloned());
+        m.entries.truncate(manifest::MAX_ENTRIES);
+        write_atomic(&self.manifest_path(key), &m.encode())?;
+        self.manifests.insert(*key, Arc::new(m));
+        Ok(new)
+    }
+
+    /// Every key with a manifest on disk (for `zcfs remote push`).
+    pub fn manifest_keys(&self) -> Vec<Digest> {
+        let mut keys = Vec::new();
+        if let Ok(shards) = fs::read_dir(self.paths.manifests_dir()) {
+            for shard in shards.flatten() {
+                if let Ok(files) = fs::read_dir(shard.path()) {
+                    keys.extend(
+                        files
+                            .flatten()
+                            .filter_map(|f| f.file_name().to_str().and_then(Digest::from_hex)),
+                    );
+                }
+            }
+        }
+        keys
     }
 
     /// Total size and count of packs.

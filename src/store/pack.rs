@@ -474,6 +474,100 @@ impl Pack {
     pub fn size(&self) -> u64 {
         self.map.len() as u64
     }
+
+    /// The whole file (to send it to a remote store).
+    pub fn bytes(&self) -> &[u8] {
+        &self.map
+    }
+
+    /// Checks that the file is laid out exactly as [`write`] lays it out: payloads one
+    /// after the other from the first aligned offset after the header, every byte outside
+    /// the header and the payloads zero, nothing after the last padding. With [`Pack::verify`]
+    /// and the id, every byte of the file is then accounted for (packs from a remote store).
+    pub fn check_layout(&self) -> Result<(), PackError> {
+        let header_len =
+            u32::from_le_bytes([self.map[12], self.map[13], self.map[14], self.map[15]]) as u64;
+        let mut at = round_up(header_len).ok_or_else(|| corrupt("header length"))?;
+        let zero = |from: u64, to: u64| -> Result<(), PackError> {
+            let r = self
+                .map
+                .get(from as usize..to as usize)
+                .ok_or_else(|| corrupt("layout out of bounds"))?;
+            if r.iter().any(|&b| b != 0) {
+                return Err(corrupt("non-zero padding"));
+            }
+            Ok(())
+        };
+        zero(header_len, at.min(self.size()))?;
+        for e in &self.header.entries {
+            if e.offset != at {
+                return Err(corrupt(format!("entry {} not where it belongs", e.name)));
+            }
+            let end = e.offset + e.size;
+            at = e.offset + e.padded_size();
+            zero(end, at)?;
+        }
+        if at != self.size() {
+            return Err(corrupt("trailing bytes"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod layout_tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn written_packs_have_the_canonical_layout_and_changes_are_caught() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut srcs = Vec::new();
+        for (i, len) in [5000usize, 0, 4096].iter().enumerate() {
+            let p = dir.path().join(format!("s{i}"));
+            File::create(&p)
+                .unwrap()
+                .write_all(&vec![i as u8 + 1; *len])
+                .unwrap();
+            srcs.push(File::open(&p).unwrap());
+        }
+        for n in [0, 3] {
+            let path = dir.path().join(format!("p{n}"));
+            let out = File::create(&path).unwrap();
+            let sources: Vec<Source<'_>> = srcs[..n]
+                .iter()
+                .enumerate()
+                .map(|(i, f)| Source {
+                    name: format!("o{i}"),
+                    file: f,
+                })
+                .collect();
+            write(&out, &sources, b"out".to_vec(), vec![], b"{}".to_vec()).unwrap();
+            let p = Pack::open(&path).unwrap();
+            p.check_layout().unwrap();
+            let bytes = std::fs::read(&path).unwrap();
+            // A byte in the padding after the header, and one more byte at the end.
+            let hl = u32::from_le_bytes(bytes[12..16].try_into().unwrap()) as usize;
+            let mut bad = bytes.clone();
+            bad[hl + 1] = 1;
+            std::fs::write(&path, &bad).unwrap();
+            assert!(Pack::open(&path).unwrap().check_layout().is_err());
+            let mut longer = bytes.clone();
+            longer.push(0);
+            std::fs::write(&path, &longer).unwrap();
+            assert!(Pack::open(&path).unwrap().check_layout().is_err());
+            if n == 3 {
+                // The padding after the first payload (5000 bytes).
+                let off = p.header.entries[0].offset as usize + 5000;
+                let mut bad = bytes.clone();
+                bad[off] = 9;
+                std::fs::write(&path, &bad).unwrap();
+                let q = Pack::open(&path).unwrap();
+                assert!(q.verify().is_ok(), "payloads are intact");
+                assert!(q.check_layout().is_err(), "the padding is not");
+            }
+        }
+    }
 }
 
 #[cfg(test)]

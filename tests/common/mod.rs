@@ -717,3 +717,31 @@ pub fn same_as_plain(
     }
     out
 }
+
+/// Every artifact rustc wrote under `profile_dir`: `deps/` and the build-script binaries.
+pub fn artifacts(profile_dir: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut add = |p: PathBuf| {
+        if p.is_file() {
+            let rel = p.strip_prefix(profile_dir).unwrap().to_path_buf();
+            out.insert(rel, std::fs::read(&p).unwrap());
+        }
+    };
+    for e in std::fs::read_dir(profile_dir.join("deps"))
+        .unwrap()
+        .flatten()
+    {
+        add(e.path());
+    }
+    if let Ok(rd) = std::fs::read_dir(profile_dir.join("build")) {
+        for d in rd.flatten() {
+            for e in std::fs::read_dir(d.path()).unwrap().flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.starts_with("build_script_build-") || name == "build-script-build" {
+                    add(e.path());
+                }
+            }
+        }
+    }
+    out
+}
