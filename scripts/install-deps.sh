@@ -27,3 +27,5 @@ fi
 for c in clippy rustfmt; do
   rustup component list --installed 2>/dev/null | grep -q "^$c" || rustup component add "$c"
 done
+# The stores of the remote-tier suite (tests/remote.rs).
+"$(dirname "$0")/install-servers.sh"

@@ -293,23 +293,36 @@ impl Engine {
     /// them.
     fn matches(&self, q: &HitQuery<'_>, inputs: &Inputs) -> Option<Rebase> {
         let job = q.job;
-        let rebase = bindings::rebase(&job.place(), q.cargo_home, &inputs.bindings)?;
+        let what = || rustc::describe(job);
+        let Some(rebase) = bindings::rebase(&job.place(), q.cargo_home, &inputs.bindings) else {
+            tracing::trace!("{}: an entry is bound to other paths", what());
+            return None;
+        };
         for (name, value) in &inputs.env {
             let now = q.env.get(OsStr::new(name)).map(|v| v.as_bytes());
             let recorded = value.as_ref().map(|v| rebase.text(v.as_bytes()));
             if now != recorded.as_deref() {
+                tracing::trace!("{}: an entry read {name} with another value", what());
                 return None;
             }
         }
         let here = |p: &[u8]| resolve(&job.cwd, Path::new(OsStr::from_bytes(&rebase.path(p))));
         let fs = q.fs;
         if !absent_holds(fs, &here, inputs) {
+            tracing::trace!("{}: a path an entry needs absent exists", what());
             return None;
         }
         for f in &inputs.files {
             match fs.digest(&here(&f.path)) {
                 Ok((d, stat)) if d == f.digest && stat.size == f.size => {}
-                _ => return None,
+                _ => {
+                    tracing::trace!(
+                        "{}: an entry's input {} differs",
+                        what(),
+                        here(&f.path).display()
+                    );
+                    return None;
+                }
             }
         }
         Some(rebase)

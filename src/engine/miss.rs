@@ -150,6 +150,11 @@ impl Engine {
             debug!("{}: bound everywhere: {why}", rustc::describe(job));
             bound = searched.clone();
         }
+        tracing::trace!(
+            "{}: found in the outputs: {bound:?}; reached as values: {:?}",
+            rustc::describe(job),
+            job.paths_in_values
+        );
         if !self.config.sloppiness.path_values {
             let mut values = job.paths_in_values;
             for (name, needle) in &needles {
@@ -160,10 +165,15 @@ impl Engine {
                 match *name {
                     "target" => values.target |= in_env_dep,
                     "cwd" => values.cwd |= in_env_dep,
+                    "cargo-home" => values.cargo_home |= in_env_dep,
                     _ => {}
                 }
             }
-            for (name, on) in [("target", values.target), ("cwd", values.cwd)] {
+            for (name, on) in [
+                ("target", values.target),
+                ("cwd", values.cwd),
+                ("cargo-home", values.cargo_home),
+            ] {
                 if on && !bound.contains(&name) {
                     bound.push(name);
                 }

@@ -145,10 +145,10 @@ pub fn bindings(
         }
         _ => v.push(Binding::new("out-dir", bytes(job.out_dir), true)),
     }
-    if found.contains(&"cargo-home")
-        && let Some(h) = cargo_home
-    {
-        v.push(Binding::new("cargo-home", bytes(h), true));
+    // Recorded even when not found, so that an entry served under another home gets
+    // the paths below it (its dep-info, its inputs) rewritten.
+    if let Some(h) = cargo_home {
+        v.push(Binding::new("cargo-home", bytes(h), strict("cargo-home")));
     }
     v
 }
@@ -338,7 +338,16 @@ mod tests {
         assert!(get("cwd").unwrap().strict);
         assert!(get("target").unwrap().strict);
         assert_eq!(get("out-dir-rel").unwrap().value, b"debug/deps");
-        assert!(get("cargo-home").is_none());
+        // Searched and not found: recorded, to rewrite paths under another home.
+        assert!(!get("cargo-home").unwrap().strict);
+        let other_home = rebase(&j, Some(Path::new("/home/v/.cargo")), &b).unwrap();
+        assert_eq!(
+            &*other_home.path(b"/home/u/.cargo/registry/src/x/lib.rs"),
+            b"/home/v/.cargo/registry/src/x/lib.rs"
+        );
+        let b = bindings(&j, e.as_deref(), &searched, &["target", "cargo-home"]);
+        assert!(b.iter().any(|x| x.name == "cargo-home" && x.strict));
+        assert_eq!(rebase(&j, Some(Path::new("/home/v/.cargo")), &b), None);
     }
 
     #[test]

@@ -23,7 +23,7 @@ pub use args::RustcArgs;
 pub use identity::{IdentityCache, RustcIdentity};
 
 /// Version of the key schema; bump to invalidate every entry.
-const KEY_VERSION: &str = "zcfs-rustc-key-v3";
+const KEY_VERSION: &str = "zcfs-rustc-key-v4";
 
 /// A cacheable rustc invocation with its key computed.
 #[derive(Debug)]
@@ -71,27 +71,35 @@ pub fn target_root(args: &RustcArgs, cwd: &Path) -> Option<PathBuf> {
     (root.as_os_str().len() > 4).then_some(root)
 }
 
-/// Replaces the target dir and the cwd in a key field by placeholders (spec X3): the key
-/// is the same in another target dir or checkout; whether the outputs depend on those
-/// paths is decided per entry (bindings). Also says which of the two it replaced.
+/// Replaces the target dir, the cwd and `CARGO_HOME` in a key field by placeholders (spec
+/// X3): the key is the same in another target dir, checkout or home; whether the outputs
+/// depend on those paths is decided per entry (bindings). Also says which it replaced.
+/// Longer paths first: the cwd of a registry crate lies under `CARGO_HOME`.
 fn normalize<'a>(
     v: &'a [u8],
     target: Option<&[u8]>,
     cwd: &[u8],
+    cargo_home: Option<&[u8]>,
 ) -> (std::borrow::Cow<'a, [u8]>, PathsSeen) {
     let mut out = std::borrow::Cow::Borrowed(v);
     let mut seen = PathsSeen::default();
-    for (needle, with) in [(target, &b"${TARGET}"[..]), (Some(cwd), &b"${CWD}"[..])] {
+    let mut needles = [
+        (target, &b"${TARGET}"[..]),
+        (Some(cwd), &b"${CWD}"[..]),
+        (cargo_home, &b"${CARGO_HOME}"[..]),
+    ];
+    needles.sort_by_key(|(n, _)| std::cmp::Reverse(n.map_or(0, <[u8]>::len)));
+    for (needle, with) in needles {
         let Some(needle) = needle.filter(|n| n.len() > 1) else {
             continue;
         };
         if bindings::contains_path(&out, needle) {
             let pairs = [(needle.to_vec(), with.to_vec())];
             out = std::borrow::Cow::Owned(bindings::replace_each(&out, &pairs, true).into_owned());
-            if with == b"${TARGET}" {
-                seen.target = true;
-            } else {
-                seen.cwd = true;
+            match with {
+                b"${TARGET}" => seen.target = true,
+                b"${CWD}" => seen.cwd = true,
+                _ => seen.cargo_home = true,
             }
         }
     }
@@ -109,12 +117,14 @@ fn normalize<'a>(
 pub struct PathsSeen {
     pub target: bool,
     pub cwd: bool,
+    pub cargo_home: bool,
 }
 
 impl PathsSeen {
     fn add(&mut self, o: PathsSeen) {
         self.target |= o.target;
         self.cwd |= o.cwd;
+        self.cargo_home |= o.cargo_home;
     }
 }
 
@@ -215,7 +225,9 @@ pub fn prepare_parsed(inp: &KeyInputs<'_>, args: RustcArgs) -> Result<RustcJob, 
     let root = target_root(&args, inp.cwd);
     let root_b = root.as_deref().map(|r| r.as_os_str().as_bytes());
     let cwd_b = inp.cwd.as_os_str().as_bytes();
-    let norm = |v| normalize(v, root_b, cwd_b);
+    let home = bindings::cargo_home(inp.env);
+    let home_b = home.as_deref().map(|h| h.as_os_str().as_bytes());
+    let norm = |v| normalize(v, root_b, cwd_b, home_b);
     let mut paths_in_values = PathsSeen::default();
 
     let mut h = KeyHasher::new(KEY_VERSION);
@@ -223,9 +235,27 @@ pub fn prepare_parsed(inp: &KeyInputs<'_>, args: RustcArgs) -> Result<RustcJob, 
     for name in inp.sloppiness.names() {
         h.field("sloppiness", name.as_bytes());
     }
+    // The input's path reaches the crate as a value (`file!()`), unless a remapping covers
+    // it: rustc then shows the replacement everywhere instead (registry crates are given
+    // by absolute paths under CARGO_HOME).
+    let input_remapped = {
+        let input = resolve(inp.cwd, &args.input);
+        let input = input.as_os_str().as_bytes();
+        args.key_args.iter().any(|a| {
+            a.strip_prefix(b"--remap-path-prefix=")
+                .and_then(|v| v.split(|&b| b == b'=').next())
+                .is_some_and(|from| {
+                    let from = from.strip_suffix(b"/").unwrap_or(from);
+                    !from.is_empty()
+                        && input.starts_with(from)
+                        && input.get(from.len()) == Some(&b'/')
+                })
+        })
+    };
     for a in &args.key_args {
         let (n, seen) = norm(a);
-        if !path_argument_is_harmless(a) {
+        let harmless = path_argument_is_harmless(a) || (input_remapped && a.starts_with(b"input="));
+        if !harmless {
             paths_in_values.add(seen);
         }
         h.field("arg", &n);
@@ -871,6 +901,38 @@ mod tests {
         fn key(&self, argv: &[OsString]) -> Digest {
             self.prepare(argv).unwrap().key
         }
+    }
+
+    #[test]
+    fn cargo_home_is_a_placeholder_in_the_key() {
+        let mut f = KeyFixture::new();
+        let with_home = |f: &mut KeyFixture, home: &str| {
+            f.env.insert("CARGO_HOME".into(), home.into());
+            let mut argv = f.args("lib");
+            argv.push(format!("--remap-path-prefix={home}=/cargo-home").into());
+            argv.push(format!("--cfg=home=\"{home}/x\"").into());
+            let job = f.prepare(&argv).unwrap();
+            (job.key, job.paths_in_values)
+        };
+        let (a, seen) = with_home(&mut f, "/home/alice/.cargo");
+        let (b, _) = with_home(&mut f, "/home/bob/.cargo");
+        assert_eq!(a, b, "the home is not in the key");
+        assert!(seen.cargo_home, "a --cfg holding it binds the entry to it");
+        let mut argv = f.args("lib");
+        argv.push("--remap-path-prefix=/home/bob/.cargo=/cargo-home".into());
+        assert!(
+            !f.prepare(&argv).unwrap().paths_in_values.cargo_home,
+            "remapping is harmless"
+        );
+
+        // An input given by its absolute path reaches the crate (`file!()`), unless a
+        // remapping covers it.
+        let abs = f.dir.path().join("src/lib.rs");
+        let mut argv = f.args("lib");
+        argv[3] = abs.clone().into();
+        assert!(f.prepare(&argv).unwrap().paths_in_values.cwd);
+        argv.push(format!("--remap-path-prefix={}=/src", f.dir.path().display()).into());
+        assert!(!f.prepare(&argv).unwrap().paths_in_values.cwd);
     }
 
     #[test]
