@@ -127,7 +127,7 @@ fn seed(a: &Env) -> (u64, BTreeMap<PathBuf, Vec<u8>>) {
 
 /// R3, R20, R25: a fresh machine at the same path gets every unit from the remote, byte
 /// for byte, and the next build needs no download.
-fn two_machines(server: &Server) {
+fn two_machines(server: &Server) -> Env {
     let a = on(server);
     let (units, a_art) = seed(&a);
     let a_size = a.stats()["cache"]["size"].as_u64().unwrap();
@@ -155,6 +155,8 @@ fn two_machines(server: &Server) {
     assert_eq!(again.hits, units);
     assert_eq!(n(&remote(&again), "packs_downloaded"), units);
     assert_eq!(n(&remote(&again), "hits"), units);
+    std::fs::remove_dir_all(b.target()).unwrap();
+    a
 }
 
 #[test]
@@ -162,7 +164,6 @@ fn r3_two_machines_share_a_directory() {
     let dir = tempfile::tempdir().unwrap();
     let server = servers::dir_store(dir.path());
     two_machines(&server);
-    // R2: one object per pack, byte-equal to the local pack; one per key.
 }
 
 #[test]
@@ -172,17 +173,55 @@ fn r20_two_machines_share_seaweedfs_s3() {
 
 #[test]
 fn r20_two_machines_share_rclone_s3() {
-    two_machines(&servers::rclone());
+    let server = servers::rclone();
+    let a = two_machines(&server);
+    corrupt_one(&server, &a);
 }
 
 #[test]
 fn r20_two_machines_share_nginx_webdav() {
-    two_machines(&servers::nginx(false));
+    let server = servers::nginx(false);
+    let a = two_machines(&server);
+    corrupt_one(&server, &a);
+}
+
+/// R6 on a server: a byte flipped in the largest pack object (same size) makes a third
+/// machine compile that unit, count it, and serve nothing wrong.
+fn corrupt_one(server: &Server, a: &Env) {
+    let data = server.data.as_ref().unwrap();
+    let mut packs = objects(data, "p");
+    packs.sort_by_key(|p| std::cmp::Reverse(std::fs::metadata(p).unwrap().len()));
+    let mut bytes = std::fs::read(&packs[0]).unwrap();
+    let hl = u32::from_le_bytes(bytes[12..16].try_into().unwrap()) as usize;
+    bytes[hl.div_ceil(4096) * 4096 + 100] ^= 0x55;
+    std::fs::write(&packs[0], &bytes).unwrap();
+    let c = same_place(on(server), a);
+    let build = build(&c, &["build"]);
+    assert_eq!(build.misses, 1, "{}", build.stderr);
+    let r = remote(&build);
+    assert_eq!(errors(&r).get("corrupt"), Some(&1), "{r}");
+    let gc = c.zcfs(&["gc"]);
+    assert!(
+        String::from_utf8_lossy(&gc.stdout).contains(" 0 corrupt"),
+        "{gc:?}"
+    );
 }
 
 #[test]
 fn r20_two_machines_share_redis() {
     two_machines(&servers::redis());
+}
+
+/// A proxy in front of `server` that holds back requests starting with one of `requests`.
+fn delaying(server: &Server, requests: &[&'static [u8]], delay: Duration) -> Proxy {
+    Proxy::start(
+        server.port,
+        Faults {
+            delay_requests: requests.to_vec(),
+            delay,
+            cut_after: None,
+        },
+    )
 }
 
 /// The objects of a store kept on disk, under `zcfs1/<kind>/`, sorted.
@@ -537,14 +576,7 @@ fn r13_read_only_clients() {
 #[test]
 fn r14_uploads_never_delay_a_build() {
     let server = servers::nginx(false);
-    let proxy = Proxy::start(
-        server.port,
-        Faults {
-            delay_requests: vec![b"PUT ", b"HEAD "],
-            delay: Duration::from_millis(1500),
-            cut_after: None,
-        },
-    );
+    let proxy = delaying(&server, &[b"PUT ", b"HEAD "], Duration::from_millis(1500));
     let a = machine(
         &format!("webdav+http://127.0.0.1:{}/cache", proxy.port),
         &[],
@@ -563,14 +595,7 @@ fn r14_uploads_never_delay_a_build() {
 #[test]
 fn r15_a_full_upload_queue_drops_and_counts() {
     let server = servers::nginx(false);
-    let proxy = Proxy::start(
-        server.port,
-        Faults {
-            delay_requests: vec![b"PUT ", b"HEAD "],
-            delay: Duration::from_secs(3),
-            cut_after: None,
-        },
-    );
+    let proxy = delaying(&server, &[b"PUT ", b"HEAD "], Duration::from_secs(3));
     let mut a = machine(
         &format!("webdav+http://127.0.0.1:{}/cache", proxy.port),
         &[],
@@ -923,4 +948,69 @@ fn r16_r17_concurrent_writers() {
     assert!(errors(&r).is_empty(), "{r}");
     assert!(warm.hits >= 1, "the path-free units: {}", warm.stderr);
     assert_eq!(n(&r, "hits"), warm.hits);
+}
+
+/// R5: in a mount, remote hits are projections of the downloaded packs: the target dir
+/// holds no copy of them, and the next build has nothing to do.
+#[test]
+fn r5_remote_hits_are_projected_in_a_mount() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = servers::dir_store(dir.path());
+    let a = on(&server);
+    let (units, a_art) = seed(&a);
+    let mut b = same_place(on(&server), &a);
+    b.mounted = true;
+    // (The harness's own mount check looks under B's temp dir; B builds A's checkout.)
+    let zcfs_cargo = || b.build_with(b.cargo_command(&b.ws, &["build"]));
+    let warm = zcfs_cargo();
+    warm.assert_ok();
+    assert!(common::is_mounted(&b.target()), "{}", warm.stderr);
+    assert_eq!(warm.hits, units);
+    assert_eq!(warm.hits_projected, warm.all_hits, "every hit a projection");
+    assert_eq!(n(&remote(&warm), "hits"), units);
+    let mounts = &warm.stats["mounts"][0];
+    assert!(
+        mounts["real_bytes"].as_u64().unwrap() < mounts["projected_bytes"].as_u64().unwrap() / 10,
+        "the artifacts are projected, not written: {mounts}"
+    );
+    assert_same(&artifacts(&b.target().join("debug")), &a_art);
+    zcfs_cargo().assert_noop();
+    let out = b.zcfs(&["unmount", b.target().to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+}
+
+/// A slow store (a proxy delays every read by 200 ms, under the deadline): every unit is
+/// still a remote hit, byte for byte; one slower than the deadline (1 s against 300 ms)
+/// costs misses, never a failed build.
+#[test]
+fn a_slow_store_is_waited_for_within_the_deadline_only() {
+    let server = servers::nginx(false);
+    let a = on(&server);
+    let (units, a_art) = seed(&a);
+    let slow = delaying(&server, &[b"GET ", b"HEAD "], Duration::from_millis(200));
+    let b = same_place(
+        machine(&format!("webdav+http://127.0.0.1:{}/cache", slow.port), &[]),
+        &a,
+    );
+    let warm = build(&b, &["build"]);
+    assert_eq!(warm.hits, units, "{}", warm.stderr);
+    assert!(errors(&remote(&warm)).is_empty());
+    assert_same(&artifacts(&b.target().join("debug")), &a_art);
+    std::fs::remove_dir_all(b.target()).unwrap();
+
+    let slower = delaying(&server, &[b"GET ", b"HEAD "], Duration::from_secs(1));
+    let mut c = same_place(
+        machine(
+            &format!("webdav+http://127.0.0.1:{}/cache", slower.port),
+            &[],
+        ),
+        &a,
+    );
+    c.var("ZCFS_REMOTE_TIMEOUT", "300ms");
+    let t = Instant::now();
+    let cold = build(&c, &["build"]);
+    assert!(t.elapsed() < Duration::from_secs(60));
+    assert_eq!(cold.hits, 0);
+    let e = errors(&remote(&cold));
+    assert!(e.get("timeout").copied().unwrap_or(0) >= 3, "{e:?}");
 }

@@ -273,17 +273,31 @@ impl Engine {
                 return Fetch::Failed;
             }
         };
-        let got = {
-            let mut w = std::io::BufWriter::with_capacity(1 << 20, temp.as_file_mut());
-            let r = tier.remote.get_pack(id, &mut w);
-            match std::io::Write::flush(&mut w) {
-                Ok(()) => r,
-                Err(e) => Err(Failure::Error(crate::remote::RemoteError::new(
-                    crate::remote::ErrorKind::Io,
-                    e.to_string(),
-                ))),
-            }
+        // Checked as it arrives: a wrong object is refused after its header, and no byte
+        // is read a second time.
+        let (got, refused) = {
+            let w = std::io::BufWriter::with_capacity(1 << 20, temp.as_file_mut());
+            let mut check = crate::store::pack::StreamCheck::new(w, *id);
+            let got = tier.remote.get_pack(id, &mut check);
+            let refused = check.refused().map(str::to_string);
+            let got = match (got, refused.is_some()) {
+                (Ok(Some(n)), false) => match check.finish() {
+                    Ok(_) => Ok(Some(n)),
+                    Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                        return self.corrupt_download(tier, id, &e.to_string(), t);
+                    }
+                    Err(e) => Err(Failure::Error(crate::remote::RemoteError::new(
+                        crate::remote::ErrorKind::Io,
+                        e.to_string(),
+                    ))),
+                },
+                (got, _) => got,
+            };
+            (got, refused)
         };
+        if let Some(why) = refused {
+            return self.corrupt_download(tier, id, &why, t);
+        }
         let waited = t.elapsed();
         let fetch = match got {
             Ok(None) => {
@@ -292,7 +306,7 @@ impl Engine {
                 tier.dangling.lock().insert(*id);
                 Fetch::Absent
             }
-            Ok(Some(n)) => match self.store.adopt(temp, id) {
+            Ok(Some(n)) => match self.store.adopt(temp, id, true) {
                 Ok(_) => {
                     self.stats.update(|d| {
                         d.remote.packs_downloaded += 1;
@@ -301,12 +315,7 @@ impl Engine {
                     Fetch::Fetched
                 }
                 Err(OpenError::Corrupt(msg)) => {
-                    warn!(
-                        "pack {} from the remote is corrupt ({msg}); discarded",
-                        id.short()
-                    );
-                    self.stats.update(|d| d.remote.error("corrupt"));
-                    Fetch::Failed
+                    return self.corrupt_download(tier, id, &msg, t);
                 }
                 Err(OpenError::Missing) | Err(OpenError::Io(_)) => {
                     self.stats.update(|d| d.remote.error("io"));
@@ -323,6 +332,21 @@ impl Engine {
         };
         self.stats.update(|d| d.remote.wait_pack.record(waited));
         fetch
+    }
+
+    /// A downloaded pack that is not what it claims: discarded (the temp file goes with the
+    /// caller's), counted, and its remote copy marked for replacement.
+    fn corrupt_download(&self, tier: &RemoteTier, id: &Digest, why: &str, t: Instant) -> Fetch {
+        warn!(
+            "pack {} from the remote is corrupt ({why}); discarded",
+            id.short()
+        );
+        tier.damaged.lock().insert(*id);
+        self.stats.update(|d| {
+            d.remote.error("corrupt");
+            d.remote.wait_pack.record(t.elapsed());
+        });
+        Fetch::Failed
     }
 
     /// `zcfs remote flush`: waits for the results stored so far to be uploaded.

@@ -235,6 +235,201 @@ impl PackHeader {
     }
 }
 
+/// Checks a pack as its bytes arrive (a download), so that no byte is read twice: the
+/// header (its digest must be the id asked for: a wrong object is refused after its first
+/// few KiB), every payload against its digest, and the canonical layout ([`write`]'s:
+/// payloads in order from the first aligned offset after the header, zero padding,
+/// nothing after the last payload). Bytes are passed on to `out` as they are checked.
+pub struct StreamCheck<W> {
+    out: W,
+    want: Digest,
+    /// Bytes before the header is complete.
+    head: Vec<u8>,
+    header: Option<PackHeader>,
+    header_len: u64,
+    /// Bytes seen so far.
+    at: u64,
+    /// The entry being received, its hasher, and whether its digest was checked.
+    entry: usize,
+    hasher: blake3::Hasher,
+    checked: bool,
+    /// Why the bytes were refused, once they were.
+    refused: Option<String>,
+}
+
+impl<W: io::Write> StreamCheck<W> {
+    /// Why the stream was refused, if it was (as opposed to failing to be written).
+    pub fn refused(&self) -> Option<&str> {
+        self.refused.as_deref()
+    }
+
+    pub fn new(out: W, want: Digest) -> StreamCheck<W> {
+        StreamCheck {
+            out,
+            want,
+            head: Vec::new(),
+            header: None,
+            header_len: 0,
+            at: 0,
+            entry: 0,
+            hasher: blake3::Hasher::new(),
+            checked: false,
+            refused: None,
+        }
+    }
+
+    fn bad(msg: impl Into<String>) -> io::Error {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("corrupt pack: {}", msg.into()),
+        )
+    }
+
+    /// (payload end, padding end, digest, name) of the current entry.
+    fn current(&self) -> Option<(u64, u64, Digest, String)> {
+        let e = self.header.as_ref()?.entries.get(self.entry)?;
+        Some((
+            e.offset + e.size,
+            e.offset + e.padded_size(),
+            e.digest,
+            e.name.clone(),
+        ))
+    }
+
+    /// Checks the digest of a payload just completed, and moves past entries whose bytes
+    /// are all in (empty payloads included).
+    fn settle(&mut self) -> io::Result<()> {
+        while let Some((end, padded, digest, name)) = self.current() {
+            if self.at >= end && !self.checked {
+                let got = Digest::from(std::mem::take(&mut self.hasher).finalize());
+                if got != digest {
+                    return Err(Self::bad(format!(
+                        "payload {name} does not match its digest"
+                    )));
+                }
+                self.checked = true;
+            }
+            if !(self.checked && self.at == padded) {
+                break;
+            }
+            self.entry += 1;
+            self.checked = false;
+        }
+        Ok(())
+    }
+
+    /// Checks `buf`, which starts at offset `self.at`, once the header is known.
+    fn body(&mut self, mut buf: &[u8]) -> io::Result<()> {
+        let first = round_up(self.header_len).ok_or_else(|| Self::bad("header length"))?;
+        loop {
+            self.settle()?;
+            if buf.is_empty() {
+                return Ok(());
+            }
+            let zeros_to = if self.at < first {
+                Some(first)
+            } else {
+                let (end, padded, _, _) =
+                    self.current().ok_or_else(|| Self::bad("trailing bytes"))?;
+                if self.at < end {
+                    let n = (end - self.at).min(buf.len() as u64) as usize;
+                    self.hasher.update(&buf[..n]);
+                    buf = &buf[n..];
+                    self.at += n as u64;
+                    None
+                } else {
+                    Some(padded)
+                }
+            };
+            if let Some(to) = zeros_to {
+                let n = (to - self.at).min(buf.len() as u64) as usize;
+                if buf[..n].iter().any(|&b| b != 0) {
+                    return Err(Self::bad("non-zero padding"));
+                }
+                buf = &buf[n..];
+                self.at += n as u64;
+            }
+        }
+    }
+
+    /// The end of the stream: every payload complete. Returns `out`.
+    pub fn finish(mut self) -> io::Result<W> {
+        if self.header.is_none() {
+            return Err(Self::bad("truncated header"));
+        }
+        self.settle()?;
+        let entries = self.header.as_ref().map_or(0, |h| h.entries.len());
+        if self.entry != entries || self.at < round_up(self.header_len).unwrap_or(u64::MAX) {
+            return Err(Self::bad("truncated"));
+        }
+        self.out.flush()?;
+        Ok(self.out)
+    }
+}
+
+impl<W: io::Write> io::Write for StreamCheck<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if let Some(why) = &self.refused {
+            return Err(Self::bad(why.clone()));
+        }
+        self.out.write_all(buf)?;
+        let r = self.check(buf);
+        if let Err(e) = &r {
+            self.refused = Some(e.to_string());
+        }
+        r
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
+impl<W: io::Write> StreamCheck<W> {
+    fn check(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.header.is_some() {
+            self.body(buf)?;
+            return Ok(buf.len());
+        }
+        self.head.extend_from_slice(buf);
+        if self.header_len == 0 && self.head.len() >= 16 {
+            self.header_len =
+                u32::from_le_bytes([self.head[12], self.head[13], self.head[14], self.head[15]])
+                    as u64;
+            if self.header_len < FIXED as u64 || self.header_len > MAX_HEADER {
+                return Err(Self::bad("header length out of range"));
+            }
+        }
+        if self.header_len > 0 && self.head.len() as u64 >= self.header_len {
+            let (header, id) =
+                PackHeader::decode(&self.head, u64::MAX).map_err(|e| Self::bad(e.to_string()))?;
+            if id != self.want {
+                return Err(Self::bad("not the pack asked for"));
+            }
+            // Canonical layout: each payload right after the previous one's padding.
+            let mut at = round_up(self.header_len).ok_or_else(|| Self::bad("header length"))?;
+            for e in &header.entries {
+                if e.offset != at {
+                    return Err(Self::bad(format!("entry {} not where it belongs", e.name)));
+                }
+                at = e
+                    .offset
+                    .checked_add(e.padded_size())
+                    .ok_or_else(|| Self::bad("entry out of range"))?;
+            }
+            let rest = self.head.split_off(self.header_len as usize);
+            self.head = Vec::new();
+            self.at = self.header_len;
+            self.header = Some(header);
+            self.body(&rest)?;
+        }
+        Ok(buf.len())
+    }
+}
+
+/// Header bytes a stream may hold before it is decoded (names, stdout, stderr, metadata).
+const MAX_HEADER: u64 = 64 << 20;
+
 /// A cursor over header bytes whose every step is bounds-checked.
 struct Reader<'a> {
     bytes: &'a [u8],
@@ -519,30 +714,82 @@ mod layout_tests {
     use super::*;
     use std::io::Write;
 
+    /// A pack of the first `n` of payloads of `lens` bytes (each byte its index + 1), at
+    /// `dir/p<n>`.
+    fn sample(dir: &std::path::Path, lens: &[usize], n: usize) -> (std::path::PathBuf, Written) {
+        let srcs: Vec<File> = lens
+            .iter()
+            .enumerate()
+            .map(|(i, len)| {
+                let p = dir.join(format!("s{i}"));
+                File::create(&p)
+                    .unwrap()
+                    .write_all(&vec![i as u8 + 1; *len])
+                    .unwrap();
+                File::open(&p).unwrap()
+            })
+            .collect();
+        let path = dir.join(format!("p{n}"));
+        let out = File::create(&path).unwrap();
+        let sources: Vec<Source<'_>> = srcs[..n]
+            .iter()
+            .enumerate()
+            .map(|(i, f)| Source {
+                name: format!("o{i}"),
+                file: f,
+            })
+            .collect();
+        let w = write(&out, &sources, b"out".to_vec(), vec![], b"{}".to_vec()).unwrap();
+        (path, w)
+    }
+
+    /// Feeds `bytes` to a checker in chunks of `step`; the outcome of `finish`.
+    fn stream(bytes: &[u8], want: Digest, step: usize) -> io::Result<Vec<u8>> {
+        let mut c = StreamCheck::new(Vec::new(), want);
+        for chunk in bytes.chunks(step.max(1)) {
+            c.write_all(chunk)?;
+        }
+        c.finish()
+    }
+
+    #[test]
+    fn streamed_packs_are_checked_byte_for_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        for n in [0, 1, 2, 4] {
+            let (path, w) = sample(dir.path(), &[5000, 0, 4096, 1], n);
+            let good = std::fs::read(&path).unwrap();
+            for step in [1, 7, 4096, 1 << 20] {
+                assert_eq!(
+                    stream(&good, w.id, step).unwrap(),
+                    good,
+                    "{n} entries, step {step}"
+                );
+            }
+            assert!(
+                stream(&good, Digest::of(b"other"), 4096).is_err(),
+                "wrong id"
+            );
+            assert!(
+                stream(&good[..good.len() - 1], w.id, 4096).is_err(),
+                "truncated"
+            );
+            let mut longer = good.clone();
+            longer.push(0);
+            assert!(stream(&longer, w.id, 4096).is_err(), "trailing");
+            // Every single flipped byte is caught (a sample of positions).
+            for pos in (0..good.len()).step_by(97) {
+                let mut bad = good.clone();
+                bad[pos] ^= 0x20;
+                assert!(stream(&bad, w.id, 1000).is_err(), "{n} entries, byte {pos}");
+            }
+        }
+    }
+
     #[test]
     fn written_packs_have_the_canonical_layout_and_changes_are_caught() {
         let dir = tempfile::tempdir().unwrap();
-        let mut srcs = Vec::new();
-        for (i, len) in [5000usize, 0, 4096].iter().enumerate() {
-            let p = dir.path().join(format!("s{i}"));
-            File::create(&p)
-                .unwrap()
-                .write_all(&vec![i as u8 + 1; *len])
-                .unwrap();
-            srcs.push(File::open(&p).unwrap());
-        }
         for n in [0, 3] {
-            let path = dir.path().join(format!("p{n}"));
-            let out = File::create(&path).unwrap();
-            let sources: Vec<Source<'_>> = srcs[..n]
-                .iter()
-                .enumerate()
-                .map(|(i, f)| Source {
-                    name: format!("o{i}"),
-                    file: f,
-                })
-                .collect();
-            write(&out, &sources, b"out".to_vec(), vec![], b"{}".to_vec()).unwrap();
+            let (path, _) = sample(dir.path(), &[5000, 0, 4096], n);
             let p = Pack::open(&path).unwrap();
             p.check_layout().unwrap();
             let bytes = std::fs::read(&path).unwrap();

@@ -62,6 +62,9 @@ pub struct IdentityCache {
     canonical: Mutex<HashMap<PathBuf, (FileStat, PathBuf)>>,
     /// (sysroot, target) → (stat of the target's lib dir, digest of its listing).
     target_libs: Mutex<HashMap<(PathBuf, String), (FileStat, Digest)>>,
+    /// Held while an identity is computed: compiles that start together (the first ones of
+    /// a build) wait for one computation instead of each hashing the toolchain.
+    computing: Mutex<()>,
 }
 
 fn stat(p: &Path) -> Result<FileStat> {
@@ -104,13 +107,18 @@ impl IdentityCache {
             canonical
         };
         let key = (real.clone(), loader_env(env, false));
-        {
+        let cached = || {
             let map = self.by_path.lock();
-            if let Some(c) = map.get(&key)
-                && unchanged(&c.files)
-            {
-                return c.identity.clone().map_err(KeyError::Uncacheable);
-            }
+            map.get(&key)
+                .filter(|c| unchanged(&c.files))
+                .map(|c| c.identity.clone().map_err(KeyError::Uncacheable))
+        };
+        if let Some(r) = cached() {
+            return r;
+        }
+        let _computing = self.computing.lock();
+        if let Some(r) = cached() {
+            return r;
         }
         let (identity, files) = compute(&real, env, cwd, hashes).map_err(internal)?;
         // A program that is not the rustc of the sysroot it reports is a wrapper: what it
@@ -366,13 +374,11 @@ fn compute(
     files.extend(files_under(&rustlib.join("codegen-backends"), &shared));
     files.extend(files_under(&rustlib.join("bin"), &|_| true));
     let mut recorded = Vec::with_capacity(files.len());
-    for p in files {
-        let (digest, stat) = hashes
-            .digest(&p)
-            .map_err(|e| anyhow!("hashing the toolchain: {e}"))?;
+    for (p, r) in files.iter().zip(digest_all(hashes, &files)) {
+        let (digest, stat) = r.map_err(|e| anyhow!("hashing the toolchain: {e}"))?;
         h.field("file", p.as_os_str().as_encoded_bytes());
         h.digest("file-digest", &digest);
-        recorded.push((p, stat));
+        recorded.push((p.clone(), stat));
     }
     Ok((
         RustcIdentity {
@@ -384,6 +390,44 @@ fn compute(
         },
         recorded,
     ))
+}
+
+type Hashed = Result<(Digest, FileStat), crate::hashcache::HashError>;
+
+/// Digests of `files`, in order, hashed on as many threads as there are cores: a toolchain
+/// is a few large libraries (libLLVM, librustc_driver: 350 MB for Rust 1.95), hashed once
+/// per machine, on the first compile, which waits for it.
+fn digest_all(hashes: &HashCache, files: &[PathBuf]) -> Vec<Hashed> {
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(files.len())
+        .max(1);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<Mutex<Option<Hashed>>> = files.iter().map(|_| Mutex::new(None)).collect();
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(p) = files.get(i) else { break };
+                    *results[i].lock() = Some(hashes.digest(p));
+                }
+            });
+        }
+    });
+    results
+        .into_iter()
+        .zip(files)
+        .map(|(r, p)| {
+            r.into_inner().unwrap_or_else(|| {
+                Err(crate::hashcache::HashError::Io(
+                    p.clone(),
+                    std::io::Error::other("not hashed"),
+                ))
+            })
+        })
+        .collect()
 }
 
 impl IdentityCache {
