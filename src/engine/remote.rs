@@ -22,6 +22,8 @@ use crate::store::manifest::{Entry, Manifest};
 const UPLOAD_WORKERS: usize = 2;
 /// Bytes waiting for upload at most.
 const UPLOAD_QUEUE_BYTES: u64 = 1 << 30;
+/// Attempts of one upload call (writes only: a read is never retried).
+const UPLOAD_ATTEMPTS: u32 = 3;
 /// How long the daemon waits for uploads when it stops.
 const DRAIN_ON_EXIT: Duration = Duration::from_secs(30);
 
@@ -130,8 +132,15 @@ impl Engine {
                 return;
             }
         };
+        // Every failed attempt is counted by its kind; the upload once, as failed.
+        let retried = |e: &crate::remote::RemoteError| {
+            self.stats.update(|d| d.remote.error(e.kind.name()));
+        };
         let replace = tier.damaged.lock().contains(&u.entry.pack);
-        let sent = match tier.remote.put_pack(&u.entry.pack, pack.bytes(), replace) {
+        let sent = match with_retries(
+            || tier.remote.put_pack(&u.entry.pack, pack.bytes(), replace),
+            &retried,
+        ) {
             Ok(p) => p,
             Err(f) => return fail(&f),
         };
@@ -144,7 +153,10 @@ impl Engine {
         }
         let unusable =
             |id: &Digest| tier.damaged.lock().contains(id) || tier.dangling.lock().contains(id);
-        let entry = match tier.remote.put_entry(&u.key, &u.entry, &unusable) {
+        let entry = match with_retries(
+            || tier.remote.put_entry(&u.key, &u.entry, &unusable),
+            &retried,
+        ) {
             Ok(p) => p,
             Err(f) => return fail(&f),
         };
@@ -459,6 +471,30 @@ impl Engine {
                 warn!("stopping with {n} uploads not done");
             }
             tier.queue.close();
+        }
+    }
+}
+
+/// Runs an upload call again after a failure that says the store is unwell (timeout,
+/// connection, 5xx, 429), up to [`UPLOAD_ATTEMPTS`] times, 200 ms then 800 ms apart (plus up
+/// to 100 ms of jitter, so that workers do not retry in step). The breaker sees every
+/// attempt; once it opens, the call is skipped.
+fn with_retries<T>(
+    mut f: impl FnMut() -> Result<T, Failure>,
+    retried: &dyn Fn(&crate::remote::RemoteError),
+) -> Result<T, Failure> {
+    let mut delay = Duration::from_millis(200);
+    let mut attempt = 1;
+    loop {
+        match f() {
+            Err(Failure::Error(e)) if attempt < UPLOAD_ATTEMPTS && e.kind.trips_breaker() => {
+                retried(&e);
+                let jitter = Duration::from_millis(super::random_u64() % 100);
+                std::thread::sleep(delay + jitter);
+                delay *= 4;
+                attempt += 1;
+            }
+            r => return r,
         }
     }
 }
