@@ -1024,3 +1024,37 @@ fn a_slow_store_is_waited_for_within_the_deadline_only() {
     let e = errors(&remote(&cold));
     assert!(e.get("timeout").copied().unwrap_or(0) >= 3, "{e:?}");
 }
+
+/// R23: the daemon connects to the configured store and nothing else (no credential
+/// probing of 169.254.169.254, no DNS for S3's default endpoint): every `connect` it makes
+/// to an internet address goes to the store's loopback port.
+#[test]
+fn r23_no_traffic_but_to_the_store() {
+    let server = servers::rclone();
+    let a = on(&server);
+    let log = a.tmp.path().join("connect.log");
+    let mut daemon = a
+        .command("strace")
+        .args(["-f", "-e", "trace=connect", "-o"])
+        .arg(&log)
+        .arg(common::ZCFS)
+        .arg("daemon")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("strace (scripts/install-deps.sh installs it)");
+    common::wait_until(30, "the daemon under strace", || a.daemon_pid().is_some());
+    let (_, _) = seed(&a);
+    a.zcfs(&["stop"]);
+    daemon.wait().unwrap();
+    let text = std::fs::read_to_string(&log).unwrap();
+    let inet: Vec<&str> = text.lines().filter(|l| l.contains("AF_INET")).collect();
+    assert!(!inet.is_empty(), "the daemon talked to the store:\n{text}");
+    let port = format!("sin_port=htons({})", server.port);
+    for l in &inet {
+        assert!(
+            l.contains(&port) && l.contains("127.0.0.1"),
+            "a connection elsewhere: {l}"
+        );
+    }
+}
