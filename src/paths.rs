@@ -73,7 +73,7 @@ impl Paths {
         self.cache_dir.join("lru.bin")
     }
     pub fn identity_cache_file(&self) -> PathBuf {
-        self.cache_dir.join("compilers.json")
+        self.cache_dir.join("compilers.bin")
     }
 
     /// Creates the runtime dir with mode 0700, or checks that an existing one is ours and

@@ -141,6 +141,9 @@ impl Engine {
         std::thread::Builder::new()
             .name("scan".into())
             .spawn(move || e.store.scan())?;
+        engine
+            .identities
+            .keep_in(engine.paths.identity_cache_file());
         engine.start_uploaders()?;
         Ok(engine)
     }

@@ -65,7 +65,29 @@ pub struct IdentityCache {
     /// Held while an identity is computed: compiles that start together (the first ones of
     /// a build) wait for one computation instead of each hashing the toolchain.
     computing: Mutex<()>,
+    /// Where identities are kept across daemon restarts (`compilers.bin` in the cache dir).
+    file: Mutex<Option<PathBuf>>,
 }
+
+/// An identity as kept on disk: believed while every file keeps its stat (as the hash
+/// cache believes a digest), so that a restarted daemon does not hash its toolchain again.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Kept {
+    real: PathBuf,
+    loader: Digest,
+    rustc: PathBuf,
+    sysroot: PathBuf,
+    host: String,
+    verbose_version: String,
+    digest: Digest,
+    /// (path, [dev, ino, size], [mtime, ctime]).
+    files: Vec<(PathBuf, [u64; 3], [i128; 2])>,
+}
+
+const KEPT_MAGIC: &[u8] = b"ZCFSIDN2";
+/// Identities whose files changed this recently are not kept (a change within the
+/// timestamps' granularity would not show in the stat).
+const KEEP_AFTER_NS: i128 = 2_000_000_000;
 
 fn stat(p: &Path) -> Result<FileStat> {
     Ok(FileStat::of(
@@ -146,7 +168,97 @@ impl IdentityCache {
                 files,
             },
         );
+        self.save();
         identity.map_err(KeyError::Uncacheable)
+    }
+
+    /// Keeps identities in `file` from now on, starting with those it holds.
+    pub fn keep_in(&self, file: PathBuf) {
+        if let Ok(Some(bytes)) = crate::store::read_capped(&file, 16 << 20)
+            && let Some(kept) = bytes
+                .strip_prefix(KEPT_MAGIC)
+                .and_then(|b| postcard::from_bytes::<Vec<Kept>>(b).ok())
+        {
+            let mut map = self.by_path.lock();
+            for k in kept {
+                let files = k
+                    .files
+                    .into_iter()
+                    .map(|(p, [dev, ino, size], [mtime, ctime])| {
+                        (
+                            p,
+                            FileStat {
+                                dev,
+                                ino,
+                                size,
+                                mtime,
+                                ctime,
+                            },
+                        )
+                    })
+                    .collect();
+                let identity = RustcIdentity {
+                    rustc: k.rustc,
+                    sysroot: k.sysroot,
+                    host: k.host,
+                    verbose_version: k.verbose_version,
+                    digest: k.digest,
+                };
+                map.insert(
+                    (k.real, k.loader),
+                    Cached {
+                        identity: Ok(Arc::new(identity)),
+                        files,
+                    },
+                );
+            }
+        }
+        *self.file.lock() = Some(file);
+    }
+
+    fn save(&self) {
+        let Some(file) = self.file.lock().clone() else {
+            return;
+        };
+        let now = crate::fsutil::NanoTime::from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as i128)
+                .unwrap_or(0),
+        );
+        let kept: Vec<Kept> = self
+            .by_path
+            .lock()
+            .iter()
+            .filter_map(|((real, loader), c)| {
+                let id = c.identity.as_ref().ok()?;
+                if c.files
+                    .iter()
+                    .any(|(_, s)| now - s.mtime.max(s.ctime) < KEEP_AFTER_NS)
+                {
+                    return None;
+                }
+                Some(Kept {
+                    real: real.clone(),
+                    loader: *loader,
+                    rustc: id.rustc.clone(),
+                    sysroot: id.sysroot.clone(),
+                    host: id.host.clone(),
+                    verbose_version: id.verbose_version.clone(),
+                    digest: id.digest,
+                    files: c
+                        .files
+                        .iter()
+                        .map(|(p, s)| (p.clone(), [s.dev, s.ino, s.size], [s.mtime, s.ctime]))
+                        .collect(),
+                })
+            })
+            .collect();
+        let mut bytes = KEPT_MAGIC.to_vec();
+        bytes.extend(postcard::to_stdvec(&kept).unwrap_or_default());
+        if let Err(e) = crate::fsutil::write_replacing(&file, &bytes, false) {
+            tracing::debug!("cannot keep compiler identities in {}: {e}", file.display());
+        }
     }
 
     /// The canonical path of a program (cached while its stat is unchanged), with its stat.
@@ -482,6 +594,52 @@ mod tests {
 
     fn env() -> HashMap<OsString, OsString> {
         std::env::vars_os().collect()
+    }
+
+    #[test]
+    fn identities_are_kept_across_restarts_while_their_files_keep_their_stat() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("compilers.bin");
+        let cwd = std::env::current_dir().unwrap();
+        let first = IdentityCache::new();
+        first.keep_in(file.clone());
+        let hashes = HashCache::new();
+        let id = first
+            .get(Path::new("rustc"), &env(), &cwd, &hashes)
+            .unwrap();
+        assert!(file.exists());
+
+        // A restarted daemon: the identity is known without hashing anything.
+        let second = IdentityCache::new();
+        second.keep_in(file.clone());
+        let fresh = HashCache::new();
+        let again = second
+            .get(Path::new("rustc"), &env(), &cwd, &fresh)
+            .unwrap();
+        assert_eq!(again.digest, id.digest);
+        assert_eq!(fresh.len(), 0, "no file was hashed");
+
+        // A kept stat that no longer holds is not believed.
+        {
+            let mut map = second.by_path.lock();
+            let c = map.values_mut().next().unwrap();
+            c.files[0].1.ino ^= 1;
+        }
+        second.save();
+        let third = IdentityCache::new();
+        third.keep_in(file.clone());
+        let hashes = HashCache::new();
+        let recomputed = third
+            .get(Path::new("rustc"), &env(), &cwd, &hashes)
+            .unwrap();
+        assert_eq!(recomputed.digest, id.digest);
+        assert_ne!(hashes.len(), 0, "hashed again");
+
+        // A damaged file is ignored.
+        std::fs::write(&file, b"ZCFSIDN2\xff\xff\xff").unwrap();
+        let fourth = IdentityCache::new();
+        fourth.keep_in(file);
+        assert!(fourth.by_path.lock().is_empty());
     }
 
     #[test]
