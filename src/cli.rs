@@ -1,4 +1,4 @@
-//! The command line: `zcfs status|stop|stats|gc|clear|config|daemon|mount|unmount|cargo`.
+//! The command line: `zcfs status|stop|stats|gc|clear|config|daemon|mount|unmount|cargo|run|remote`.
 //! (`zcfs <compiler> args...` is the wrapper, dispatched in `main`.)
 
 use std::os::unix::ffi::OsStrExt;
