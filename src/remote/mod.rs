@@ -231,7 +231,14 @@ impl Remote {
                     String::new(),
                 )
             }
-            "redis" | "rediss" | "redis+unix" | "unix" => {
+            "rediss" => {
+                return Err(
+                    "rediss:// (Redis over TLS) is not supported yet: use redis:// on a \
+                            trusted network, or S3 or WebDAV over https"
+                        .into(),
+                );
+            }
+            "redis" | "redis+unix" | "unix" => {
                 let mut prefix = String::new();
                 let mut plain = url.clone();
                 let mut rest = Vec::new();
@@ -547,6 +554,7 @@ mod tests {
             "s3://",
             "file://otherhost/x",
             "s3://Bad_Bucket/x",
+            "rediss://h/0",
         ] {
             let e = open(bad).err().unwrap_or_else(|| panic!("{bad} opened"));
             assert!(!e.contains("secret"), "{e}");
