@@ -16,6 +16,7 @@ command -v ninja >/dev/null || need+=(ninja-build)
 command -v make >/dev/null || need+=(make)
 command -v script >/dev/null || need+=(bsdutils)   # pseudo-terminal for colour tests
 command -v strace >/dev/null || need+=(strace)     # tests/remote.rs: the daemon's connections
+command -v openssl >/dev/null || need+=(openssl)   # tests/remote.rs: a private CA for https
 command -v emcc >/dev/null || need+=(emscripten) # tests/emcc.rs (3.1.6; node comes with it)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then

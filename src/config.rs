@@ -65,6 +65,7 @@ struct FileConfig {
     remote_max_object: Option<SizeValue>,
     remote_upload_queue: Option<usize>,
     remote_breaker: Option<DurationValue>,
+    remote_ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -332,6 +333,9 @@ fn remote_config(env: &dyn EnvSource, file: &FileConfig) -> Result<crate::remote
     if let Some(d) = duration("ZCFS_REMOTE_BREAKER", &file.remote_breaker)? {
         r.breaker_open = d;
     }
+    r.ca_file = var("ZCFS_REMOTE_CA_FILE")
+        .map(PathBuf::from)
+        .or_else(|| file.remote_ca_file.clone());
     r.max_object = match var("ZCFS_REMOTE_MAX_OBJECT") {
         Some(s) => parse_size(&s).context("invalid ZCFS_REMOTE_MAX_OBJECT")?,
         None => match &file.remote_max_object {

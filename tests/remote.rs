@@ -207,6 +207,22 @@ fn corrupt_one(server: &Server, a: &Env) {
     );
 }
 
+/// WebDAV over https with a private CA (`ZCFS_REMOTE_CA_FILE`); a machine that does not
+/// trust the CA gets nothing from the store and builds as without it.
+#[test]
+fn r20_two_machines_share_nginx_over_https() {
+    let server = servers::nginx_tls();
+    let a = two_machines(&server);
+    let stranger = same_place(machine(&server.url, &[]), &a);
+    let b = build(&stranger, &["build"]);
+    assert_eq!(b.hits, 0);
+    let e = errors(&remote(&b));
+    assert!(
+        e.get("connect").copied().unwrap_or(0) >= 3,
+        "the certificate is refused: {e:?}"
+    );
+}
+
 #[test]
 fn r20_two_machines_share_redis() {
     two_machines(&servers::redis());

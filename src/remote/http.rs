@@ -20,9 +20,36 @@ pub struct Send<'a> {
     pub body: Option<&'a [u8]>,
 }
 
+/// Root certificates to trust instead of the public ones (a private CA).
+pub type Roots = Option<std::sync::Arc<Vec<ureq::tls::Certificate<'static>>>>;
+
+/// Reads the certificates of a PEM file (`ZCFS_REMOTE_CA_FILE`).
+pub fn load_roots(path: &std::path::Path) -> Result<Vec<ureq::tls::Certificate<'static>>, String> {
+    let pem = crate::store::read_capped(path, 4 << 20)
+        .map_err(|e| format!("reading {}: {e}", path.display()))?
+        .ok_or_else(|| format!("{} is larger than 4 MiB", path.display()))?;
+    let mut certs = Vec::new();
+    for item in ureq::tls::parse_pem(&pem) {
+        match item {
+            Ok(ureq::tls::PemItem::Certificate(c)) => certs.push(c),
+            Ok(_) => {}
+            Err(e) => return Err(format!("{}: {e}", path.display())),
+        }
+    }
+    if certs.is_empty() {
+        return Err(format!("{} holds no PEM certificate", path.display()));
+    }
+    Ok(certs)
+}
+
 impl Http {
-    pub fn new(timeouts: Timeouts) -> Http {
+    pub fn new(timeouts: Timeouts, roots: &Roots) -> Http {
+        let mut tls = ureq::tls::TlsConfig::builder();
+        if let Some(certs) = roots {
+            tls = tls.root_certs(ureq::tls::RootCerts::Specific(certs.clone()));
+        }
         let agent = ureq::Agent::config_builder()
+            .tls_config(tls.build())
             .http_status_as_error(false)
             .timeout_connect(Some(timeouts.connect))
             .max_redirects(0)

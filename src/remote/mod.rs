@@ -90,6 +90,8 @@ pub struct RemoteConfig {
     pub upload_queue: usize,
     /// How long the breaker skips a failing remote at first (doubling to 5 min).
     pub breaker_open: Duration,
+    /// PEM certificates to trust for https stores instead of the public roots.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl Default for RemoteConfig {
@@ -101,6 +103,7 @@ impl Default for RemoteConfig {
             max_object: 2 << 30,
             upload_queue: 256,
             breaker_open: Duration::from_secs(30),
+            ca_file: None,
         }
     }
 }
@@ -196,6 +199,11 @@ impl Remote {
             );
         }
         let t = cfg.timeouts;
+        let roots: http::Roots = match &cfg.ca_file {
+            Some(p) => Some(std::sync::Arc::new(http::load_roots(p)?)),
+            None => None,
+        };
+        let client = || http::Http::new(t, &roots);
         let (scheme, backend, prefix): (&'static str, Box<dyn Backend>, String) = match url.scheme()
         {
             "file" => {
@@ -213,7 +221,7 @@ impl Remote {
             "s3" => {
                 let loc = s3::S3Location::parse(&url, env)?;
                 let prefix = url.path().trim_matches('/').to_string();
-                ("s3", Box::new(s3::S3::new(&loc, env, t)?), prefix)
+                ("s3", Box::new(s3::S3::new(&loc, env, client())?), prefix)
             }
             "webdav+http" | "webdav+https" | "http" | "https" => {
                 let dav = url.scheme().starts_with("webdav+");
@@ -227,7 +235,7 @@ impl Remote {
                 let name = if dav { "webdav" } else { "http" };
                 (
                     name,
-                    Box::new(webdav::WebDav::new(&base, dav, env, t)),
+                    Box::new(webdav::WebDav::new(&base, dav, env, client())),
                     String::new(),
                 )
             }

@@ -7,7 +7,7 @@
 
 use std::io::Write;
 
-use super::backend::{Backend, ErrorKind, Put, RemoteError, Size, Timeouts};
+use super::backend::{Backend, ErrorKind, Put, RemoteError, Size};
 use super::http::Http;
 use super::sigv4::{self, Credentials, EMPTY_SHA256};
 
@@ -113,7 +113,7 @@ impl S3 {
     pub fn new(
         loc: &S3Location,
         env: &dyn Fn(&str) -> Option<String>,
-        timeouts: Timeouts,
+        http: Http,
     ) -> Result<S3, String> {
         let ep = &loc.endpoint;
         let host = ep.host_str().ok_or("the s3 endpoint has no host")?;
@@ -136,7 +136,7 @@ impl S3 {
             _ => None,
         };
         Ok(S3 {
-            http: Http::new(timeouts),
+            http,
             origin: format!("{}://{host}", ep.scheme()),
             host,
             base_path,

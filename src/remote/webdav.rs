@@ -9,7 +9,7 @@ use std::io::Write;
 
 use parking_lot::Mutex;
 
-use super::backend::{Backend, ErrorKind, Put, RemoteError, Size, Timeouts};
+use super::backend::{Backend, ErrorKind, Put, RemoteError, Size};
 use super::http::{Http, Send, status_error};
 
 pub struct WebDav {
@@ -27,7 +27,7 @@ impl WebDav {
         base: &url::Url,
         dav: bool,
         env: &dyn Fn(&str) -> Option<String>,
-        timeouts: Timeouts,
+        http: Http,
     ) -> WebDav {
         let mut base = base.to_string();
         if !base.ends_with('/') {
@@ -48,7 +48,7 @@ impl WebDav {
             (None, None) => None,
         };
         WebDav {
-            http: Http::new(timeouts),
+            http,
             base,
             auth,
             dav,
@@ -158,6 +158,7 @@ fn base64(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::remote::backend::Timeouts;
 
     #[test]
     fn base64_matches_the_rfc_vectors() {
@@ -182,7 +183,7 @@ mod tests {
             "ZCFS_REMOTE_PASSWORD" => Some("p".to_string()),
             _ => None,
         };
-        let w = WebDav::new(&u, true, &env, Timeouts::default());
+        let w = WebDav::new(&u, true, &env, Http::new(Timeouts::default(), &None));
         assert_eq!(w.url("zcfs1/p/ab/x"), "http://h/c/zcfs1/p/ab/x");
         assert_eq!(w.auth.as_deref(), Some("Basic dTpw"));
     }

@@ -236,6 +236,29 @@ pub fn rclone() -> Server {
 /// nginx with WebDAV at `/cache/`. `writers_need_auth`: GET/HEAD for anyone, writes only
 /// with Basic auth `zcfs:secret` (read-only clients get 401 on PUT).
 pub fn nginx(writers_need_auth: bool) -> Server {
+    nginx_with(writers_need_auth, false)
+}
+
+/// nginx with WebDAV over https, its certificate issued by a private CA whose PEM file
+/// `env` names in `ZCFS_REMOTE_CA_FILE`.
+pub fn nginx_tls() -> Server {
+    nginx_with(false, true)
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl (scripts/install-deps.sh installs it)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn nginx_with(writers_need_auth: bool, tls: bool) -> Server {
     let dir = tempdir("zcfs-nginx-");
     let d = dir.path();
     let data = d.join("data");
@@ -243,6 +266,77 @@ pub fn nginx(writers_need_auth: bool) -> Server {
     std::fs::create_dir_all(d.join("tmp")).unwrap();
     std::fs::write(d.join("htpasswd"), "zcfs:{PLAIN}secret\n").unwrap();
     let port = free_port();
+    let mut env = vec![];
+    let listen = if tls {
+        openssl(
+            d,
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=zcfs test CA",
+            ],
+        );
+        openssl(
+            d,
+            &[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                "leaf.key",
+                "-out",
+                "leaf.csr",
+                "-subj",
+                "/CN=127.0.0.1",
+            ],
+        );
+        std::fs::write(
+            d.join("ext"),
+            "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+        )
+        .unwrap();
+        openssl(
+            d,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "leaf.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                "leaf.pem",
+                "-days",
+                "2",
+                "-extfile",
+                "ext",
+            ],
+        );
+        env.push((
+            "ZCFS_REMOTE_CA_FILE".to_string(),
+            d.join("ca.pem").to_string_lossy().into_owned(),
+        ));
+        format!(
+            "127.0.0.1:{port} ssl; ssl_certificate {d}/leaf.pem; ssl_certificate_key {d}/leaf.key",
+            d = d.display()
+        )
+    } else {
+        format!("127.0.0.1:{port}")
+    };
     let auth = if writers_need_auth {
         format!(
             "limit_except GET HEAD PROPFIND OPTIONS {{ auth_basic \"zcfs\"; auth_basic_user_file {}/htpasswd; }}",
@@ -258,7 +352,7 @@ pub fn nginx(writers_need_auth: bool) -> Server {
          events {{}}\n\
          http {{ access_log off; client_body_temp_path {d}/tmp; proxy_temp_path {d}/tmp;\n\
            fastcgi_temp_path {d}/tmp; uwsgi_temp_path {d}/tmp; scgi_temp_path {d}/tmp;\n\
-           server {{ listen 127.0.0.1:{port};\n\
+           server {{ listen {listen};\n\
              location /cache/ {{ root {data}; dav_methods PUT DELETE MKCOL;\n\
                dav_ext_methods PROPFIND OPTIONS; create_full_put_path on;\n\
                client_max_body_size 1G; {auth} }} }} }}\n",
@@ -275,9 +369,10 @@ pub fn nginx(writers_need_auth: bool) -> Server {
         .spawn()
         .unwrap();
     wait_port(port, &mut child, "nginx");
+    let scheme = if tls { "https" } else { "http" };
     Server {
-        url: format!("webdav+http://127.0.0.1:{port}/cache"),
-        env: vec![],
+        url: format!("webdav+{scheme}://127.0.0.1:{port}/cache"),
+        env,
         data: Some(data.join("cache")),
         port,
         child,
