@@ -296,22 +296,6 @@ impl Remote {
         }))
     }
 
-    /// A remote over any backend (tests).
-    pub fn with_backend(backend: Box<dyn Backend>, cfg: &RemoteConfig) -> Remote {
-        Remote {
-            backend,
-            location: "test".into(),
-            scheme: "test",
-            root: format!("{LAYOUT}/"),
-            configured: cfg.mode,
-            reads_off: AtomicBool::new(false),
-            writes_off: AtomicBool::new(cfg.mode != Mode::Rw),
-            read: Breaker::new(cfg.breaker_open, Duration::from_secs(300)),
-            write: Breaker::new(cfg.breaker_open, Duration::from_secs(300)),
-            max_object: cfg.max_object,
-        }
-    }
-
     pub fn pack_name(&self, id: &Digest) -> String {
         let hex = id.to_hex();
         format!("{}p/{}/{hex}", self.root, &hex[..2])
