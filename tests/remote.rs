@@ -782,11 +782,7 @@ fn local_registry(dir: &Path) -> PathBuf {
         .env_remove("RUSTFLAGS")
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::ok(&out);
     let reg = dir.join("registry");
     std::fs::create_dir_all(reg.join("index/zd/ep")).unwrap();
     let krate = reg.join("zdep-0.1.0.crate");
@@ -935,7 +931,7 @@ fn r4_another_checkout_gets_the_path_free_units() {
     let served = artifacts(&b.target().join("release"));
     std::fs::remove_dir_all(b.target()).unwrap();
     let plain = b.cargo_plain(&b.ws, &["build", "--release"]);
-    assert!(plain.status.success());
+    common::ok(&plain);
     assert_same_but_compiled(
         &served,
         &artifacts(&b.target().join("release")),

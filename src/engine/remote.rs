@@ -458,7 +458,7 @@ impl Engine {
             (crate::remote::breaker::State::Closed, crate::remote::breaker::State::Closed) => {
                 "closed".to_string()
             }
-            (rd, wr) => format!("reads {rd:?}, writes {wr:?}").to_lowercase(),
+            (rd, wr) => format!("reads {}, writes {}", rd.name(), wr.name()),
         };
         Some((r.location.clone(), r.mode().name(), breaker))
     }

@@ -20,6 +20,17 @@ pub enum State {
     HalfOpen,
 }
 
+impl State {
+    /// As `zcfs remote status --json` spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Closed => "closed",
+            State::Open => "open",
+            State::HalfOpen => "half-open",
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Inner {
     failures: u32,

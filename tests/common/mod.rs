@@ -689,6 +689,21 @@ impl Drop for RootMount {
     }
 }
 
+/// `zcfs <compiler> args` in `env`, then `<compiler> args`, in `dir`: see [`same_as_plain`].
+pub fn compile_same_as_plain(
+    env: &Env,
+    dir: &Path,
+    compiler: &str,
+    args: &[&str],
+    outputs: &[&str],
+) -> Output {
+    let mut with = env.command(ZCFS);
+    with.arg(compiler).args(args);
+    let mut without = env.command(compiler);
+    without.args(args);
+    same_as_plain(with, without, dir, outputs)
+}
+
 /// Runs a compile through zcfs (`with`), then the same without (`without`), in `dir`: exit
 /// codes, stdout, stderr and each named output (relative to `dir`) must be identical.
 /// Returns the zcfs run's output.
