@@ -171,7 +171,7 @@ fn run(cli: Cli) -> Result<i32> {
     let timeout = Duration::from_secs(120);
     match cli.command {
         Cmd::Daemon { spawned, reason } => {
-            crate::daemon::run(config, &reason, spawned)?;
+            crate::daemon::run(config, &reason, spawned, crate::platform::backend())?;
             Ok(0)
         }
         Cmd::Status { json } => match client::request_once(&paths, &Request::Status, timeout) {

@@ -11,7 +11,6 @@
 
 use std::fs::{self, File};
 use std::io;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -20,7 +19,7 @@ use std::os::fd::OwnedFd;
 use dashmap::DashMap;
 
 use crate::fsclock::FsClocks;
-use crate::fsutil::{NanoTime, ctime_ns, mtime_ns};
+use crate::fsutil::NanoTime;
 use crate::hash::{Digest, hash_file};
 
 /// Twice a 250 Hz tick and then some; see the module docs.
@@ -39,13 +38,7 @@ pub struct FileStat {
 
 impl FileStat {
     pub fn of(meta: &fs::Metadata) -> FileStat {
-        FileStat {
-            dev: meta.dev(),
-            ino: meta.ino(),
-            size: meta.len(),
-            mtime: mtime_ns(meta),
-            ctime: ctime_ns(meta),
-        }
+        crate::os::file_stat(meta)
     }
 }
 

@@ -15,14 +15,15 @@ pub mod engine;
 pub mod fsclock;
 pub mod fsutil;
 pub mod fsview;
-#[cfg(target_os = "linux")]
-#[path = "../platform/fuse/mod.rs"]
-pub mod fuse;
 pub mod hash;
 pub mod hashcache;
 pub mod masquerade;
 pub mod mount;
+pub mod os;
 pub mod paths;
+#[path = "../platform/mod.rs"]
+pub mod platform;
+pub mod projection;
 pub mod proto;
 pub mod remote;
 pub mod route;
@@ -30,5 +31,6 @@ pub mod run_cmd;
 pub mod stats;
 pub mod store;
 pub mod version;
+#[cfg(target_os = "linux")]
 pub mod vfs;
 pub mod wrapper;

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use zcfs::vfs::journal;
+use zcfs::projection::journal;
 
 fuzz_target!(|data: &[u8]| {
     let (state, valid) = journal::parse(data);

@@ -4,6 +4,9 @@
 //!
 //! Compiled into the `zcfs` crate from `platform/fuse/` (see docs/decisions.md, D-1).
 
+mod backend;
+pub use backend::FuseBackend;
+
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::io;

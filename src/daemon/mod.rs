@@ -78,7 +78,12 @@ fn close_inherited_fds() {
 }
 
 /// Runs the daemon until it exits. `spawned`: started by a client (detach from its fds).
-pub fn run(config: Config, reason: &str, spawned: bool) -> Result<()> {
+pub fn run(
+    config: Config,
+    reason: &str,
+    spawned: bool,
+    backend: std::sync::Arc<dyn crate::mount::Backend>,
+) -> Result<()> {
     if spawned {
         close_inherited_fds();
         let _ = std::env::set_current_dir("/");
@@ -114,7 +119,7 @@ pub fn run(config: Config, reason: &str, spawned: bool) -> Result<()> {
     );
     lifecycle::lifecycle(&paths, &format!("start reason={reason:?}"));
 
-    let engine = Engine::start(config.clone(), Box::new(Restore))?;
+    let engine = Engine::start(config.clone(), Box::new(Restore), backend)?;
 
     let socket = paths.socket();
     let _ = std::fs::remove_file(&socket);

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::{Deliver, Delivery, Report};
 use crate::mount::LiveMount;
-use crate::vfs::ProjectItem;
+use crate::projection::ProjectItem;
 
 pub struct Project {
     pub mount: Arc<LiveMount>,
@@ -21,7 +21,7 @@ impl Deliver for Project {
     fn deliver(&self, d: &Delivery<'_>) -> io::Result<Report> {
         // One mtime for the whole entry: the kernel's file clock now, raised to the newest
         // input (spec M4, M5).
-        let mtime = self.mount.vfs.try_now()?.max(d.mtime_floor);
+        let mtime = self.mount.core.now()?.max(d.mtime_floor);
         let pack = d.pack.clone();
         let mut report = Report::default();
         let entry = |i: usize| {
@@ -36,7 +36,7 @@ impl Deliver for Project {
             let Some(bytes) = &o.bytes else { continue };
             let e = entry(o.index)?;
             self.mount
-                .vfs
+                .core
                 .put_real(&o.path, bytes, (e.mode & 0o7777) as u16, mtime)
                 .map_err(|e| io::Error::other(e.to_string()))?;
             report.written_bytes += bytes.len() as u64;
@@ -54,7 +54,7 @@ impl Deliver for Project {
             report.bytes += e.size;
         }
         self.mount
-            .vfs
+            .core
             .project(&items)
             .map_err(|e| io::Error::other(e.to_string()))?;
         report.projected = true;

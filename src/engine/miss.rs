@@ -15,10 +15,10 @@ use crate::compiler::rustc::{self, bindings};
 use crate::fsview::FsView;
 use crate::mount::LiveMount;
 use crate::mount::fs::MountedFs;
+use crate::projection::KeptReal;
 use crate::store::manifest::Entry;
 use crate::store::pack::{self, WriteError};
 use crate::store::unix_now;
-use crate::vfs::KeptReal;
 
 /// A stored result on its way to the store.
 pub(super) struct PublishJob {
@@ -368,7 +368,7 @@ impl Engine {
         let rel = c.rel.clone();
         match c
             .mount
-            .vfs
+            .core
             .convert_to_projection(&rel, d.pack.clone(), d.index, &stat)
         {
             Ok(Ok(_)) => {
@@ -392,13 +392,7 @@ impl Engine {
     }
 
     fn kept_real(&self, why: KeptReal) {
-        let reason = match why {
-            KeptReal::Changed => "changed",
-            KeptReal::Open => "open",
-            KeptReal::UnknownNames => "unknown hard links",
-            KeptReal::NotRealFile => "gone",
-            KeptReal::Journal => "journal full",
-        };
+        let reason = why.reason();
         self.stats
             .update(|s| *s.miss_outputs_kept_real.entry(reason.into()).or_default() += 1);
     }

@@ -89,14 +89,18 @@ pub struct Engine {
 
 impl Engine {
     /// Creates the engine and starts its publisher thread.
-    pub fn start(config: Config, deliver: Box<dyn Deliver>) -> anyhow::Result<Arc<Engine>> {
+    pub fn start(
+        config: Config,
+        deliver: Box<dyn Deliver>,
+        backend: Arc<dyn crate::mount::Backend>,
+    ) -> anyhow::Result<Arc<Engine>> {
         let paths = Paths::new(&config);
         let store = Store::open(&paths, config.max_size);
         // The clock file lives in the runtime dir: it must work with a read-only cache dir.
         paths.ensure_runtime_dir()?;
         let clock = KernelClock::open(&paths.runtime_dir.join(format!("zcfs-{}.clock", paths.id)))?;
         let stats = Stats::load(&paths.stats_file());
-        let mounts = Mounts::new(&paths);
+        let mounts = Mounts::new(&paths, backend);
         let (remote, remote_error) = remote::open(&config);
         let engine = Arc::new(Engine {
             remote,
@@ -289,8 +293,8 @@ impl Engine {
             Some(t) => t,
             None => self.clock.now()?,
         };
-        m.vfs
-            .project(&[crate::vfs::ProjectItem {
+        m.core
+            .project(&[crate::projection::ProjectItem {
                 path: inner.join(rel),
                 pack,
                 index: 0,
@@ -559,7 +563,7 @@ impl Engine {
         let mut need = size - target;
         let mounts = self.mounts.all();
         let in_use: HashSet<crate::hash::Digest> =
-            mounts.iter().flat_map(|m| m.vfs.packs_in_use()).collect();
+            mounts.iter().flat_map(|m| m.core.packs_in_use()).collect();
         let mut freed = 0;
         for (id, pack_size) in self.store.lru_order() {
             if need == 0 {
@@ -569,7 +573,7 @@ impl Engine {
                 continue;
             }
             for m in &mounts {
-                match m.vfs.materialize_pack(&id) {
+                match m.core.materialize_pack(&id) {
                     Ok(n) if n > 0 => info!(
                         "store over its cap: copied up {n} projections of pack {} in {}",
                         id.short(),
@@ -604,7 +608,7 @@ impl Engine {
         self.stats.flush(&self.paths.stats_file());
         self.store.flush();
         for m in self.mounts.all() {
-            m.vfs.tend_journal();
+            m.core.tend();
         }
         let mut pending = self.pending.lock();
         pending.retain(|_, p| {

@@ -6,13 +6,11 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rustix::fs::{AtFlags, Mode, OFlags};
-
-use super::{LiveMount, Mounts};
+use super::{LiveMount, Mounts, PathTarget};
+use crate::fsutil::NanoTime;
 use crate::fsview::{FsView, Meta, host_meta};
 use crate::hash::Digest;
 use crate::hashcache::{FileStat, HashCache, HashError};
-use crate::vfs::{Attr, PathTarget};
 
 /// `st_dev` reported for projected files (they have no lower inode).
 pub const PROJECTED_DEV: u64 = u64::MAX;
@@ -25,18 +23,14 @@ pub struct MountedFs<'a> {
     pub aliases: Vec<(PathBuf, PathBuf)>,
 }
 
-fn projected_stat(a: &Attr) -> FileStat {
+fn projected_stat(id: u64, size: u64, mtime: NanoTime, ctime: NanoTime) -> FileStat {
     FileStat {
         dev: PROJECTED_DEV,
-        ino: a.ino,
-        size: a.size,
-        mtime: a.mtime,
-        ctime: a.ctime,
+        ino: id,
+        size,
+        mtime,
+        ctime,
     }
-}
-
-fn io_err(e: rustix::io::Errno) -> io::Error {
-    io::Error::from_raw_os_error(e.raw_os_error())
 }
 
 impl MountedFs<'_> {
@@ -55,25 +49,22 @@ impl MountedFs<'_> {
             return self.hashes.digest(path);
         };
 
-        match m.vfs.path_target(&rel) {
-            Ok(PathTarget::Projected { attr, digest }) => Ok((digest, projected_stat(&attr))),
-            Ok(PathTarget::Real {
-                dirfd,
-                name,
-                is_file: true,
-            }) => {
-                let fd = rustix::fs::openat(
-                    &*dirfd,
-                    &name,
-                    OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                    Mode::empty(),
-                )
-                .map_err(|e| HashError::Io(path.to_path_buf(), io_err(e)))?;
-                self.hashes
-                    .digest_open(path, &File::from(fd), || dirfd.try_clone().ok())
+        match m.core.path_target(&rel) {
+            Ok(PathTarget::Projected {
+                id,
+                size,
+                mtime,
+                ctime,
+                digest,
+            }) => Ok((digest, projected_stat(id, size, mtime, ctime))),
+            Ok(PathTarget::Real { at, is_file: true }) => {
+                let file = at
+                    .open()
+                    .map_err(|e| HashError::Io(path.to_path_buf(), e))?;
+                self.hashes.digest_open(path, &file, || at.dir_handle())
             }
             Ok(_) => Err(HashError::NotAFile(path.to_path_buf())),
-            Err(e) => Err(HashError::Io(path.to_path_buf(), io_err(e))),
+            Err(e) => Err(HashError::Io(path.to_path_buf(), e)),
         }
     }
 }
@@ -106,26 +97,24 @@ impl FsView for MountedFs<'_> {
                 stat: FileStat::default(),
             }));
         }
-        match m.vfs.path_target(&rel) {
-            Ok(PathTarget::Projected { attr, .. }) => Ok(Some(Meta {
+        match m.core.path_target(&rel) {
+            Ok(PathTarget::Projected {
+                id,
+                size,
+                mtime,
+                ctime,
+                ..
+            }) => Ok(Some(Meta {
                 is_file: true,
                 is_dir: false,
-                stat: projected_stat(&attr),
+                stat: projected_stat(id, size, mtime, ctime),
             })),
-            Ok(PathTarget::Real { dirfd, name, .. }) => {
-                let st = rustix::fs::statat(&*dirfd, &name, AtFlags::SYMLINK_NOFOLLOW)
-                    .map_err(io_err)?;
-                let kind = st.st_mode & libc::S_IFMT;
+            Ok(PathTarget::Real { at, .. }) => {
+                let (is_file, is_dir, stat) = at.stat()?;
                 Ok(Some(Meta {
-                    is_file: kind == libc::S_IFREG,
-                    is_dir: kind == libc::S_IFDIR,
-                    stat: FileStat {
-                        dev: st.st_dev,
-                        ino: st.st_ino,
-                        size: st.st_size as u64,
-                        mtime: st.st_mtime as i128 * 1_000_000_000 + st.st_mtime_nsec as i128,
-                        ctime: st.st_ctime as i128 * 1_000_000_000 + st.st_ctime_nsec as i128,
-                    },
+                    is_file,
+                    is_dir,
+                    stat,
                 }))
             }
             Ok(PathTarget::Dir) => Ok(Some(Meta {
@@ -133,8 +122,8 @@ impl FsView for MountedFs<'_> {
                 is_dir: true,
                 stat: FileStat::default(),
             })),
-            Err(rustix::io::Errno::NOENT) | Err(rustix::io::Errno::NOTDIR) => Ok(None),
-            Err(e) => Err(io_err(e)),
+            Err(e) if crate::os::is_not_found(&e) => Ok(None),
+            Err(e) => Err(e),
         }
     }
 
@@ -142,25 +131,16 @@ impl FsView for MountedFs<'_> {
         let Some((m, rel)) = self.locate(path) else {
             return File::open(path);
         };
-        match m.vfs.path_target(&rel).map_err(io_err)? {
-            PathTarget::Real {
-                dirfd,
-                name,
-                is_file: true,
-            } => Ok(File::from(
-                rustix::fs::openat(
-                    &*dirfd,
-                    &name,
-                    OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                    Mode::empty(),
-                )
-                .map_err(io_err)?,
-            )),
+        match m.core.path_target(&rel)? {
+            PathTarget::Real { at, is_file: true } => at.open(),
             PathTarget::Projected { .. } => Err(io::Error::new(
                 io::ErrorKind::Unsupported,
                 "a projected file has no file of its own",
             )),
-            _ => Err(io::Error::from_raw_os_error(libc::EISDIR)),
+            _ => Err(io::Error::new(
+                io::ErrorKind::IsADirectory,
+                "not a regular file",
+            )),
         }
     }
 
@@ -170,7 +150,7 @@ impl FsView for MountedFs<'_> {
 
     fn dir_device(&self, dir: &Path) -> Option<u64> {
         let fd = match self.locate(dir) {
-            Some((m, rel)) => m.vfs.lower_dir_fd(&rel).ok()?.try_clone().ok()?,
+            Some((m, rel)) => m.core.dir_handle(&rel).ok()?,
             None => crate::fsview::open_dir_path(dir)?,
         };
         crate::fsview::learn_dir(&self.hashes.clocks, fd)
@@ -180,12 +160,12 @@ impl FsView for MountedFs<'_> {
         let Some((m, rel)) = self.locate(path) else {
             return crate::fsview::host_list_dir(path);
         };
-        m.vfs.list_dir(&rel).map_err(io_err)
+        m.core.list_dir(&rel)
     }
 
     fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
         if let Some((m, rel)) = self.locate(path)
-            && let Some(bytes) = m.vfs.projected_bytes(&rel)
+            && let Some(bytes) = m.core.projected_bytes(&rel)
         {
             return Ok(bytes);
         }

@@ -2,12 +2,13 @@
 //! (refusing when busy unless forced, optionally materializing projections first), and the
 //! list of live mounts. See `docs/mount.md`.
 
+pub mod backend;
 pub mod control;
 pub mod fs;
+#[cfg(target_os = "linux")]
 pub mod sys;
 
 use std::collections::BTreeMap;
-use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -16,9 +17,10 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
-use crate::fsutil::KernelClock;
 use crate::paths::Paths;
-use crate::vfs::{PackSource, Vfs};
+use crate::projection::PackSource;
+use backend::{AttachSpec, ReleaseError, Session};
+pub use backend::{Backend, MountCore, PathTarget, RealAt};
 
 /// What a client learns about a mount.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,9 +53,9 @@ pub struct Mounted {
 
 pub struct LiveMount {
     pub dir: PathBuf,
-    pub vfs: Arc<Vfs>,
+    pub core: Arc<dyn MountCore>,
     pub since: u64,
-    session: Mutex<Option<crate::fuse::Session>>,
+    session: Mutex<Option<Box<dyn Session>>>,
 }
 
 impl LiveMount {
@@ -63,20 +65,17 @@ impl LiveMount {
     }
 
     pub fn info(&self) -> MountInfo {
-        let u = self.vfs.usage();
+        let u = self.core.usage();
         MountInfo {
             dir: self.dir.display().to_string(),
             projections: u.projections,
             projected_bytes: u.projected_bytes,
-            passthrough: self
-                .vfs
-                .passthrough_enabled
-                .load(std::sync::atomic::Ordering::Relaxed),
+            passthrough: self.core.passthrough(),
             opens_passthrough: u.opens_passthrough,
             opens_cached: u.opens_cached,
             copy_ups: u.copy_ups,
             bytes_served: u.bytes_served,
-            real_bytes: self.vfs.real_bytes(),
+            real_bytes: self.core.real_bytes(),
             requests: u
                 .requests
                 .iter()
@@ -95,6 +94,7 @@ pub struct MountOptions {
 
 pub struct Mounts {
     paths: Paths,
+    backend: Arc<dyn Backend>,
     live: Mutex<BTreeMap<PathBuf, Arc<LiveMount>>>,
 }
 
@@ -105,9 +105,10 @@ pub fn state_dir(paths: &Paths, dir: &Path) -> PathBuf {
 }
 
 impl Mounts {
-    pub fn new(paths: &Paths) -> Mounts {
+    pub fn new(paths: &Paths, backend: Arc<dyn Backend>) -> Mounts {
         Mounts {
             paths: paths.clone(),
+            backend,
             live: Mutex::new(BTreeMap::new()),
         }
     }
@@ -222,7 +223,7 @@ impl Mounts {
         self.prune();
         let mut live = self.live.lock();
         if live.contains_key(dir) {
-            if !sys::is_stale(dir) {
+            if !self.backend.is_stale(dir) {
                 return Ok(Mounted {
                     dir: dir.display().to_string(),
                     already: true,
@@ -252,14 +253,18 @@ impl Mounts {
                 inner.display()
             );
         }
-        let cleaned = sys::clean_stale(dir).context("cleaning a stale mount")? as u64;
-        if let Some(other) = sys::zcfs_mounts_at(dir).last() {
+        let cleaned = self
+            .backend
+            .clean_stale(dir)
+            .context("cleaning a stale mount")? as u64;
+        if let Some(other) = self.backend.zcfs_mounts_at(dir).last() {
             bail!(
                 "{} is already mounted by another zcfs daemon ({}); `zcfs unmount {}` \
                  removes it",
                 dir.display(),
                 other
-                    .socket()
+                    .socket
+                    .as_ref()
                     .map(|s| format!("socket {}", s.display()))
                     .unwrap_or_else(|| "another cache dir".into()),
                 dir.display()
@@ -270,37 +275,22 @@ impl Mounts {
         if !meta.is_dir() {
             bail!("{} is not a directory", dir.display());
         }
-        // The lower directory is opened before mounting: all real I/O goes through this fd.
-        let lower: OwnedFd = rustix::fs::open(
-            dir,
-            rustix::fs::OFlags::RDONLY
-                | rustix::fs::OFlags::DIRECTORY
-                | rustix::fs::OFlags::CLOEXEC,
-            rustix::fs::Mode::empty(),
-        )
-        .with_context(|| format!("opening {}", dir.display()))?;
         let state = state_dir(&self.paths, dir);
         std::fs::create_dir_all(&state).with_context(|| format!("creating {}", state.display()))?;
         std::fs::write(state.join("dir"), dir.as_os_str().as_encoded_bytes())?;
-        let clock = KernelClock::open(&state.join("clock"))?;
-        let (vfs, report) = Vfs::new(lower, Some(&state.join("journal")), clock, packs)
-            .context("loading the projection journal")?;
-        let vfs = Arc::new(vfs);
-        let threads = std::thread::available_parallelism()
-            .map(|n| n.get() * 2)
-            .unwrap_or(4)
-            .clamp(4, 16);
-        let session = crate::fuse::mount(
-            vfs.clone(),
-            dir,
-            &crate::fuse::MountSpec {
-                source: sys::source_for(&self.paths.socket()),
-                allow_other: opts.allow_other,
-                threads,
-                passthrough: true,
-            },
-        )
-        .with_context(|| format!("mounting {}", dir.display()))?;
+        let attached = self
+            .backend
+            .attach(
+                &AttachSpec {
+                    dir,
+                    state: &state,
+                    source: self.backend.source_for(&self.paths.socket()),
+                    allow_other: opts.allow_other,
+                },
+                packs,
+            )
+            .with_context(|| format!("mounting {}", dir.display()))?;
+        let report = attached.report;
         info!(
             "mounted {} ({} projections restored, {} dropped)",
             dir.display(),
@@ -311,9 +301,9 @@ impl Mounts {
             dir.to_path_buf(),
             Arc::new(LiveMount {
                 dir: dir.to_path_buf(),
-                vfs,
+                core: attached.core,
                 since: crate::store::unix_now(),
-                session: Mutex::new(Some(session)),
+                session: Mutex::new(Some(attached.session)),
             }),
         );
         Ok(Mounted {
@@ -331,8 +321,8 @@ impl Mounts {
         let m = self.live.lock().get(dir).cloned();
         let Some(m) = m else {
             // Not ours: a dead mount can still be cleaned.
-            if sys::is_stale(dir) && !sys::zcfs_mounts_at(dir).is_empty() {
-                let n = sys::clean_stale(dir)?;
+            if self.backend.is_stale(dir) && !self.backend.zcfs_mounts_at(dir).is_empty() {
+                let n = self.backend.clean_stale(dir)?;
                 return Ok(Unmounted {
                     dir: dir.display().to_string(),
                     materialized: 0,
@@ -340,7 +330,7 @@ impl Mounts {
                     stale: n as u64,
                 });
             }
-            if !sys::zcfs_mounts_at(dir).is_empty() {
+            if !self.backend.zcfs_mounts_at(dir).is_empty() {
                 bail!(
                     "{} is mounted by another zcfs daemon (another cache dir?)",
                     dir.display()
@@ -349,22 +339,18 @@ impl Mounts {
             bail!("{} is not a zcfs mount", dir.display());
         };
         let materialized = if materialize {
-            m.vfs
+            m.core
                 .materialize_all()
                 .map_err(|e| anyhow::anyhow!("materializing projections: {e}"))?
         } else {
             0
         };
         let mut lazy = false;
-        match sys::unmount(dir, false) {
+        match self.backend.release(dir, false) {
             Ok(()) => {}
-            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+            Err(ReleaseError::Busy) => {
                 if !force {
-                    let holders = sys::holders(dir);
-                    let names: Vec<String> = holders
-                        .iter()
-                        .map(|h| format!("{} ({}): {}", h.pid, h.command, h.what))
-                        .collect();
+                    let names = self.backend.holders(dir);
                     bail!(
                         "{} is busy{}; stop them or use --force (lazy unmount)",
                         dir.display(),
@@ -375,10 +361,14 @@ impl Mounts {
                         }
                     );
                 }
-                sys::unmount(dir, true)?;
+                self.backend
+                    .release(dir, true)
+                    .with_context(|| format!("unmounting {}", dir.display()))?;
                 lazy = true;
             }
-            Err(e) => return Err(e).with_context(|| format!("unmounting {}", dir.display())),
+            Err(ReleaseError::Io(e)) => {
+                return Err(e).with_context(|| format!("unmounting {}", dir.display()));
+            }
         }
         self.finish(&m);
         self.live.lock().remove(dir);
@@ -392,26 +382,27 @@ impl Mounts {
 
     /// After the kernel let go: stop the session, persist the journal.
     fn finish(&self, m: &LiveMount) {
-        if let Some(s) = m.session.lock().take() {
-            // The session thread ends when the kernel closes the connection.
-            let (tx, rx) = std::sync::mpsc::channel();
-            std::thread::spawn(move || {
-                let _ = s.bg.join();
-                let _ = tx.send(());
-            });
-            if rx.recv_timeout(std::time::Duration::from_secs(10)).is_err() {
-                warn!("FUSE session of {} did not end in time", m.dir.display());
-            }
+        let session = m.session.lock().take();
+        if let Some(s) = session
+            && !s.join(std::time::Duration::from_secs(10))
+        {
+            warn!(
+                "{} session of {} did not end in time",
+                self.backend.name(),
+                m.dir.display()
+            );
         }
-        m.vfs.compact_journal();
-        m.vfs.sync_journal();
+        m.core.persist();
     }
 
     /// Unmounts everything (daemon exit): lazily if busy, so no dead mount stays behind.
     pub fn unmount_all(&self) {
         let all: Vec<Arc<LiveMount>> = self.live.lock().values().cloned().collect();
         for m in all {
-            let r = sys::unmount(&m.dir, false).or_else(|_| sys::unmount(&m.dir, true));
+            let r = self
+                .backend
+                .release(&m.dir, false)
+                .or_else(|_| self.backend.release(&m.dir, true));
             if let Err(e) = r {
                 warn!("cannot unmount {}: {e}", m.dir.display());
             }

@@ -690,7 +690,7 @@ pub fn read_capped(path: &std::path::Path, max: u64) -> io::Result<Option<Vec<u8
     Ok((bytes.len() as u64 <= max).then_some(bytes))
 }
 
-impl crate::vfs::PackSource for Store {
+impl crate::projection::PackSource for Store {
     fn open(&self, id: &Digest) -> Option<Arc<pack::Pack>> {
         self.open_pack(id).ok()
     }

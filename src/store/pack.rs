@@ -964,3 +964,27 @@ mod tests {
         assert!(PackHeader::decode(&bytes, 2 * ALIGN).is_err());
     }
 }
+
+/// Writes a pack holding `files` (name, bytes) in `dir` and opens it (tests).
+#[cfg(test)]
+pub fn write_test_pack(dir: &Path, files: &[(&str, &[u8])]) -> std::sync::Arc<Pack> {
+    use std::io::Write;
+    let tag = crate::engine::random_u64();
+    let mut sources = Vec::new();
+    for (i, (name, bytes)) in files.iter().enumerate() {
+        let p = dir.join(format!("src-{tag}-{i}"));
+        File::create(&p).unwrap().write_all(bytes).unwrap();
+        sources.push((name.to_string(), File::open(&p).unwrap()));
+    }
+    let srcs: Vec<Source<'_>> = sources
+        .iter()
+        .map(|(n, f)| Source {
+            name: n.clone(),
+            file: f,
+        })
+        .collect();
+    let path = dir.join(format!("p{tag}.pack"));
+    let out = File::create(&path).unwrap();
+    write(&out, &srcs, vec![], vec![], vec![]).unwrap();
+    std::sync::Arc::new(Pack::open(&path).unwrap())
+}

@@ -15,10 +15,9 @@
 
 mod attr;
 mod copyup;
+mod core;
 mod dir;
 mod io;
-pub mod journal;
-pub mod model;
 mod namespace;
 mod persist;
 mod project;
@@ -39,17 +38,14 @@ use rustix::fs::{AtFlags, Mode, OFlags};
 
 use crate::fsutil::{KernelClock, NanoTime};
 use crate::hash::Digest;
+pub use crate::mount::backend::{LoadReport, Usage};
+pub use crate::projection::{
+    KeptReal, Meta, PackSource, ProjectError, ProjectItem, Projection, journal, model,
+};
 use crate::store::pack::Pack;
 use journal::Journal;
-pub use model::{Meta, Projection};
-pub use project::{KeptReal, PathTarget, ProjectError, ProjectItem};
 use table::{LowerId, Table};
 pub use types::*;
-
-/// Where the core gets packs from (the store, in the daemon).
-pub trait PackSource: Send + Sync {
-    fn open(&self, id: &Digest) -> Option<Arc<Pack>>;
-}
 
 /// An invalidation of the kernel's cached view.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,23 +100,6 @@ struct Handle {
     /// dropped (writes through a passthrough mmap change mtime behind its back).
     write: bool,
     state: Mutex<HandleState>,
-}
-
-/// Counts of what a mount holds and how its files were opened.
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct Usage {
-    pub projections: u64,
-    pub projected_bytes: u64,
-    pub nodes: u64,
-    /// Directory fds held open (bounded: see `table.rs`).
-    pub dir_fds: u64,
-    pub opens_passthrough: u64,
-    pub opens_cached: u64,
-    pub copy_ups: u64,
-    /// Bytes the daemon itself read or wrote for cached opens.
-    pub bytes_served: u64,
-    /// Requests received, by kind (kinds never seen are left out).
-    pub requests: std::collections::BTreeMap<&'static str, u64>,
 }
 
 #[derive(Default)]
@@ -523,15 +502,6 @@ impl Target {
             _ => false,
         }
     }
-}
-
-/// What a journal replay restored and dropped.
-#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
-pub struct LoadReport {
-    pub restored: u64,
-    pub dropped_pack_gone: u64,
-    pub dropped_names: u64,
-    pub dropped_no_name: u64,
 }
 
 #[cfg(test)]

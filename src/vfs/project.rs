@@ -3,7 +3,7 @@
 //! paths through the lower directory fds, never through its own mount.
 
 use std::ffi::OsString;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Component, Path};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -17,61 +17,7 @@ use super::journal::{self, Record};
 use super::table::{Content, Node, Table};
 use super::*;
 
-/// One projection request item.
-#[derive(Debug, Clone)]
-pub struct ProjectItem {
-    /// Relative to the mount root.
-    pub path: PathBuf,
-    pub pack: Arc<Pack>,
-    pub index: usize,
-    pub perm: u16,
-    pub mtime: NanoTime,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ProjectError {
-    #[error("invalid path {0:?}: {1}")]
-    BadPath(PathBuf, &'static str),
-    #[error("{0:?}: {1}")]
-    Io(PathBuf, Errno),
-    #[error("pack entry {1} out of range for {0:?}")]
-    BadEntry(PathBuf, usize),
-    /// The change was made, but the kernel did not confirm that its caches dropped the old
-    /// state: a process may still see it, so the delivery must not count.
-    #[error("the kernel did not confirm the invalidation: {0}")]
-    Kernel(String),
-}
-
-/// Why a real file was left real instead of becoming a projection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeptReal {
-    /// The file changed since it was stored (or is not the file that was stored).
-    Changed,
-    /// The file is open: its handles read the lower file, and an open file may be written.
-    Open,
-    /// The lower file has names the mount does not know of (hard links made elsewhere).
-    UnknownNames,
-    /// Nothing (or a directory, a projection) is at the path.
-    NotRealFile,
-    /// The journal could not record the projection (a full disk).
-    Journal,
-}
-
-/// What a path in a mount is, for the daemon.
-#[derive(Debug)]
-pub enum PathTarget {
-    Projected {
-        attr: Attr,
-        digest: Digest,
-    },
-    /// A real entry: open it with `openat(dirfd, name)`.
-    Real {
-        dirfd: Arc<OwnedFd>,
-        name: OsString,
-        is_file: bool,
-    },
-    Dir,
-}
+use crate::mount::backend::{PathTarget, RealAt};
 
 impl Vfs {
     // ----- projections ------------------------------------------------------------------
@@ -104,7 +50,7 @@ impl Vfs {
     ) -> Result<Ino, ProjectError> {
         let mut cur = ROOT;
         for part in parts {
-            let io = |e| ProjectError::Io(path.to_path_buf(), e);
+            let io = |e: Errno| ProjectError::Io(path.to_path_buf(), e.into());
             if t.projected_child(cur, part).map_err(io)?.is_some() {
                 return Err(ProjectError::BadPath(
                     path.to_path_buf(),
@@ -130,7 +76,7 @@ impl Vfs {
         let (parts, name) = Self::split(rel).map_err(|_| Errno::INVAL)?;
         let mut t = self.table.lock();
         let parent = self.walk_dirs(&mut t, &parts, rel).map_err(|e| match e {
-            ProjectError::Io(_, e) => e,
+            ProjectError::Io(_, e) => to_errno(e),
             _ => Errno::NOTDIR,
         })?;
         match Self::resolve(&t, parent, &name)? {
@@ -141,14 +87,19 @@ impl Vfs {
                     return Err(Errno::IO);
                 };
                 Ok(PathTarget::Projected {
-                    attr: e.attr,
+                    id: e.attr.ino,
+                    size: e.attr.size,
+                    mtime: e.attr.mtime,
+                    ctime: e.attr.ctime,
                     digest: p.digest(),
                 })
             }
             Target::Real(st) if is_dir(&st) => Ok(PathTarget::Dir),
             Target::Real(st) => Ok(PathTarget::Real {
-                dirfd: t.dir_fd(parent)?,
-                name,
+                at: RealAt::Beneath {
+                    dirfd: t.dir_fd(parent)?,
+                    name,
+                },
                 is_file: st.st_mode & libc::S_IFMT == libc::S_IFREG,
             }),
             Target::Missing => Err(Errno::NOENT),
@@ -162,7 +113,7 @@ impl Vfs {
         }
         let (parts, name) = Self::split(rel).map_err(|_| Errno::INVAL)?;
         let parent = self.walk_dirs(t, &parts, rel).map_err(|e| match e {
-            ProjectError::Io(_, e) => e,
+            ProjectError::Io(_, e) => to_errno(e),
             _ => Errno::NOTDIR,
         })?;
         match Self::resolve(t, parent, &name)? {
@@ -270,7 +221,7 @@ impl Vfs {
         invals: &mut Vec<Inval>,
         touched: &mut Vec<Ino>,
     ) -> Result<Ino, ProjectError> {
-        let io = |e| ProjectError::Io(it.path.clone(), e);
+        let io = |e: Errno| ProjectError::Io(it.path.clone(), e.into());
         let parent = self.walk_dirs(t, parts, &it.path)?;
         match Self::resolve(t, parent, name).map_err(io)? {
             Target::Projected(old) => {
@@ -346,7 +297,7 @@ impl Vfs {
         mtime: NanoTime,
     ) -> Result<(), ProjectError> {
         let (parts, name) = Self::split(rel)?;
-        let io = |e| ProjectError::Io(rel.to_path_buf(), e);
+        let io = |e: Errno| ProjectError::Io(rel.to_path_buf(), e.into());
         // The bytes are written without the table lock, into a named temp file (a rename
         // replaces a real file atomically), then renamed into place under the lock.
         let dir = {
@@ -410,7 +361,7 @@ impl Vfs {
         expect: &crate::hashcache::FileStat,
     ) -> Result<Result<Ino, KeptReal>, ProjectError> {
         let (parts, name) = Self::split(rel)?;
-        let io = |e| ProjectError::Io(rel.to_path_buf(), e);
+        let io = |e: Errno| ProjectError::Io(rel.to_path_buf(), e.into());
         let entry = pack
             .header
             .entries

@@ -31,23 +31,7 @@ fn lower(dir: &tempfile::TempDir) -> PathBuf {
 
 /// Writes a pack holding `files` and returns it.
 fn make_pack(dir: &Path, files: &[(&str, &[u8])]) -> Arc<Pack> {
-    let mut sources = Vec::new();
-    for (name, bytes) in files {
-        let p = dir.join(format!("src-{name}"));
-        File::create(&p).unwrap().write_all(bytes).unwrap();
-        sources.push((name.to_string(), File::open(&p).unwrap()));
-    }
-    let srcs: Vec<pack::Source<'_>> = sources
-        .iter()
-        .map(|(n, f)| pack::Source {
-            name: n.clone(),
-            file: f,
-        })
-        .collect();
-    let path = dir.join(format!("p{}.pack", crate::engine::random_u64()));
-    let out = File::create(&path).unwrap();
-    pack::write(&out, &srcs, vec![], vec![], vec![]).unwrap();
-    Arc::new(Pack::open(&path).unwrap())
+    pack::write_test_pack(dir, files)
 }
 
 impl Fixture {

@@ -1,0 +1,166 @@
+//! The ProjFS backend (Windows): the Projected File System presents a mount's projections
+//! in the directory itself (the virtualization root), as placeholders that ProjFS fills from
+//! the provider on first read and turns into full files on first write.
+//!
+//! - `api.rs`: the narrow interface to ProjFS ([`api::ProjFs`]), so that the provider's
+//!   logic runs against a model of ProjFS (`fake.rs`) in the tests on Linux;
+//! - `provider.rs`: the path-keyed model of projections, its callbacks and the engine's
+//!   requests ([`provider::Provider`], a [`MountCore`]);
+//! - `content.rs`: the content id placeholders carry;
+//! - `guid.rs`: the virtualization instance id, kept per mounted directory;
+//!
+//! Not built yet: the binding of [`api::ProjFs`] and of the callbacks to the real ProjFS
+//! (`PrjStartVirtualizing` and friends, through the `windows` crate). Until it is, the
+//! backend runs only against the model of ProjFS in the tests; see docs/windows.md.
+
+pub mod api;
+pub mod content;
+#[cfg(test)]
+mod fake;
+pub mod guid;
+pub mod provider;
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use crate::mount::backend::{
+    AttachSpec, Attached, Backend, ForeignMount, MountCore, ReleaseError, Session,
+};
+use crate::projection::PackSource;
+pub use crate::projection::relpath::fold_name as fold;
+use api::{Guid, ProjFs};
+use provider::Provider;
+
+/// Starts ProjFS over a root with a provider: returns the interface the provider calls.
+/// (The model of ProjFS in the tests; the Windows binding is not built yet.)
+pub type Starter =
+    dyn Fn(&Path, Guid, Arc<dyn ProviderSlot>) -> std::io::Result<Arc<dyn ProjFs>> + Send + Sync;
+
+/// Where ProjFS's callbacks find the provider (set once the provider exists: ProjFS must
+/// be running before the provider can reconcile what is on disk).
+pub trait ProviderSlot: Send + Sync {
+    fn get(&self) -> Option<Arc<Provider>>;
+}
+
+/// The slot the backend hands to ProjFS.
+#[derive(Default)]
+pub struct Slot(Mutex<Option<Arc<Provider>>>);
+
+impl ProviderSlot for Slot {
+    fn get(&self) -> Option<Arc<Provider>> {
+        self.0.lock().clone()
+    }
+}
+
+pub struct ProjFsBackend {
+    start: Box<Starter>,
+    live: Mutex<HashMap<PathBuf, Arc<Provider>>>,
+}
+
+struct ProjFsSession {
+    provider: Arc<Provider>,
+    running: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Session for ProjFsSession {
+    fn running(&self) -> bool {
+        self.running.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn join(self: Box<Self>, _max: std::time::Duration) -> bool {
+        drop(self.provider);
+        true
+    }
+}
+
+impl ProjFsBackend {
+    /// The backend over any ProjFS (the fake, in tests).
+    pub fn with_starter(start: Box<Starter>) -> ProjFsBackend {
+        ProjFsBackend {
+            start,
+            live: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The provider serving `dir`, if mounted.
+    pub fn provider(&self, dir: &Path) -> Option<Arc<Provider>> {
+        self.live.lock().get(dir).cloned()
+    }
+}
+
+impl Backend for ProjFsBackend {
+    fn name(&self) -> &'static str {
+        "ProjFS"
+    }
+
+    /// ProjFS leaves nothing that blocks a new start: a crashed provider's placeholders are
+    /// reconciled by the next one (same instance id).
+    fn clean_stale(&self, _dir: &Path) -> std::io::Result<usize> {
+        Ok(0)
+    }
+
+    fn is_stale(&self, _dir: &Path) -> bool {
+        false
+    }
+
+    fn zcfs_mounts_at(&self, _dir: &Path) -> Vec<ForeignMount> {
+        Vec::new()
+    }
+
+    fn attach(&self, spec: &AttachSpec<'_>, packs: &dyn PackSource) -> anyhow::Result<Attached> {
+        let guid = guid::load_or_create(spec.state)?;
+        let slot = Arc::new(Slot::default());
+        let api = (self.start)(spec.dir, guid, slot.clone())?;
+        let (provider, report) = Provider::new(
+            api.clone(),
+            spec.dir,
+            Some(spec.state),
+            std::process::id(),
+            packs,
+        )
+        .inspect_err(|_| api.stop())?;
+        *slot.0.lock() = Some(provider.clone());
+        provider.start_queue();
+        self.live
+            .lock()
+            .insert(spec.dir.to_path_buf(), provider.clone());
+        Ok(Attached {
+            core: provider.clone() as Arc<dyn MountCore>,
+            session: Box::new(ProjFsSession {
+                provider,
+                running: Arc::new(std::sync::atomic::AtomicBool::new(true)),
+            }),
+            report,
+        })
+    }
+
+    /// Removes the placeholders (hydrated ones too: the journal re-projects them at the
+    /// next start), makes the directories ordinary and stops ProjFS. There is no "busy":
+    /// open handles keep what they opened.
+    fn release(&self, dir: &Path, _lazy: bool) -> Result<(), ReleaseError> {
+        let p = self.live.lock().remove(dir);
+        match p {
+            Some(p) => {
+                p.shutdown();
+                Ok(())
+            }
+            None => Err(ReleaseError::Io(std::io::Error::other(format!(
+                "{} is not virtualized by this daemon",
+                dir.display()
+            )))),
+        }
+    }
+
+    fn holders(&self, _dir: &Path) -> Vec<String> {
+        Vec::new()
+    }
+
+    fn source_for(&self, socket: &Path) -> String {
+        format!("zcfs@{}", socket.display())
+    }
+}

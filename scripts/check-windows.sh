@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Type-checks and lints zcfs for Windows (x86_64-pc-windows-gnu) on Debian 12.
+#
+# There is no Windows machine and no rustup target here. Debian's own Rust (package rustc-web)
+# builds the standard library from its source (package rust-web-src) with cargo's
+# -Zbuild-std; the mingw-w64 C compiler serves build scripts that compile C (blake3, ring).
+# The Debian packages are downloaded with `apt-get download` and unpacked into a private
+# directory, never installed (rust-web-src conflicts with a rustup toolchain).
+# Nothing here runs Windows code: it proves the program compiles and lints cleanly.
+#
+# Usage: scripts/check-windows.sh [check|clippy|build] [extra cargo args...]
+#   ZCFS_WINCHECK_DIR  where the toolchain is unpacked (default ~/.cache/zcfs-wincheck)
+#   CARGO_TARGET_DIR   default target/windows-check
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mode=${1:-clippy}
+shift || true
+dir=${ZCFS_WINCHECK_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/zcfs-wincheck}
+ver=1.96.0+dfsg1-1~deb12u2
+root=$dir/root-$ver
+if [ ! -x "$root/usr/bin/rustc" ] || [ ! -x "$root/usr/bin/clippy-driver" ]; then
+  echo "check-windows: fetching Debian's rustc-web $ver into $dir" >&2
+  rm -rf "$dir/debs" "$root.partial"
+  mkdir -p "$dir/debs"
+  (
+    cd "$dir/debs"
+    apt-get update -qq
+    apt-get download -qq "rustc-web=$ver" "libstd-rust-web-dev=$ver" \
+      "libstd-rust-web-1.96=$ver" "rust-web-src=$ver" "rust-web-clippy=$ver" libllvm22
+    for f in *.deb; do dpkg -x "$f" "$root.partial"; done
+  )
+  mv "$root.partial" "$root"
+  rm -rf "$dir/debs"
+fi
+if ! command -v x86_64-w64-mingw32-gcc >/dev/null; then
+  echo "check-windows: installing gcc-mingw-w64-x86-64" >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc-mingw-w64-x86-64 >/dev/null
+fi
+export LD_LIBRARY_PATH=$root/usr/lib/x86_64-linux-gnu:$root/usr/lib:$root/usr/lib/llvm-22/lib
+export RUSTC=$root/usr/bin/rustc RUSTC_BOOTSTRAP=1
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target/windows-check}
+# The rustup toolchain's wrappers must not leak into Debian's rustc.
+unset RUSTC_WRAPPER RUSTC_WORKSPACE_WRAPPER RUSTUP_TOOLCHAIN
+args=(-Zbuild-std=std,panic_abort --target x86_64-pc-windows-gnu --all-targets "$@")
+case $mode in
+  check) cargo check "${args[@]}" ;;
+  build) cargo build "${args[@]}" ;;
+  clippy)
+    # clippy-driver takes cargo-clippy's arguments from CLIPPY_ARGS; it lints only the
+    # workspace's own crates (RUSTC_WORKSPACE_WRAPPER), and -D warnings covers rustc's too.
+    CLIPPY_ARGS=-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__ \
+      RUSTC_WORKSPACE_WRAPPER=$root/usr/bin/clippy-driver cargo check "${args[@]}"
+    ;;
+  *)
+    echo "usage: $0 [check|clippy|build] [cargo args...]" >&2
+    exit 2
+    ;;
+esac
