@@ -33,4 +33,5 @@ pub mod store;
 pub mod version;
 #[cfg(target_os = "linux")]
 pub mod vfs;
+pub mod winpath;
 pub mod wrapper;
