@@ -638,12 +638,14 @@ impl Provider {
             }
             Notification::Renamed(to) => {
                 let moves: Vec<(RelPath, RelPath)> = if is_dir {
-                    let from_len = path.as_str().len();
+                    // By components: the spelling under `path` may differ in case (and in
+                    // byte length) from the notification's.
+                    let depth = path.components().count();
                     m.under(path)
                         .into_iter()
                         .filter_map(|p| {
-                            let rest = &p.as_str()[from_len..];
-                            RelPath::parse(&format!("{}{rest}", to.as_str()))
+                            let rest: Vec<&str> = p.components().skip(depth).collect();
+                            RelPath::parse(&format!("{}/{}", to.as_str(), rest.join("/")))
                                 .ok()
                                 .map(|t| (p, t))
                         })

@@ -591,3 +591,27 @@ fn hostile_data_requests_are_refused() {
     };
     let _: &dyn ProviderSlot = &super::Slot::default();
 }
+
+#[test]
+fn a_directory_rename_moves_projections_whatever_the_spelling() {
+    // ProjFS refuses to rename placeholder directories, so this comes only from a
+    // notification; its spelling may differ in case (and in UTF-8 length: `ı` folds to `I`).
+    let fx = Fx::new();
+    let p = fx.attach();
+    fx.fake.mkdir("ıdir");
+    let pk = fx.pack(&[("a", b"A")]);
+    p.project(&[Fx::item("ıdir/a", &pk, 0, T0)]).unwrap();
+    p.cb_notify(
+        r"IDIR",
+        Notification::Renamed(crate::projection::relpath::RelPath::parse("moved").unwrap()),
+        true,
+        CARGO,
+    );
+    p.sync();
+    assert_eq!(p.projected_bytes(Path::new("moved/a")).unwrap(), b"A");
+    assert!(p.projected_bytes(Path::new("ıdir/a")).is_none());
+    assert!(
+        fx.fake.rename("ıdir", "other", CARGO).is_err(),
+        "a placeholder directory cannot be renamed"
+    );
+}
