@@ -695,33 +695,29 @@ impl Fake {
     }
 }
 
-impl ProjFs for Fake {
-    fn mark_dir(&self, dir: &RelPath) -> io::Result<()> {
+impl Fake {
+    fn set_placeholder(&self, dir: &RelPath, to: bool) -> io::Result<()> {
         let mut d = self.disk.lock();
         match d.items.get_mut(&fold(dir)) {
             Some(Item {
                 kind: Kind::Dir { placeholder },
                 ..
             }) => {
-                *placeholder = true;
+                *placeholder = to;
                 Ok(())
             }
             _ => Err(io::ErrorKind::NotFound.into()),
         }
     }
+}
+
+impl ProjFs for Fake {
+    fn mark_dir(&self, dir: &RelPath) -> io::Result<()> {
+        self.set_placeholder(dir, true)
+    }
 
     fn unmark_dir(&self, dir: &RelPath) -> io::Result<()> {
-        let mut d = self.disk.lock();
-        match d.items.get_mut(&fold(dir)) {
-            Some(Item {
-                kind: Kind::Dir { placeholder },
-                ..
-            }) => {
-                *placeholder = false;
-                Ok(())
-            }
-            _ => Err(io::ErrorKind::NotFound.into()),
-        }
+        self.set_placeholder(dir, false)
     }
 
     fn delete_file(&self, path: &RelPath, flags: UpdateFlags) -> Result<(), DeleteError> {
