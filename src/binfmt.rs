@@ -215,8 +215,8 @@ fn plain_rustc_metadata(b: &[u8]) -> bool {
 /// read header by header with `pread` from a file that need not be ours: member data is
 /// skipped, never read, except the long-name table (capped). `Ok(None)`: not an archive.
 pub fn ar_member_names(file: &std::fs::File) -> std::io::Result<Option<Vec<Vec<u8>>>> {
+    use crate::os::FileAt;
     use std::io::{Error, ErrorKind};
-    use std::os::unix::fs::FileExt;
     let len = file.metadata()?.len();
     let mut magic = [0u8; 8];
     if len < 8 || file.read_exact_at(&mut magic, 0).is_err() || &magic != b"!<arch>\n" {

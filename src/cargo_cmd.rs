@@ -10,9 +10,8 @@
 //! If the mount cannot be set up, cargo still runs with the wrapper (hits are then restored
 //! as real files) and the reason is printed: a cache never stops a build.
 
+use crate::os::{OsStrExt, OsStringExt};
 use std::ffi::{OsStr, OsString};
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -89,7 +88,7 @@ pub fn run(args: Vec<OsString>) -> Result<i32> {
 
 /// Runs the command in place of this process; returns only on failure.
 pub fn exec(cmd: &mut Command) -> anyhow::Error {
-    let e = cmd.exec();
+    let e = crate::os::exec(cmd);
     anyhow::anyhow!("cannot run {:?}: {e}", cmd.get_program())
 }
 
@@ -174,7 +173,6 @@ fn cached_build_dir(paths: &Paths, cargo: &OsStr, args: &[OsString]) -> Result<P
 }
 
 fn location_key(cargo: &OsStr, args: &[OsString]) -> Result<blake3::Hash> {
-    use std::os::unix::fs::MetadataExt;
     let mut h = blake3::Hasher::new();
     let mut field = |tag: &str, v: &[u8]| {
         h.update(tag.as_bytes());
@@ -214,10 +212,11 @@ fn location_key(cargo: &OsStr, args: &[OsString]) -> Result<blake3::Hash> {
     for f in files {
         if let Ok(m) = std::fs::metadata(&f) {
             field("file", f.as_os_str().as_bytes());
-            field("size", &m.size().to_le_bytes());
-            field("mtime", &m.mtime().to_le_bytes());
-            field("mtime_ns", &m.mtime_nsec().to_le_bytes());
-            field("ino", &m.ino().to_le_bytes());
+            let st = crate::os::file_stat(&m);
+            field("size", &st.size.to_le_bytes());
+            field("mtime", &st.mtime.to_le_bytes());
+            field("ctime", &st.ctime.to_le_bytes());
+            field("ino", &st.ino.to_le_bytes());
         }
     }
     Ok(h.finalize())
@@ -278,8 +277,9 @@ fn build_dir(cargo: &OsStr, args: &[OsString]) -> Result<PathBuf> {
 
 pub fn ensure_mounted(config: &Config, paths: &Paths, dir: &Path) -> Result<()> {
     // A dead mount (its daemon was killed) makes every access fail: remove it first.
-    if crate::mount::sys::is_stale(dir) && !crate::mount::sys::zcfs_mounts_at(dir).is_empty() {
-        crate::mount::sys::clean_stale(dir).context("removing a dead mount")?;
+    let backend = crate::platform::backend();
+    if backend.is_stale(dir) && !backend.zcfs_mounts_at(dir).is_empty() {
+        backend.clean_stale(dir).context("removing a dead mount")?;
     }
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let dir = crate::mount::control::dir_arg(Some(dir.to_path_buf()), true)?;
@@ -291,10 +291,11 @@ pub fn ensure_mounted(config: &Config, paths: &Paths, dir: &Path) -> Result<()> 
 }
 
 fn unmount_for_clean(paths: &Paths, dir: &Path) -> Result<()> {
-    if crate::mount::sys::zcfs_mounts_at(dir).is_empty() {
+    let backend = crate::platform::backend();
+    if backend.zcfs_mounts_at(dir).is_empty() {
         return Ok(());
     }
-    let u = crate::mount::control::unmount(paths, dir, false, false)
+    let u = crate::mount::control::unmount(&*backend, paths, dir, false, false)
         .with_context(|| format!("cannot unmount {} before cleaning", dir.display()))?;
     eprintln!("zcfs: unmounted {} to clean it", u.dir);
     Ok(())

@@ -1,7 +1,7 @@
 //! The command line: `zcfs status|stop|stats|gc|clear|config|daemon|mount|unmount|cargo|run|remote`.
 //! (`zcfs <compiler> args...` is the wrapper, dispatched in `main`.)
 
-use std::os::unix::ffi::OsStrExt;
+use crate::os::OsStrExt;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -176,7 +176,7 @@ fn run(cli: Cli) -> Result<i32> {
         }
         Cmd::Status { json } => match client::request_once(&paths, &Request::Status, timeout) {
             Ok(Reply::Status(s)) => {
-                let all = control::list(&paths);
+                let all = control::list(&*crate::platform::backend(), &paths);
                 if json {
                     println!(
                         "{}",
@@ -216,7 +216,7 @@ fn run(cli: Cli) -> Result<i32> {
             }
             Ok(other) => bail!("unexpected reply: {other:?}"),
             Err(ClientError::NoDaemon) => {
-                let all = control::list(&paths);
+                let all = control::list(&*crate::platform::backend(), &paths);
                 if json {
                     println!(
                         "{}",
@@ -396,7 +396,13 @@ fn run(cli: Cli) -> Result<i32> {
             materialize,
         } => {
             let dir = control::dir_arg(dir, false)?;
-            let u = control::unmount(&paths, &dir, force, materialize)?;
+            let u = control::unmount(
+                &*crate::platform::backend(),
+                &paths,
+                &dir,
+                force,
+                materialize,
+            )?;
             if u.stale > 0 {
                 println!("removed a dead mount at {}", u.dir);
             } else {

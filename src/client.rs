@@ -3,13 +3,12 @@
 //! No async runtime: one connect, one request, one reply.
 
 use std::io::{self, Write};
-use std::os::unix::net::UnixStream;
-use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
 use crate::daemon::lifecycle;
+use crate::ipc::Stream;
 use crate::paths::Paths;
 use crate::proto::{self, KIND_INCOMPATIBLE, KIND_MESSAGE, KIND_OUTDATED, Reply, Request, Version};
 
@@ -47,7 +46,7 @@ pub fn request_at(
     req: &Request,
     timeout: Duration,
 ) -> Result<Reply, ClientError> {
-    let mut stream = match UnixStream::connect(socket) {
+    let mut stream = match Stream::connect(socket) {
         Ok(s) => s,
         Err(e)
             if matches!(
@@ -64,7 +63,7 @@ pub fn request_at(
     exchange(&mut stream, req)
 }
 
-fn exchange(stream: &mut UnixStream, req: &Request) -> Result<Reply, ClientError> {
+fn exchange(stream: &mut Stream, req: &Request) -> Result<Reply, ClientError> {
     let me = crate::version::current();
     stream.write_all(&proto::encode_frame(me, KIND_MESSAGE, Some(req)))?;
     let (header, body) = proto::read_frame(stream)?;
@@ -76,7 +75,7 @@ fn exchange(stream: &mut UnixStream, req: &Request) -> Result<Reply, ClientError
 }
 
 /// Sends a request without waiting for a reply (fire and forget), on an open stream.
-pub fn send_only(stream: &mut UnixStream, req: &Request) -> io::Result<()> {
+pub fn send_only(stream: &mut Stream, req: &Request) -> io::Result<()> {
     stream.write_all(&proto::encode_frame(
         crate::version::current(),
         KIND_MESSAGE,
@@ -86,17 +85,13 @@ pub fn send_only(stream: &mut UnixStream, req: &Request) -> io::Result<()> {
 
 /// A request that starts or replaces the daemon as needed. Returns the open stream too, so
 /// the caller can send a follow-up (`HitLatency`) on it.
-pub fn call(
-    config: &Config,
-    paths: &Paths,
-    req: &Request,
-) -> Result<(Reply, UnixStream), ClientError> {
+pub fn call(config: &Config, paths: &Paths, req: &Request) -> Result<(Reply, Stream), ClientError> {
     let mut reason: Option<String> = None;
     for _attempt in 0..3 {
         if let Some(r) = reason.take() {
             start_daemon(config, paths, &r)?;
         }
-        let mut stream = match UnixStream::connect(paths.socket()) {
+        let mut stream = match Stream::connect(paths.socket()) {
             Ok(s) => s,
             Err(e)
                 if matches!(
@@ -182,14 +177,8 @@ pub fn start_daemon(config: &Config, paths: &Paths, reason: &str) -> Result<(), 
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    // SAFETY: setsid is async-signal-safe; the daemon gets its own session, so a Ctrl-C
-    // of the build does not reach it.
-    unsafe {
-        cmd.pre_exec(|| {
-            rustix::process::setsid()?;
-            Ok(())
-        });
-    }
+    // The daemon gets its own session, so a Ctrl-C of the build does not reach it.
+    crate::os::detach(&mut cmd);
     let mut child = cmd
         .spawn()
         .map_err(|e| ClientError::StartFailed(format!("spawning {}: {e}", exe.display())))?;
@@ -219,7 +208,7 @@ pub fn start_daemon(config: &Config, paths: &Paths, reason: &str) -> Result<(), 
 }
 
 fn socket_accepts(paths: &Paths) -> bool {
-    UnixStream::connect(paths.socket()).is_ok()
+    Stream::connect(paths.socket()).is_ok()
 }
 
 /// Appends a line to the client log (used when no daemon can be reached): in the runtime

@@ -168,7 +168,14 @@ impl Config {
 
     pub fn load_from(env: &dyn EnvSource) -> Result<Config> {
         let home = env.var("HOME").map(PathBuf::from);
-        let uid = rustix::process::getuid().as_raw();
+        // Windows keeps per-user settings under %APPDATA%, caches under %LOCALAPPDATA%.
+        let win_dir = |var: &str| {
+            cfg!(windows)
+                .then(|| env.var(var))
+                .flatten()
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from)
+        };
 
         let config_file = match env.var("ZCFS_CONFIG") {
             Some(p) if !p.is_empty() => Some(PathBuf::from(p)),
@@ -176,6 +183,7 @@ impl Config {
                 .var("XDG_CONFIG_HOME")
                 .filter(|s| !s.is_empty())
                 .map(PathBuf::from)
+                .or_else(|| win_dir("APPDATA"))
                 .or_else(|| home.as_ref().map(|h| h.join(".config")))
                 .map(|d| d.join("zcfs").join("config.toml")),
         };
@@ -203,6 +211,7 @@ impl Config {
                     .var("XDG_CACHE_HOME")
                     .filter(|s| !s.is_empty())
                     .map(PathBuf::from)
+                    .or_else(|| win_dir("LOCALAPPDATA"))
                     .or_else(|| home.as_ref().map(|h| h.join(".cache")))
                     .map(|d| d.join("zcfs"))
                     .context("cannot find a cache directory: set ZCFS_DIR or HOME")?,
@@ -216,7 +225,10 @@ impl Config {
                 Some(d) => d,
                 None => match env.var("XDG_RUNTIME_DIR").filter(|s| !s.is_empty()) {
                     Some(d) => PathBuf::from(d).join("zcfs"),
-                    None => PathBuf::from(format!("/tmp/zcfs-{uid}")),
+                    None => match win_dir("LOCALAPPDATA") {
+                        Some(d) => d.join("zcfs").join("run"),
+                        None => shared_tmp_runtime_dir(),
+                    },
                 },
             },
         };
@@ -446,6 +458,18 @@ pub fn human_size(bytes: u64) -> String {
     } else {
         format!("{v:.1} {}", UNITS[unit])
     }
+}
+
+/// The runtime directory when no better place is known: a per-user one in the shared
+/// temporary directory (checked to be private and ours before use, `paths.rs`).
+fn shared_tmp_runtime_dir() -> PathBuf {
+    #[cfg(unix)]
+    return PathBuf::from(format!("/tmp/zcfs-{}", rustix::process::getuid().as_raw()));
+    #[cfg(windows)]
+    return std::env::temp_dir().join(format!(
+        "zcfs-{}",
+        std::env::var("USERNAME").unwrap_or_else(|_| "user".into())
+    ));
 }
 
 #[cfg(test)]

@@ -20,13 +20,12 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use rustix::fs::{Mode, OFlags, Timespec, Timestamps};
 
 use crate::fsutil::{NanoTime, mtime_ns};
+use crate::os::{DirHandle, NoUnnamed};
 
 /// Assumed when a filesystem cannot be measured: FAT's two seconds, the coarsest common one.
 pub const UNMEASURED_GRANULARITY: NanoTime = 2_000_000_000;
@@ -76,22 +75,6 @@ pub struct FsClocks {
 /// Unwritable directories tried on a device before it is taken as unmeasurable.
 const MAX_TRIES: u32 = 16;
 
-/// `statfs` magic numbers of filesystems whose times come from a server's clock.
-const REMOTE_TYPES: &[i64] = &[
-    0x6969,                // NFS
-    0x517b,                // SMB
-    0xff53_4d42u32 as i64, // CIFS
-    0xfe53_4d42u32 as i64, // SMB2
-    0x0102_1997,           // 9P
-    0x00c3_6400,           // Ceph
-    0x5346_414f,           // AFS
-    0x6b41_4653,           // kAFS
-    0x6573_5546,           // FUSE (sshfs, GlusterFS, ...)
-    0x0bd0_0bd0,           // Lustre
-    0x4750_4653,           // GPFS
-    0x7366_7364,           // DFS?
-];
-
 impl FsClocks {
     pub fn new() -> FsClocks {
         FsClocks::default()
@@ -115,7 +98,7 @@ impl FsClocks {
 
     /// Measures device `dev` from the directory `dir` (any fd of a directory on it, `O_PATH`
     /// is fine) unless it is known. `dir` is only called when needed.
-    pub fn learn(&self, dev: u64, dir: impl FnOnce() -> Option<OwnedFd>) -> Arc<DevClock> {
+    pub fn learn(&self, dev: u64, dir: impl FnOnce() -> Option<DirHandle>) -> Arc<DevClock> {
         if let Some(c) = self.known(dev) {
             return c;
         }
@@ -160,8 +143,8 @@ impl FsClocks {
     }
 }
 
-fn fd_dev(fd: &OwnedFd) -> Option<u64> {
-    rustix::fs::fstat(fd).ok().map(|s| s.st_dev)
+fn fd_dev(fd: &DirHandle) -> Option<u64> {
+    crate::os::dir_device(fd)
 }
 
 /// When a compile started: the kernel clock, and stamps on the filesystems its inputs are
@@ -198,27 +181,13 @@ pub fn too_new(
 
 /// Measures the filesystem of directory `dir`. `Err`: not from this directory (it may not
 /// be written); the filesystem itself may still be measurable from another one.
-fn measure(dir: &OwnedFd) -> Result<DevClock, DevClock> {
-    let remote = rustix::fs::fstatfs(dir)
-        // `f_type`'s integer type differs between architectures.
-        .map(|s| {
-            #[allow(clippy::unnecessary_cast)]
-            let t = s.f_type as i64;
-            REMOTE_TYPES.contains(&t)
-        })
-        .unwrap_or(true);
-    let file = match rustix::fs::openat(
-        dir,
-        ".",
-        OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC,
-        Mode::from_raw_mode(0o600),
-    ) {
-        Ok(fd) => File::from(fd),
-        Err(rustix::io::Errno::ACCESS | rustix::io::Errno::PERM) => {
-            return Err(DevClock::unmeasured(remote));
-        }
+fn measure(dir: &DirHandle) -> Result<DevClock, DevClock> {
+    let remote = crate::os::is_remote_fs(dir);
+    let file = match crate::os::unnamed_file_in(dir) {
+        Ok(f) => f,
+        Err(NoUnnamed::Denied) => return Err(DevClock::unmeasured(remote)),
         // No unnamed files on this filesystem, or read-only (nothing on it changes).
-        Err(_) => return Ok(DevClock::unmeasured(remote)),
+        Err(NoUnnamed::Unsupported) => return Ok(DevClock::unmeasured(remote)),
     };
     Ok(match granularity(&file) {
         Some(g) => DevClock {
@@ -235,20 +204,9 @@ fn measure(dir: &OwnedFd) -> Result<DevClock, DevClock> {
 fn granularity(file: &File) -> Option<NanoTime> {
     const SEC: i64 = 1_700_000_001;
     const NSEC: i64 = 987_654_321;
-    let t = Timespec {
-        tv_sec: SEC,
-        tv_nsec: NSEC as _,
-    };
-    rustix::fs::futimens(
-        file.as_fd(),
-        &Timestamps {
-            last_access: t,
-            last_modification: t,
-        },
-    )
-    .ok()?;
-    let back = mtime_ns(&file.metadata().ok()?);
     let wrote = SEC as NanoTime * 1_000_000_000 + NSEC as NanoTime;
+    crate::fsutil::set_times(file, wrote).ok()?;
+    let back = mtime_ns(&file.metadata().ok()?);
     let mut g: NanoTime = 1;
     while g <= 2_000_000_000 {
         if wrote - wrote.rem_euclid(g) == back {
@@ -267,8 +225,8 @@ fn granularity(file: &File) -> Option<NanoTime> {
 mod tests {
     use super::*;
 
-    fn dir_fd(p: &std::path::Path) -> OwnedFd {
-        rustix::fs::open(p, OFlags::PATH | OFlags::DIRECTORY, Mode::empty()).unwrap()
+    fn dir_fd(p: &std::path::Path) -> DirHandle {
+        crate::os::open_dir(p).unwrap()
     }
 
     #[test]

@@ -2,28 +2,29 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::fd::AsFd;
-use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{Timespec, Timestamps, UTIME_NOW};
+use crate::os::FileAt;
 
 /// A file timestamp in nanoseconds since the epoch, as the kernel records it.
 pub type NanoTime = i128;
 
 pub fn mtime_ns(meta: &fs::Metadata) -> NanoTime {
-    meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128
+    crate::os::file_stat(meta).mtime
 }
 
 pub fn ctime_ns(meta: &fs::Metadata) -> NanoTime {
-    meta.ctime() as i128 * 1_000_000_000 + meta.ctime_nsec() as i128
+    crate::os::file_stat(meta).ctime
 }
 
-pub fn timespec(t: NanoTime) -> Timespec {
-    Timespec {
-        tv_sec: t.div_euclid(1_000_000_000) as i64,
-        tv_nsec: t.rem_euclid(1_000_000_000) as _,
-    }
+/// A nanosecond time as a `SystemTime` (times before the epoch included).
+pub fn system_time(t: NanoTime) -> std::time::SystemTime {
+    let epoch = std::time::UNIX_EPOCH;
+    let d = std::time::Duration::new(
+        t.unsigned_abs().div_euclid(1_000_000_000) as u64,
+        t.unsigned_abs().rem_euclid(1_000_000_000) as u32,
+    );
+    if t >= 0 { epoch + d } else { epoch - d }
 }
 
 /// A file whose mtime is stamped by the kernel on demand: the one clock that cargo compares
@@ -36,14 +37,14 @@ pub struct KernelClock {
 impl KernelClock {
     /// Opens (creating) the stamp file at `path`.
     pub fn open(path: &Path) -> io::Result<KernelClock> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .custom_flags(libc::O_CLOEXEC)
-            .open(path)?;
+        let file = crate::os::private_file(
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false),
+        )
+        .open(path)?;
         Ok(KernelClock { file })
     }
 
@@ -55,31 +56,13 @@ impl KernelClock {
 
 /// Sets a file's atime and mtime to the kernel's "now" and returns that mtime.
 pub fn stamp_now(file: &File) -> io::Result<NanoTime> {
-    let now = Timespec {
-        tv_sec: 0,
-        tv_nsec: UTIME_NOW,
-    };
-    rustix::fs::futimens(
-        file.as_fd(),
-        &Timestamps {
-            last_access: now,
-            last_modification: now,
-        },
-    )?;
-    Ok(mtime_ns(&file.metadata()?))
+    crate::os::stamp_now(file)
 }
 
 /// Sets atime and mtime of an open file.
 pub fn set_times(file: &File, mtime: NanoTime) -> io::Result<()> {
-    let t = timespec(mtime);
-    rustix::fs::futimens(
-        file.as_fd(),
-        &Timestamps {
-            last_access: t,
-            last_modification: t,
-        },
-    )?;
-    Ok(())
+    let t = system_time(mtime);
+    file.set_times(fs::FileTimes::new().set_accessed(t).set_modified(t))
 }
 
 /// How a byte range was copied.
@@ -103,87 +86,23 @@ pub fn clone_or_copy(
     padded_len: u64,
     dst: &File,
 ) -> io::Result<CopyMethod> {
-    if len > 0
-        && src_off.is_multiple_of(4096)
-        && padded_len.is_multiple_of(4096)
-        && padded_len >= len
-    {
-        let r = ficlonerange(src, src_off, padded_len, dst);
-        if r.is_ok() {
-            dst.set_len(len)?;
-            return Ok(CopyMethod::Reflink);
-        }
-    }
     if len == 0 {
         return Ok(CopyMethod::ReadWrite);
     }
+    let clone_len =
+        (src_off.is_multiple_of(4096) && padded_len.is_multiple_of(4096) && padded_len >= len)
+            .then_some(padded_len);
+    if let Some(m) = crate::os::kernel_copy(src, src_off, len, clone_len, dst)? {
+        return Ok(m);
+    }
     let mut copied = 0u64;
-    let mut use_cfr = true;
     while copied < len {
-        if use_cfr {
-            let mut off_in = src_off + copied;
-            let mut off_out = copied;
-            match rustix::fs::copy_file_range(
-                src.as_fd(),
-                Some(&mut off_in),
-                dst.as_fd(),
-                Some(&mut off_out),
-                (len - copied).min(1 << 30) as usize,
-            ) {
-                Ok(0) => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "source shorter than expected",
-                    ));
-                }
-                Ok(n) => {
-                    copied += n as u64;
-                    continue;
-                }
-                Err(e) if copied == 0 => {
-                    // EXDEV, ENOSYS, EINVAL, EOPNOTSUPP...: fall back to plain I/O.
-                    let _ = e;
-                    use_cfr = false;
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
         let mut buf = vec![0u8; (len - copied).min(1 << 20) as usize];
         src.read_exact_at(&mut buf, src_off + copied)?;
         dst.write_all_at(&buf, copied)?;
         copied += buf.len() as u64;
     }
-    Ok(if use_cfr {
-        CopyMethod::CopyFileRange
-    } else {
-        CopyMethod::ReadWrite
-    })
-}
-
-fn ficlonerange(src: &File, src_off: u64, len: u64, dst: &File) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
-    #[repr(C)]
-    struct FileCloneRange {
-        src_fd: i64,
-        src_offset: u64,
-        src_length: u64,
-        dest_offset: u64,
-    }
-    // _IOW(0x94, 13, struct file_clone_range)
-    const FICLONERANGE: libc::c_ulong = 0x4020_940d;
-    let arg = FileCloneRange {
-        src_fd: src.as_raw_fd() as i64,
-        src_offset: src_off,
-        src_length: len,
-        dest_offset: 0,
-    };
-    // SAFETY: FICLONERANGE reads a file_clone_range struct that lives for the call.
-    let r = unsafe { libc::ioctl(dst.as_raw_fd(), FICLONERANGE, &arg) };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    Ok(CopyMethod::ReadWrite)
 }
 
 /// Writes `bytes` to `path` atomically: a temp file in the same directory, fsync, rename.

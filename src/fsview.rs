@@ -7,8 +7,6 @@ use std::fs::File;
 use std::io;
 use std::path::Path;
 
-use std::os::fd::OwnedFd;
-
 use crate::fsclock::FsClocks;
 use crate::hash::Digest;
 use crate::hashcache::{FileStat, HashCache, HashError};
@@ -90,18 +88,13 @@ impl FsView for HostFs<'_> {
 }
 
 /// An `O_PATH` fd of a directory.
-pub fn open_dir_path(dir: &Path) -> Option<OwnedFd> {
-    rustix::fs::open(
-        dir,
-        rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
-        rustix::fs::Mode::empty(),
-    )
-    .ok()
+pub fn open_dir_path(dir: &Path) -> Option<crate::os::DirHandle> {
+    crate::os::open_dir(dir).ok()
 }
 
 /// Measures the filesystem of directory `fd` if needed; returns its device.
-pub fn learn_dir(clocks: &FsClocks, fd: OwnedFd) -> Option<u64> {
-    let dev = rustix::fs::fstat(&fd).ok()?.st_dev;
+pub fn learn_dir(clocks: &FsClocks, fd: crate::os::DirHandle) -> Option<u64> {
+    let dev = crate::os::dir_device(&fd)?;
     clocks.learn(dev, || Some(fd));
     Some(dev)
 }

@@ -1,9 +1,9 @@
 //! blake3 digests and the hashing of files.
 
+use crate::os::FileAt;
 use std::fmt;
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::FileExt;
 
 use serde::{Deserialize, Serialize};
 

@@ -14,8 +14,6 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use std::os::fd::OwnedFd;
-
 use dashmap::DashMap;
 
 use crate::fsclock::FsClocks;
@@ -58,14 +56,9 @@ pub struct HashCache {
 }
 
 /// An `O_PATH` fd of the directory that holds `path` (to measure its filesystem).
-fn parent_dir(path: &Path) -> Option<OwnedFd> {
+fn parent_dir(path: &Path) -> Option<crate::os::DirHandle> {
     let parent = path.parent().filter(|p| !p.as_os_str().is_empty())?;
-    rustix::fs::open(
-        parent,
-        rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
-        rustix::fs::Mode::empty(),
-    )
-    .ok()
+    crate::os::open_dir(parent).ok()
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -119,7 +112,7 @@ impl HashCache {
         &self,
         key: &Path,
         file: &File,
-        dir: impl FnOnce() -> Option<OwnedFd>,
+        dir: impl FnOnce() -> Option<crate::os::DirHandle>,
     ) -> Result<(Digest, FileStat), HashError> {
         let io = |e| HashError::Io(key.to_path_buf(), e);
         let meta = file.metadata().map_err(io)?;

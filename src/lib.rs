@@ -17,6 +17,7 @@ pub mod fsutil;
 pub mod fsview;
 pub mod hash;
 pub mod hashcache;
+pub mod ipc;
 pub mod masquerade;
 pub mod mount;
 pub mod os;

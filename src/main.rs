@@ -1,7 +1,7 @@
 //! `zcfs`: one binary for the wrapper (`zcfs <compiler> args...`) and the command line.
 
 use std::ffi::OsString;
-use std::os::unix::ffi::OsStrExt;
+use zcfs::os::OsStrExt;
 
 fn main() {
     let args: Vec<OsString> = std::env::args_os().collect();

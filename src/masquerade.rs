@@ -6,9 +6,8 @@
 //! so a compiler that is a script calling `gcc` again reaches the next real `gcc` instead of
 //! looping, and that nested compile passes through uncounted.
 
+use crate::os::OsStrExt;
 use std::ffi::{OsStr, OsString};
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -43,7 +42,7 @@ pub fn is_zcfs(path: &Path) -> bool {
 }
 
 fn is_executable(p: &Path) -> bool {
-    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    std::fs::metadata(p).is_ok_and(|m| crate::os::is_executable(&m))
 }
 
 /// The compiler to run for `program` (as invoked): itself if it is a path that is not zcfs,

@@ -5,7 +5,6 @@
 
 use std::fs;
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -84,11 +83,11 @@ impl Paths {
 }
 
 pub fn ensure_private_dir(dir: &Path) -> Result<()> {
-    match fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-    {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    match builder.create(dir) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
         Err(e) => return Err(e).with_context(|| format!("creating {}", dir.display())),
@@ -97,6 +96,19 @@ pub fn ensure_private_dir(dir: &Path) -> Result<()> {
     if !meta.is_dir() {
         bail!("{} is not a directory", dir.display());
     }
+    check_owner(dir, &meta)
+}
+
+/// On Windows the runtime directory is under the user's profile (`%LOCALAPPDATA%`), private
+/// by its inherited ACL.
+#[cfg(windows)]
+fn check_owner(_dir: &Path, _meta: &fs::Metadata) -> Result<()> {
+    Ok(())
+}
+
+#[cfg(unix)]
+fn check_owner(dir: &Path, meta: &fs::Metadata) -> Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let uid = rustix::process::getuid().as_raw();
     if meta.uid() != uid {
         bail!(

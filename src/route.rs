@@ -42,14 +42,14 @@ pub fn link_dir(paths: &Paths, exe: &Path) -> Result<PathBuf> {
     crate::paths::ensure_private_dir(&dir)
         .with_context(|| format!("creating {}", dir.display()))?;
     for name in NAMES {
-        let link = dir.join(name);
+        let link = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
         if std::fs::read_link(&link).is_ok_and(|t| t == exe) {
             continue;
         }
         // Replace atomically: a concurrent build may be using the old link.
         let tmp = dir.join(format!(".{name}.{}", std::process::id()));
         let _ = std::fs::remove_file(&tmp);
-        std::os::unix::fs::symlink(exe, &tmp)
+        crate::os::link_program(exe, &tmp)
             .with_context(|| format!("creating {}", tmp.display()))?;
         std::fs::rename(&tmp, &link).with_context(|| format!("creating {}", link.display()))?;
     }

@@ -1,7 +1,6 @@
 //! This build's version: the package version plus a build stamp (the mtime of the running
 //! executable), so that a rebuilt binary replaces a daemon of the same version.
 
-use std::os::unix::fs::MetadataExt;
 use std::sync::OnceLock;
 
 use crate::proto::Version;
@@ -19,8 +18,15 @@ pub fn current() -> Version {
         {
             return Version { stamp: 0, ..fake };
         }
-        let stamp = std::fs::metadata("/proc/self/exe")
-            .map(|m| m.mtime() as u64 * 1_000_000_000 + m.mtime_nsec() as u64)
+        // Linux: the running file itself, even if it was replaced on disk since.
+        let exe = if cfg!(target_os = "linux") {
+            Some(std::path::PathBuf::from("/proc/self/exe"))
+        } else {
+            std::env::current_exe().ok()
+        };
+        let stamp = exe
+            .and_then(|e| std::fs::metadata(e).ok())
+            .map(|m| crate::fsutil::mtime_ns(&m).max(0) as u64)
             .unwrap_or(0);
         Version {
             stamp,

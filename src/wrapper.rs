@@ -6,13 +6,12 @@
 //! - anything else (pass-through, daemon unreachable, internal error): `exec` the compiler
 //!   unchanged, so the build behaves exactly as without zcfs.
 
+use crate::os::{OsStrExt, OsStringExt};
 use std::ffi::OsString;
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::client;
 use crate::config::Config;
@@ -150,7 +149,10 @@ fn exec(args: &[OsString]) -> ! {
         eprintln!("zcfs: no compiler given (usage: zcfs <compiler> [args...], or zcfs --help)");
         std::process::exit(2);
     };
-    let err = masquerade::guard(Command::new(program).args(&args[1..]), program).exec();
+    let err = crate::os::exec(masquerade::guard(
+        Command::new(program).args(&args[1..]),
+        program,
+    ));
     eprintln!("zcfs: cannot run {}: {err}", program.to_string_lossy());
     std::process::exit(127);
 }
@@ -286,21 +288,4 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
     memchr::memmem::find(hay, needle).is_some()
 }
 
-fn exit_code(status: ExitStatus) -> i32 {
-    status
-        .code()
-        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
-}
-
-/// Exits with the child's status; a child killed by a signal kills us with the same signal.
-fn exit_like(status: ExitStatus) -> ! {
-    if let Some(sig) = status.signal() {
-        // SAFETY: restoring the default action and raising a signal at ourselves.
-        unsafe {
-            libc::signal(sig, libc::SIG_DFL);
-            libc::raise(sig);
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    std::process::exit(status.code().unwrap_or(1));
-}
+use crate::os::{exit_code, exit_like};

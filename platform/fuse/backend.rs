@@ -2,7 +2,7 @@
 //! session, and the kernel's mount table for stale and foreign mounts (`crate::mount::sys`).
 
 use std::os::fd::OwnedFd;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -51,7 +51,23 @@ impl Backend for FuseBackend {
     fn zcfs_mounts_at(&self, dir: &Path) -> Vec<ForeignMount> {
         sys::zcfs_mounts_at(dir)
             .iter()
-            .map(|m| ForeignMount { socket: m.socket() })
+            .map(|m| ForeignMount {
+                socket: m.socket(),
+                mine: m.is_mine(),
+            })
+            .collect()
+    }
+
+    fn my_mounts(&self) -> Vec<(PathBuf, ForeignMount)> {
+        sys::my_zcfs_mounts()
+            .into_iter()
+            .map(|m| {
+                let f = ForeignMount {
+                    socket: m.socket(),
+                    mine: true,
+                };
+                (m.mount_point, f)
+            })
             .collect()
     }
 

@@ -9,9 +9,9 @@
 //! - `content.rs`: the content id placeholders carry;
 //! - `guid.rs`: the virtualization instance id, kept per mounted directory;
 //!
-//! Not built yet: the binding of [`api::ProjFs`] and of the callbacks to the real ProjFS
-//! (`PrjStartVirtualizing` and friends, through the `windows` crate). Until it is, the
-//! backend runs only against the model of ProjFS in the tests; see docs/windows.md.
+//! - `sys.rs` (Windows only): the binding of [`api::ProjFs`] and of the callbacks to the
+//!   real ProjFS (`PrjStartVirtualizing` and friends, through `windows-sys`). It is
+//!   type-checked and linted here, never run: see docs/windows.md.
 
 pub mod api;
 pub mod content;
@@ -19,6 +19,8 @@ pub mod content;
 mod fake;
 pub mod guid;
 pub mod provider;
+#[cfg(windows)]
+pub mod sys;
 #[cfg(test)]
 mod tests;
 
@@ -36,8 +38,8 @@ pub use crate::projection::relpath::fold_name as fold;
 use api::{Guid, ProjFs};
 use provider::Provider;
 
-/// Starts ProjFS over a root with a provider: returns the interface the provider calls.
-/// (The model of ProjFS in the tests; the Windows binding is not built yet.)
+/// Starts ProjFS over a root with a provider: returns the interface the provider calls
+/// (`sys::start` on Windows, the model of ProjFS in the tests).
 pub type Starter =
     dyn Fn(&Path, Guid, Arc<dyn ProviderSlot>) -> std::io::Result<Arc<dyn ProjFs>> + Send + Sync;
 
@@ -78,6 +80,14 @@ impl Session for ProjFsSession {
     }
 }
 
+/// The backend over the real ProjFS.
+#[cfg(windows)]
+impl Default for ProjFsBackend {
+    fn default() -> ProjFsBackend {
+        ProjFsBackend::with_starter(Box::new(sys::start))
+    }
+}
+
 impl ProjFsBackend {
     /// The backend over any ProjFS (the fake, in tests).
     pub fn with_starter(start: Box<Starter>) -> ProjFsBackend {
@@ -109,6 +119,12 @@ impl Backend for ProjFsBackend {
     }
 
     fn zcfs_mounts_at(&self, _dir: &Path) -> Vec<ForeignMount> {
+        Vec::new()
+    }
+
+    /// ProjFS keeps no machine-wide table of virtualization roots (Linux has mountinfo): the
+    /// daemon's own list (`zcfs status`) is the one there is.
+    fn my_mounts(&self) -> Vec<(PathBuf, ForeignMount)> {
         Vec::new()
     }
 

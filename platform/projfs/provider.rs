@@ -834,8 +834,8 @@ impl Provider {
     }
 
     /// Ends the mount: waits for the queue, removes the placeholders of projections (the
-    /// journal keeps them for the next start), makes marked directories ordinary again and
-    /// stops ProjFS, so the directory stays usable with no provider.
+    /// journal keeps them for the next start), stops ProjFS and makes marked directories
+    /// ordinary again, so the directory stays usable with no provider.
     pub fn shutdown(&self) {
         self.sync();
         {
@@ -853,6 +853,9 @@ impl Provider {
                 warn!("removing the placeholder {p} at unmount: {e}");
             }
         }
+        // ProjFS stops before the directories lose their reparse points: its filter is not
+        // asked to let go of a root it still serves.
+        self.api.stop();
         let mut dirs: Vec<RelPath> = self.model.lock().marked_paths.values().cloned().collect();
         // Deepest first, the root last.
         dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
@@ -862,7 +865,6 @@ impl Provider {
                 debug!("unmarking {d}: {e}");
             }
         }
-        self.api.stop();
         info!("stopped virtualizing {}", self.root.display());
     }
 

@@ -17,9 +17,9 @@
 //! that they are still there: a deleted or changed sysroot is a miss, and emcc's own run
 //! installs it again (CE5).
 
+use crate::os::OsStrExt;
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use parking_lot::Mutex;

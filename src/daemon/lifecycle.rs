@@ -2,70 +2,44 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::fd::AsFd;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-
-use rustix::fs::{FlockOperation, flock};
 
 use crate::paths::Paths;
 
 /// Log files of former daemons kept in `logs/`.
 const KEEP_LOGS: usize = 10;
 
-/// Raises this process's soft limit of open files to its hard limit and returns the limit
-/// now in force. The common soft limit of 1,024 is far below what a daemon serving
-/// mounts of large workspaces may need; the hard limit is the administrator's word.
+/// Raises this process's limit of open files as far as allowed; returns the limit in force.
 pub fn raise_fd_limit() -> u64 {
-    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
-    let cur = getrlimit(Resource::Nofile);
-    // "Unlimited" is not accepted for open files: the kernel's ceiling is nr_open.
-    let max = cur.maximum.unwrap_or_else(|| {
-        fs::read_to_string("/proc/sys/fs/nr_open")
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-            .unwrap_or(1 << 20)
-    });
-    let soft = cur.current.unwrap_or(max);
-    if soft >= max {
-        return soft;
-    }
-    let new = Rlimit {
-        current: Some(max),
-        maximum: cur.maximum,
-    };
-    match setrlimit(Resource::Nofile, new) {
-        Ok(()) => max,
-        Err(_) => soft,
-    }
+    crate::os::raise_open_file_limit()
 }
 
 /// Opens (creating) a lock file.
 pub fn open_lock(path: &Path) -> io::Result<File> {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .custom_flags(libc::O_CLOEXEC)
-        .open(path)
+    crate::os::private_file(
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false),
+    )
+    .open(path)
 }
 
 /// Takes an exclusive flock, waiting up to `max`.
 pub fn lock_within(file: &File, max: Duration) -> io::Result<bool> {
     let deadline = Instant::now() + max;
     loop {
-        match flock(file.as_fd(), FlockOperation::NonBlockingLockExclusive) {
+        match file.try_lock() {
             Ok(()) => return Ok(true),
-            Err(rustix::io::Errno::WOULDBLOCK) => {
+            Err(fs::TryLockError::WouldBlock) => {
                 if Instant::now() >= deadline {
                     return Ok(false);
                 }
                 std::thread::sleep(Duration::from_millis(5));
             }
-            Err(e) => return Err(e.into()),
+            Err(fs::TryLockError::Error(e)) => return Err(e),
         }
     }
 }
@@ -73,10 +47,7 @@ pub fn lock_within(file: &File, max: Duration) -> io::Result<bool> {
 /// Whether some process holds the lock at `path` (a live daemon).
 pub fn is_locked(path: &Path) -> bool {
     let Ok(f) = open_lock(path) else { return false };
-    match flock(f.as_fd(), FlockOperation::NonBlockingLockShared) {
-        Ok(()) => false,
-        Err(_) => true,
-    }
+    f.try_lock_shared().is_err()
 }
 
 /// Opens this daemon's log file: `logs/daemon-<unix>-<pid>.log` under the cache dir, or in
@@ -105,8 +76,11 @@ pub fn open_log(paths: &Paths) -> (File, PathBuf) {
                 .create(true)
                 .append(true)
                 .open(&p)
-                .or_else(|_| OpenOptions::new().write(true).open("/dev/null"))
-                .expect("/dev/null opens");
+                .or_else(|_| {
+                    let null = if cfg!(windows) { "NUL" } else { "/dev/null" };
+                    OpenOptions::new().write(true).open(null)
+                })
+                .expect("the null device opens");
             (f, p)
         }
     }

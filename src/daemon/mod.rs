@@ -10,8 +10,6 @@
 pub mod lifecycle;
 
 use std::io::{Read, Write};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -24,6 +22,7 @@ use tracing::{debug, info, warn};
 use crate::config::Config;
 use crate::deliver::restore::Restore;
 use crate::engine::Engine;
+use crate::ipc::{Listener, Stream};
 use crate::paths::Paths;
 use crate::proto::{
     self, HEADER_LEN, Header, KIND_INCOMPATIBLE, KIND_MESSAGE, KIND_OUTDATED, PROTO, Reply,
@@ -72,9 +71,12 @@ impl Shared {
 /// that spawned our wrapper, among others).
 fn close_inherited_fds() {
     // SAFETY: close_range on fds we do not own as Rust objects; runs first thing in main.
+    #[cfg(target_os = "linux")]
     unsafe {
         libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
     }
+    // Windows: the client spawns the daemon without inheritable handles but the standard
+    // ones, which it sets to null.
 }
 
 /// Runs the daemon until it exits. `spawned`: started by a client (detach from its fds).
@@ -86,7 +88,13 @@ pub fn run(
 ) -> Result<()> {
     if spawned {
         close_inherited_fds();
-        let _ = std::env::set_current_dir("/");
+        // Not holding any directory of the build (a mount point among them) busy.
+        let _ = std::env::set_current_dir(
+            std::env::temp_dir()
+                .ancestors()
+                .last()
+                .unwrap_or(std::path::Path::new("/")),
+        );
     }
     let paths = Paths::new(&config);
     paths.ensure_runtime_dir()?;
@@ -122,11 +130,8 @@ pub fn run(
     let engine = Engine::start(config.clone(), Box::new(Restore), backend)?;
 
     let socket = paths.socket();
-    let _ = std::fs::remove_file(&socket);
-    let listener =
-        UnixListener::bind(&socket).with_context(|| format!("binding {}", socket.display()))?;
-    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))?;
-    let socket_ino = std::fs::metadata(&socket)?.ino();
+    let (listener, socket_id) = crate::ipc::bind_private(&socket)
+        .with_context(|| format!("binding {}", socket.display()))?;
 
     let (tx, rx) = watch::channel(None);
     let shared = Arc::new(Shared {
@@ -140,7 +145,7 @@ pub fn run(
         last_activity: AtomicU64::new(0),
         in_flight: AtomicUsize::new(0),
         epoch: Instant::now(),
-        uid: rustix::process::getuid().as_raw(),
+        uid: crate::ipc::my_uid(),
     });
 
     let acceptors = std::thread::available_parallelism()
@@ -167,7 +172,7 @@ pub fn run(
     // request it is serving first.
     shared.stopping.store(true, Ordering::SeqCst);
     for _ in 0..threads.len() {
-        let _ = UnixStream::connect(&socket);
+        let _ = Stream::connect(&socket);
     }
     let deadline = Instant::now() + DRAIN;
     for t in threads {
@@ -180,7 +185,7 @@ pub fn run(
     }
     drop(listener);
     // Remove the socket only if it is still ours (a successor may have bound a new one).
-    if std::fs::metadata(&socket).map(|m| m.ino()).ok() == Some(socket_ino) {
+    if socket_id.is_some() && crate::ipc::identity(&socket) == socket_id {
         let _ = std::fs::remove_file(&socket);
     }
     info!("shutting down: {exit_reason}");
@@ -198,9 +203,7 @@ async fn control(
     mut rx: watch::Receiver<Option<String>>,
     idle: Option<Duration>,
 ) -> String {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut sigterm = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    let mut sigint = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    let mut signals = crate::os::StopSignals::new().expect("signal handlers");
     let mut tick = tokio::time::interval(Duration::from_secs(2));
     shared.touch();
     let reason = loop {
@@ -208,8 +211,7 @@ async fn control(
             _ = rx.changed() => {
                 break rx.borrow().clone().unwrap_or_else(|| "stopped".into());
             }
-            _ = sigterm.recv() => break "SIGTERM".to_string(),
-            _ = sigint.recv() => break "SIGINT".to_string(),
+            name = signals.recv() => break name.to_string(),
             _ = tick.tick() => {
                 let e = shared.engine.clone();
                 let _ = tokio::task::spawn_blocking(move || e.housekeeping()).await;
@@ -235,7 +237,7 @@ async fn control(
     reason
 }
 
-fn accept_loop(shared: &Shared, listener: &UnixListener) {
+fn accept_loop(shared: &Shared, listener: &Listener) {
     loop {
         match listener.accept() {
             Ok((stream, _)) => {
@@ -254,17 +256,10 @@ fn accept_loop(shared: &Shared, listener: &UnixListener) {
 }
 
 /// Serves one connection: frames until EOF, an error, or shutdown.
-fn serve(shared: &Shared, mut stream: UnixStream) {
-    match rustix::net::sockopt::socket_peercred(&stream) {
-        Ok(cred) if cred.uid.as_raw() == shared.uid => {}
-        Ok(cred) => {
-            warn!("refusing connection from uid {}", cred.uid.as_raw());
-            return;
-        }
-        Err(e) => {
-            warn!("cannot check peer credentials: {e}");
-            return;
-        }
+fn serve(shared: &Shared, mut stream: Stream) {
+    if let Err(who) = crate::ipc::peer_is_us(&stream, shared.uid) {
+        warn!("refusing a connection: {who}");
+        return;
     }
     if stream.set_read_timeout(Some(CONN_IDLE)).is_err() {
         return;
@@ -346,7 +341,7 @@ fn serve(shared: &Shared, mut stream: UnixStream) {
     }
 }
 
-fn step_aside(shared: &Shared, stream: &mut UnixStream, newer: Version) {
+fn step_aside(shared: &Shared, stream: &mut Stream, newer: Version) {
     info!(
         "a newer client ({newer}) is here; this daemon ({}) steps aside",
         shared.version
@@ -356,7 +351,7 @@ fn step_aside(shared: &Shared, stream: &mut UnixStream, newer: Version) {
 }
 
 fn write(
-    stream: &mut UnixStream,
+    stream: &mut Stream,
     version: Version,
     kind: u16,
     reply: Option<&Reply>,

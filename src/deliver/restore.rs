@@ -3,7 +3,6 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::PathBuf;
 
 use super::{Deliver, Delivered, Delivery, Report};
@@ -48,13 +47,9 @@ impl Deliver for Restore {
                 name.to_string_lossy(),
                 rand_u32()
             ));
-            let file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .custom_flags(libc::O_CLOEXEC)
-                .open(&tmp_path)?;
+            let file =
+                crate::os::private_file(OpenOptions::new().read(true).write(true).create_new(true))
+                    .open(&tmp_path)?;
             let temp = Temp {
                 path: tmp_path,
                 file,
@@ -70,8 +65,7 @@ impl Deliver for Restore {
                     report.reflinked_bytes += entry.size;
                 }
             }
-            temp.file
-                .set_permissions(fs::Permissions::from_mode(entry.mode & 0o7777))?;
+            crate::os::set_file_mode(&temp.file, entry.mode)?;
             temps.push(temp);
         }
         // One mtime for the whole delivery: the kernel stamped each temp as it was written,
@@ -114,7 +108,7 @@ mod tests {
     use super::*;
     use crate::store::pack::{self, Pack};
     use std::io::Write;
-    use std::os::unix::fs::MetadataExt;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
     #[test]
     fn restores_content_mode_and_one_kernel_mtime() {

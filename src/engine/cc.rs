@@ -2,10 +2,10 @@
 //! inputs and absent paths, deliver each output where this command line puts it, replay
 //! the diagnostics with or without colours) and, after a miss, storing the outputs.
 
+use crate::os::OsStrExt;
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -214,7 +214,7 @@ impl Engine {
                 }
             }
         }
-        let here = |p: &[u8]| resolve(&job.cwd, Path::new(OsStr::from_bytes(p)));
+        let here = |p: &[u8]| resolve(&job.cwd, Path::new(&crate::os::os_str(p)));
         if !super::hit::absent_holds(fs, &here, inputs) {
             return None;
         }

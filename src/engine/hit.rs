@@ -2,8 +2,8 @@
 //! deliver its outputs: projected into the mount when the out-dir is in one of the daemon's
 //! mounts, restored as real files elsewhere.
 
+use crate::os::OsStrExt;
 use std::ffi::OsStr;
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -306,7 +306,7 @@ impl Engine {
                 return None;
             }
         }
-        let here = |p: &[u8]| resolve(&job.cwd, Path::new(OsStr::from_bytes(&rebase.path(p))));
+        let here = |p: &[u8]| resolve(&job.cwd, Path::new(&crate::os::os_str(&rebase.path(p))));
         let fs = q.fs;
         if !absent_holds(fs, &here, inputs) {
             tracing::trace!("{}: a path an entry needs absent exists", what());
@@ -361,7 +361,7 @@ pub(super) fn absent_holds(
 /// need a lookup of their own.
 fn names_absent(fs: &dyn FsView, dir: &Path, names: &[Vec<u8>]) -> bool {
     const LIST_ABOVE: usize = 8;
-    let exists = |n: &[u8]| fs.exists(&dir.join(OsStr::from_bytes(n)));
+    let exists = |n: &[u8]| fs.exists(&dir.join(crate::os::os_str(n)));
     if names.len() <= LIST_ABOVE {
         return !names.iter().any(|n| exists(n));
     }
@@ -374,7 +374,7 @@ fn names_absent(fs: &dyn FsView, dir: &Path, names: &[Vec<u8>]) -> bool {
         let first = n
             .split(|&b| b == b'/')
             .find(|c| !c.is_empty() && *c != b".");
-        first.is_some_and(|f| listed.contains(OsStr::from_bytes(f))) && exists(n)
+        first.is_some_and(|f| listed.contains(&*crate::os::os_str(f))) && exists(n)
     })
 }
 

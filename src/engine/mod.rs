@@ -2,9 +2,9 @@
 //! the stats and the misses in flight. It knows nothing of sockets (see `daemon`), so it can
 //! be tested directly.
 
+use crate::os::OsStringExt;
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
-use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc;
@@ -652,7 +652,7 @@ pub(super) fn store_error_kind(e: &std::io::Error) -> &'static str {
 
 pub fn random_u64() -> u64 {
     let mut b = [0u8; 8];
-    if rustix::rand::getrandom(&mut b, rustix::rand::GetRandomFlags::empty()).is_err() {
+    if !crate::os::random_bytes(&mut b) {
         let t = Instant::now().elapsed().as_nanos() as u64 ^ std::process::id() as u64;
         return t.wrapping_mul(0x9e37_79b9_7f4a_7c15);
     }

@@ -222,6 +222,8 @@ pub enum ReleaseError {
 pub struct ForeignMount {
     /// The socket of the daemon that serves it, when known.
     pub socket: Option<PathBuf>,
+    /// Made by this user.
+    pub mine: bool,
 }
 
 /// A kernel protocol that can present a directory's projections.
@@ -234,6 +236,8 @@ pub trait Backend: Send + Sync {
     fn is_stale(&self, dir: &Path) -> bool;
     /// zcfs mounts at `dir` that other daemons (or dead ones) hold.
     fn zcfs_mounts_at(&self, dir: &Path) -> Vec<ForeignMount>;
+    /// Every zcfs mount of this user on the machine, by directory.
+    fn my_mounts(&self) -> Vec<(PathBuf, ForeignMount)>;
     /// Starts serving `spec.dir`: replays its journal from `spec.state`.
     fn attach(&self, spec: &AttachSpec<'_>, packs: &dyn PackSource) -> anyhow::Result<Attached>;
     /// Lets go of `dir` (`lazy`: even while processes use it).
@@ -259,6 +263,9 @@ impl Backend for NoBackend {
         false
     }
     fn zcfs_mounts_at(&self, _: &Path) -> Vec<ForeignMount> {
+        Vec::new()
+    }
+    fn my_mounts(&self) -> Vec<(PathBuf, ForeignMount)> {
         Vec::new()
     }
     fn attach(&self, _: &AttachSpec<'_>, _: &dyn PackSource) -> anyhow::Result<Attached> {

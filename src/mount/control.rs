@@ -3,13 +3,13 @@
 //! dir's, or whichever daemon the mount's source names, `zcfs@<socket>`), and removing a
 //! dead mount (its daemon gone: every access fails with ENOTCONN) without any daemon.
 
-use std::os::unix::ffi::OsStrExt;
+use crate::os::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
-use super::sys;
+use super::backend::{Backend, ReleaseError};
 use super::{MountOptions, Mounted, Unmounted};
 use crate::client::{self, ClientError};
 use crate::config::Config;
@@ -46,7 +46,7 @@ pub fn dir_arg(dir: Option<PathBuf>, create: bool) -> Result<PathBuf> {
     }
     match clean.canonicalize() {
         Ok(c) => Ok(c),
-        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
+        Err(e) if crate::os::is_disconnected(&e) => {
             let parent = clean.parent().unwrap_or(Path::new("/")).canonicalize()?;
             Ok(parent.join(clean.file_name().unwrap_or_default()))
         }
@@ -72,16 +72,20 @@ pub fn mount(config: &Config, paths: &Paths, dir: &Path, opts: MountOptions) -> 
 /// is asked (it unmounts, materializes if asked, and keeps the journal); a dead mount is
 /// removed here; a live mount whose daemon cannot be reached is unmounted here (lazily
 /// with `force`).
-pub fn unmount(paths: &Paths, dir: &Path, force: bool, materialize: bool) -> Result<Unmounted> {
-    let at: Vec<sys::MountEntry> = sys::zcfs_mounts_at(dir)
-        .into_iter()
-        .filter(|m| m.is_mine())
-        .collect();
+pub fn unmount(
+    backend: &dyn Backend,
+    paths: &Paths,
+    dir: &Path,
+    force: bool,
+    materialize: bool,
+) -> Result<Unmounted> {
+    let mut at = backend.zcfs_mounts_at(dir);
+    at.retain(|m| m.mine);
     let Some(top) = at.last() else {
         bail!("{} is not a zcfs mount of this user", dir.display());
     };
-    if sys::is_stale(dir) {
-        let n = sys::clean_stale(dir)?;
+    if backend.is_stale(dir) {
+        let n = backend.clean_stale(dir)?;
         if n == 0 {
             bail!("cannot remove the dead mount at {}", dir.display());
         }
@@ -92,7 +96,7 @@ pub fn unmount(paths: &Paths, dir: &Path, force: bool, materialize: bool) -> Res
             stale: n as u64,
         });
     }
-    let socket = top.socket().unwrap_or_else(|| paths.socket());
+    let socket = top.socket.clone().unwrap_or_else(|| paths.socket());
     let req = Request::Unmount {
         dir: Bytes(dir.as_os_str().as_bytes().to_vec()),
         force,
@@ -113,13 +117,20 @@ pub fn unmount(paths: &Paths, dir: &Path, force: bool, materialize: bool) -> Res
                     socket.display()
                 );
             }
-            let lazy = match sys::unmount(dir, false) {
+            let lazy = match backend.release(dir, false) {
                 Ok(()) => false,
-                Err(e) if e.raw_os_error() == Some(libc::EBUSY) && force => {
-                    sys::unmount(dir, true)?;
+                Err(ReleaseError::Busy) if force => {
+                    backend
+                        .release(dir, true)
+                        .with_context(|| format!("unmounting {}", dir.display()))?;
                     true
                 }
-                Err(e) => return Err(e).with_context(|| format!("unmounting {}", dir.display())),
+                Err(ReleaseError::Busy) => {
+                    bail!("unmounting {}: the directory is busy", dir.display())
+                }
+                Err(ReleaseError::Io(e)) => {
+                    return Err(e).with_context(|| format!("unmounting {}", dir.display()));
+                }
             };
             Ok(Unmounted {
                 dir: dir.display().to_string(),
@@ -145,17 +156,18 @@ pub struct Listed {
 }
 
 /// Every zcfs mount of this user.
-pub fn list(paths: &Paths) -> Vec<Listed> {
+pub fn list(backend: &dyn Backend, paths: &Paths) -> Vec<Listed> {
     let ours = paths.socket();
-    sys::my_zcfs_mounts()
+    backend
+        .my_mounts()
         .into_iter()
-        .map(|m| {
-            let socket = m.socket();
+        .map(|(dir, m)| {
+            let socket = m.socket;
             Listed {
-                dead: sys::is_stale(&m.mount_point),
+                dead: backend.is_stale(&dir),
                 ours: socket.as_deref() == Some(ours.as_path()),
                 socket: socket.map(|s| s.display().to_string()),
-                dir: m.mount_point.display().to_string(),
+                dir: dir.display().to_string(),
             }
         })
         .collect()

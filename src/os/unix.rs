@@ -45,3 +45,288 @@ pub fn dir_device(dir: &DirHandle) -> Option<u64> {
 pub fn is_not_found(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ENOTDIR))
 }
+
+/// Bytes of an `OsStr` and back: on Unix a path is bytes.
+pub use std::os::unix::ffi::{OsStrExt, OsStringExt};
+/// Positioned reads and writes.
+pub use std::os::unix::fs::FileExt as FileAt;
+
+/// The `OsStr` spelled by `bytes` (on Unix, any bytes).
+pub fn os_str(bytes: &[u8]) -> std::borrow::Cow<'_, std::ffi::OsStr> {
+    std::borrow::Cow::Borrowed(std::ffi::OsStr::from_bytes(bytes))
+}
+
+/// Makes `opts` create files readable and writable by their owner only.
+pub fn private_file(opts: &mut std::fs::OpenOptions) -> &mut std::fs::OpenOptions {
+    opts.mode(0o600)
+}
+
+/// The permission bits of a file (`0o7777`).
+pub fn file_mode(meta: &std::fs::Metadata) -> u32 {
+    meta.mode() & 0o7777
+}
+
+/// Sets the permission bits of an open file.
+pub fn set_file_mode(file: &File, mode: u32) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    file.set_permissions(std::fs::Permissions::from_mode(mode & 0o7777))
+}
+
+/// Whether a file may be run: a regular file with an execute bit.
+pub fn is_executable(meta: &std::fs::Metadata) -> bool {
+    meta.is_file() && meta.mode() & 0o111 != 0
+}
+
+/// Sets a file's atime and mtime to the kernel's "now" (`UTIME_NOW`: the clock the
+/// filesystem itself stamps files with) and returns that mtime.
+pub fn stamp_now(file: &File) -> io::Result<i128> {
+    use rustix::fs::{Timespec, Timestamps, UTIME_NOW};
+    use std::os::fd::AsFd;
+    let now = Timespec {
+        tv_sec: 0,
+        tv_nsec: UTIME_NOW,
+    };
+    rustix::fs::futimens(
+        file.as_fd(),
+        &Timestamps {
+            last_access: now,
+            last_modification: now,
+        },
+    )?;
+    Ok(file_stat(&file.metadata()?).mtime)
+}
+
+/// Why no unnamed file could be made in a directory.
+pub enum NoUnnamed {
+    /// Not allowed in this directory (another one on the filesystem may do).
+    Denied,
+    /// The filesystem cannot have one (or is read-only).
+    Unsupported,
+}
+
+/// An unnamed temporary file in directory `dir` (`O_TMPFILE`: never visible, gone on close).
+pub fn unnamed_file_in(dir: &DirHandle) -> Result<File, NoUnnamed> {
+    use rustix::fs::{Mode, OFlags};
+    match rustix::fs::openat(
+        dir,
+        ".",
+        OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o600),
+    ) {
+        Ok(fd) => Ok(File::from(fd)),
+        Err(rustix::io::Errno::ACCESS | rustix::io::Errno::PERM) => Err(NoUnnamed::Denied),
+        Err(_) => Err(NoUnnamed::Unsupported),
+    }
+}
+
+/// `statfs` magic numbers of filesystems whose times come from a server's clock.
+const REMOTE_TYPES: &[i64] = &[
+    0x6969,                // NFS
+    0x517b,                // SMB
+    0xff53_4d42u32 as i64, // CIFS
+    0xfe53_4d42u32 as i64, // SMB2
+    0x0102_1997,           // 9P
+    0x00c3_6400,           // Ceph
+    0x5346_414f,           // AFS
+    0x6b41_4653,           // kAFS
+    0x6573_5546,           // FUSE (sshfs, GlusterFS, ...)
+    0x0bd0_0bd0,           // Lustre
+    0x4750_4653,           // GPFS
+    0x7366_7364,           // DFS?
+];
+
+/// Whether the filesystem of `dir` takes its times from another machine (or cannot be told).
+pub fn is_remote_fs(dir: &DirHandle) -> bool {
+    rustix::fs::fstatfs(dir)
+        // `f_type`'s integer type differs between architectures.
+        .map(|s| {
+            #[allow(clippy::unnecessary_cast)]
+            let t = s.f_type as i64;
+            REMOTE_TYPES.contains(&t)
+        })
+        .unwrap_or(true)
+}
+
+/// Copies `len` bytes at `src_off` of `src` into `dst` at 0 by the kernel's fastest means:
+/// a reflink (`FICLONERANGE`, over `len` rounded as the caller allows) or `copy_file_range`.
+/// `Ok(None)`: neither applies here, copy by reading and writing.
+pub fn kernel_copy(
+    src: &File,
+    src_off: u64,
+    len: u64,
+    clone_len: Option<u64>,
+    dst: &File,
+) -> io::Result<Option<crate::fsutil::CopyMethod>> {
+    use crate::fsutil::CopyMethod;
+    use std::os::fd::AsFd;
+    if let Some(padded) = clone_len
+        && ficlonerange(src, src_off, padded, dst).is_ok()
+    {
+        dst.set_len(len)?;
+        return Ok(Some(CopyMethod::Reflink));
+    }
+    let mut copied = 0u64;
+    while copied < len {
+        let mut off_in = src_off + copied;
+        let mut off_out = copied;
+        match rustix::fs::copy_file_range(
+            src.as_fd(),
+            Some(&mut off_in),
+            dst.as_fd(),
+            Some(&mut off_out),
+            (len - copied).min(1 << 30) as usize,
+        ) {
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "source shorter than expected",
+                ));
+            }
+            Ok(n) => copied += n as u64,
+            // EXDEV, ENOSYS, EINVAL, EOPNOTSUPP...: fall back to plain I/O.
+            Err(_) if copied == 0 => return Ok(None),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(Some(CopyMethod::CopyFileRange))
+}
+
+fn ficlonerange(src: &File, src_off: u64, len: u64, dst: &File) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    #[repr(C)]
+    struct FileCloneRange {
+        src_fd: i64,
+        src_offset: u64,
+        src_length: u64,
+        dest_offset: u64,
+    }
+    // _IOW(0x94, 13, struct file_clone_range)
+    const FICLONERANGE: libc::c_ulong = 0x4020_940d;
+    let arg = FileCloneRange {
+        src_fd: src.as_raw_fd() as i64,
+        src_offset: src_off,
+        src_length: len,
+        dest_offset: 0,
+    };
+    // SAFETY: FICLONERANGE reads a file_clone_range struct that lives for the call.
+    let r = unsafe { libc::ioctl(dst.as_raw_fd(), FICLONERANGE, &arg) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// A nanosecond time as a `timespec`.
+pub fn timespec(t: i128) -> rustix::fs::Timespec {
+    rustix::fs::Timespec {
+        tv_sec: t.div_euclid(1_000_000_000) as i64,
+        tv_nsec: t.rem_euclid(1_000_000_000) as _,
+    }
+}
+
+/// Fills `buf` from the kernel's random source; `false` if it could not.
+pub fn random_bytes(buf: &mut [u8]) -> bool {
+    let want = buf.len();
+    rustix::rand::getrandom(buf, rustix::rand::GetRandomFlags::empty()).is_ok_and(|n| n == want)
+}
+
+/// Makes `at` run `exe` (a masquerade link): a symlink.
+pub fn link_program(exe: &Path, at: &Path) -> io::Result<()> {
+    std::os::unix::fs::symlink(exe, at)
+}
+
+/// Whether an error is a dead mount's (its daemon gone: `ENOTCONN`).
+pub fn is_disconnected(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(libc::ENOTCONN)
+}
+
+/// Replaces this process with `cmd`; returns only the error of a failed start.
+pub fn exec(cmd: &mut std::process::Command) -> io::Error {
+    std::os::unix::process::CommandExt::exec(cmd)
+}
+
+/// The exit code a shell would show for `status` (128 + signal for a killed child).
+pub fn exit_code(status: std::process::ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
+}
+
+/// Exits with the child's status; a child killed by a signal kills us with the same signal.
+pub fn exit_like(status: std::process::ExitStatus) -> ! {
+    use std::os::unix::process::ExitStatusExt;
+    if let Some(sig) = status.signal() {
+        // SAFETY: restoring the default action and raising a signal at ourselves.
+        unsafe {
+            libc::signal(sig, libc::SIG_DFL);
+            libc::raise(sig);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    std::process::exit(status.code().unwrap_or(1));
+}
+
+/// Makes `cmd` start in a session of its own: a Ctrl-C of the build does not reach it.
+pub fn detach(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: setsid is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            rustix::process::setsid()?;
+            Ok(())
+        });
+    }
+}
+
+/// The signals that stop the daemon: SIGTERM and SIGINT.
+pub struct StopSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    pub fn new() -> io::Result<StopSignals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(StopSignals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    /// Waits for one; returns its name.
+    pub async fn recv(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
+    }
+}
+
+/// Raises this process's soft limit of open files to its hard limit and returns the limit
+/// now in force. The common soft limit of 1,024 is far below what a daemon serving
+/// mounts of large workspaces may need; the hard limit is the administrator's word.
+pub fn raise_open_file_limit() -> u64 {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let cur = getrlimit(Resource::Nofile);
+    // "Unlimited" is not accepted for open files: the kernel's ceiling is nr_open.
+    let max = cur.maximum.unwrap_or_else(|| {
+        std::fs::read_to_string("/proc/sys/fs/nr_open")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(1 << 20)
+    });
+    let soft = cur.current.unwrap_or(max);
+    if soft >= max {
+        return soft;
+    }
+    let new = Rlimit {
+        current: Some(max),
+        maximum: cur.maximum,
+    };
+    match setrlimit(Resource::Nofile, new) {
+        Ok(()) => max,
+        Err(_) => soft,
+    }
+}

@@ -61,3 +61,252 @@ pub fn is_not_found(e: &io::Error) -> bool {
     // ERROR_FILE_NOT_FOUND, ERROR_PATH_NOT_FOUND
     e.kind() == io::ErrorKind::NotFound || matches!(e.raw_os_error(), Some(2) | Some(3))
 }
+
+/// Bytes of an `OsStr` (its WTF-8 encoding: UTF-8 for every well-formed name).
+pub trait OsStrExt {
+    fn as_bytes(&self) -> &[u8];
+}
+
+impl OsStrExt for std::ffi::OsStr {
+    fn as_bytes(&self) -> &[u8] {
+        self.as_encoded_bytes()
+    }
+}
+
+/// An `OsString` from bytes and back. Bytes that are not UTF-8 (only a name with an unpaired
+/// surrogate encodes so) are read lossily: such a name is not found, never mistaken.
+pub trait OsStringExt {
+    fn from_vec(v: Vec<u8>) -> Self;
+    fn into_vec(self) -> Vec<u8>;
+}
+
+impl OsStringExt for std::ffi::OsString {
+    fn from_vec(v: Vec<u8>) -> Self {
+        match String::from_utf8(v) {
+            Ok(s) => s.into(),
+            Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned().into(),
+        }
+    }
+
+    fn into_vec(self) -> Vec<u8> {
+        self.into_encoded_bytes()
+    }
+}
+
+/// The `OsStr` spelled by `bytes` (read as [`OsStringExt::from_vec`] does).
+pub fn os_str(bytes: &[u8]) -> std::borrow::Cow<'_, std::ffi::OsStr> {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => std::borrow::Cow::Borrowed(std::ffi::OsStr::new(s)),
+        Err(_) => std::borrow::Cow::Owned(String::from_utf8_lossy(bytes).into_owned().into()),
+    }
+}
+
+/// Positioned reads and writes. Windows moves the file's cursor with them: zcfs never mixes
+/// them with cursor-relative I/O on one handle.
+pub trait FileAt {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
+    fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<usize>;
+
+    fn read_exact_at(&self, mut buf: &mut [u8], mut offset: u64) -> io::Result<()> {
+        while !buf.is_empty() {
+            match self.read_at(buf, offset) {
+                Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+                Ok(n) => {
+                    buf = &mut buf[n..];
+                    offset += n as u64;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    fn write_all_at(&self, mut buf: &[u8], mut offset: u64) -> io::Result<()> {
+        while !buf.is_empty() {
+            match self.write_at(buf, offset) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    buf = &buf[n..];
+                    offset += n as u64;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+impl FileAt for File {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        std::os::windows::fs::FileExt::seek_read(self, buf, offset)
+    }
+
+    fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<usize> {
+        std::os::windows::fs::FileExt::seek_write(self, buf, offset)
+    }
+}
+
+/// Files are private by their directory's ACL on Windows (the user's profile): no mode.
+pub fn private_file(opts: &mut std::fs::OpenOptions) -> &mut std::fs::OpenOptions {
+    opts
+}
+
+/// Windows has no permission bits: a read-only file is `0o444`, others `0o644`.
+pub fn file_mode(meta: &std::fs::Metadata) -> u32 {
+    if meta.permissions().readonly() {
+        0o444
+    } else {
+        0o644
+    }
+}
+
+/// Only the write bits mean something on Windows (the read-only attribute).
+pub fn set_file_mode(file: &File, mode: u32) -> io::Result<()> {
+    let mut p = file.metadata()?.permissions();
+    p.set_readonly(mode & 0o222 == 0);
+    file.set_permissions(p)
+}
+
+/// Whether a file may be run: Windows decides by its extension (`PATHEXT`).
+pub fn is_executable(meta: &std::fs::Metadata) -> bool {
+    meta.is_file()
+}
+
+/// Sets a file's mtime to "now" and returns it as the filesystem recorded it. NTFS stamps
+/// files from the system time, the clock `SystemTime::now()` reads.
+pub fn stamp_now(file: &File) -> io::Result<i128> {
+    let now = std::time::SystemTime::now();
+    file.set_times(
+        std::fs::FileTimes::new()
+            .set_accessed(now)
+            .set_modified(now),
+    )?;
+    Ok(file_stat(&file.metadata()?).mtime)
+}
+
+/// Why no unnamed file could be made in a directory.
+pub enum NoUnnamed {
+    Denied,
+    Unsupported,
+}
+
+/// Windows has no unnamed files made from a directory handle: timestamps there are not
+/// measured, and the coarse default applies (docs/windows.md).
+pub fn unnamed_file_in(_dir: &DirHandle) -> Result<File, NoUnnamed> {
+    Err(NoUnnamed::Unsupported)
+}
+
+/// Not told on Windows: taken as local.
+pub fn is_remote_fs(_dir: &DirHandle) -> bool {
+    false
+}
+
+/// No kernel-side copy is used on Windows yet (block cloning on ReFS is not built): the
+/// caller copies by reading and writing.
+pub fn kernel_copy(
+    _src: &File,
+    _src_off: u64,
+    _len: u64,
+    _clone_len: Option<u64>,
+    _dst: &File,
+) -> io::Result<Option<crate::fsutil::CopyMethod>> {
+    Ok(None)
+}
+
+/// Fills `buf` with unpredictable bytes from std's randomly keyed hasher (seeded from the
+/// system's random source once per process), mixed with time and a counter.
+pub fn random_bytes(buf: &mut [u8]) -> bool {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    for chunk in buf.chunks_mut(8) {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0),
+        );
+        let v = h.finish().to_le_bytes();
+        chunk.copy_from_slice(&v[..chunk.len()]);
+    }
+    true
+}
+
+/// Makes `at` run `exe` (a masquerade program): Windows finds programs by name and
+/// extension, so `at` is a hard link to zcfs's executable, or a copy on another volume.
+pub fn link_program(exe: &Path, at: &Path) -> io::Result<()> {
+    std::fs::hard_link(exe, at).or_else(|_| std::fs::copy(exe, at).map(|_| ()))
+}
+
+/// A ProjFS root whose provider is gone stays usable: no error means "dead mount".
+pub fn is_disconnected(_e: &io::Error) -> bool {
+    false
+}
+
+/// Windows cannot replace a process: `cmd` runs as a child with our standard handles, and
+/// this process exits with its code. Returns only the error of a failed start.
+pub fn exec(cmd: &mut std::process::Command) -> io::Error {
+    match cmd.status() {
+        Ok(status) => exit_like(status),
+        Err(e) => e,
+    }
+}
+
+/// The exit code of `status` (a Windows process always has one).
+pub fn exit_code(status: std::process::ExitStatus) -> i32 {
+    status.code().unwrap_or(1)
+}
+
+/// Exits with the child's code.
+pub fn exit_like(status: std::process::ExitStatus) -> ! {
+    std::process::exit(exit_code(status));
+}
+
+/// Makes `cmd` start detached from our console and process group: a Ctrl-C of the build
+/// does not reach it.
+pub fn detach(cmd: &mut std::process::Command) {
+    use std::os::windows::process::CommandExt;
+    const DETACHED_PROCESS: u32 = 0x0000_0008;
+    const CREATE_NEW_PROCESS_GROUP: u32 = 0x0000_0200;
+    const CREATE_NO_WINDOW: u32 = 0x0800_0000;
+    cmd.creation_flags(DETACHED_PROCESS | CREATE_NEW_PROCESS_GROUP | CREATE_NO_WINDOW);
+}
+
+/// The console events that stop the daemon: Ctrl-C, Ctrl-Break, close, shutdown.
+pub struct StopSignals {
+    c: tokio::signal::windows::CtrlC,
+    brk: tokio::signal::windows::CtrlBreak,
+    close: tokio::signal::windows::CtrlClose,
+    shutdown: tokio::signal::windows::CtrlShutdown,
+}
+
+impl StopSignals {
+    pub fn new() -> io::Result<StopSignals> {
+        use tokio::signal::windows;
+        Ok(StopSignals {
+            c: windows::ctrl_c()?,
+            brk: windows::ctrl_break()?,
+            close: windows::ctrl_close()?,
+            shutdown: windows::ctrl_shutdown()?,
+        })
+    }
+
+    /// Waits for one; returns its name.
+    pub async fn recv(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.c.recv() => "CTRL_C",
+            _ = self.brk.recv() => "CTRL_BREAK",
+            _ = self.close.recv() => "CTRL_CLOSE",
+            _ = self.shutdown.recv() => "CTRL_SHUTDOWN",
+        }
+    }
+}
+
+/// Windows has no per-process limit of open handles to raise (about 16 million).
+pub fn raise_open_file_limit() -> u64 {
+    1 << 24
+}

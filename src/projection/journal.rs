@@ -10,10 +10,10 @@
 //! the file never holds a torn record; the caller then compacts from the table or, if that
 //! fails too, empties the journal (see `Vfs::journal_after`).
 
+use crate::os::OsStrExt;
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -278,7 +278,7 @@ impl Journal {
     /// loss). On failure the file is cut back to its last complete record.
     pub fn append(&mut self, r: &Record) -> io::Result<()> {
         let bytes = encode(r);
-        use std::os::unix::fs::FileExt;
+        use crate::os::FileAt;
         if let Err(e) = self.file.write_all_at(&bytes, self.len) {
             let _ = self.file.set_len(self.len);
             return Err(e);

@@ -19,9 +19,9 @@
 //! Payloads are aligned so they can be mapped and reflinked (FICLONERANGE needs aligned
 //! ranges); the padding after each payload lets a clone cover whole blocks.
 
+use crate::os::FileAt;
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::Path;
 
 use crate::hash::Digest;
@@ -489,7 +489,7 @@ pub fn write(
         let m = s.file.metadata()?;
         header.entries.push(PackEntry {
             name: s.name.clone(),
-            mode: m.mode() & 0o7777,
+            mode: crate::os::file_mode(&m),
             size: m.len(),
             offset: 0,
             digest: Digest::default(),

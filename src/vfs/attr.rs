@@ -12,7 +12,7 @@ use rustix::fs::{AtFlags, Mode, OFlags, Timespec, Timestamps};
 use super::journal::Record;
 use super::table::{Content, FileNode, NodeKind, Table};
 use super::*;
-use crate::fsutil::timespec;
+use crate::os::timespec;
 
 impl Vfs {
     pub(super) fn proj_attr(ino: Ino, f: &FileNode, p: &Projection) -> Attr {

@@ -14,7 +14,7 @@ use tracing::{debug, warn};
 use super::journal::Record;
 use super::table::{Content, NodeKind};
 use super::*;
-use crate::fsutil::timespec;
+use crate::os::timespec;
 
 impl Vfs {
     /// Turns the projected file `ino` into a real file (a no-op if it is real already).

@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use rustix::fs::{AtFlags, Mode, OFlags, Timespec, Timestamps};
 use tracing::warn;
 
-use crate::fsutil::timespec;
+use crate::os::timespec;
 use rustix::io::Errno;
 
 use super::journal::{self, Record};

@@ -4,9 +4,9 @@
 //! machine (`-###`). Facts that need a compiler run are learned once per daemon and kept in
 //! memory, keyed by everything that can change them.
 
+use crate::os::OsStrExt;
 use std::collections::HashMap;
 use std::ffi::OsString;
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;

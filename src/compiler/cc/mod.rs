@@ -7,9 +7,9 @@ pub mod args;
 pub mod identity;
 pub mod includes;
 
+use crate::os::{OsStrExt, OsStringExt};
 use std::collections::{HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
 use parking_lot::Mutex;
@@ -902,7 +902,14 @@ pub fn local_date() -> String {
     // SAFETY: localtime_r writes into the struct we own.
     let now = unsafe { libc::time(std::ptr::null_mut()) };
     let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    unsafe { libc::localtime_r(&now, &mut tm) };
+    #[cfg(unix)]
+    unsafe {
+        libc::localtime_r(&now, &mut tm)
+    };
+    #[cfg(windows)]
+    unsafe {
+        libc::localtime_s(&mut tm, &now)
+    };
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ];

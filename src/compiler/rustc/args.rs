@@ -4,8 +4,8 @@
 //! Anything not understood is uncacheable: the daemon answers "pass through" and the wrapper
 //! runs rustc unchanged (fail open).
 
-use std::ffi::{OsStr, OsString};
-use std::os::unix::ffi::OsStrExt;
+use crate::os::OsStrExt;
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use crate::compiler::Uncacheable;
@@ -138,7 +138,8 @@ pub fn expand_argfiles(args: &[OsString], cwd: &Path) -> Result<Vec<OsString>, U
     for a in args {
         let bytes = a.as_bytes();
         if bytes.len() > 1 && bytes[0] == b'@' {
-            let rel = Path::new(OsStr::from_bytes(&bytes[1..]));
+            let rel = crate::os::os_str(&bytes[1..]);
+            let rel = Path::new(&rel);
             if rel.starts_with("shell:") {
                 return Err(Uncacheable::new(
                     "argfile",

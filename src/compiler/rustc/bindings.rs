@@ -9,10 +9,10 @@
 //! another one gets its dep-info text, its `artifact` lines and its recorded input paths
 //! rewritten ([`Rebase`]).
 
+use crate::os::OsStrExt;
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use crate::store::manifest::Binding;

@@ -312,7 +312,7 @@ impl IdentityCache {
 /// See [`ProxyKey`]. Rustup picks, in order: `RUSTUP_TOOLCHAIN`, a directory override in
 /// its settings, the nearest `rust-toolchain[.toml]`, the default in its settings.
 fn proxy_key(program: &Path, env: &HashMap<OsString, OsString>, cwd: &Path) -> ProxyKey {
-    use std::os::unix::ffi::OsStrExt;
+    use crate::os::OsStrExt;
     let get = |k: &str| env.get(&OsString::from(k)).filter(|v| !v.is_empty());
     let mut h = KeyHasher::new("zcfs-rustup-proxy-v1");
     h.field("program", program.as_os_str().as_bytes());
@@ -354,7 +354,7 @@ fn proxy_key(program: &Path, env: &HashMap<OsString, OsString>, cwd: &Path) -> P
 /// is part of the cache key only (`identity: false`). Preloaded and audit libraries change
 /// what runs in ways nothing reports: they are part of the identity itself.
 fn loader_env(env: &HashMap<OsString, OsString>, identity: bool) -> Digest {
-    use std::os::unix::ffi::OsStrExt;
+    use crate::os::OsStrExt;
     let mut vars: Vec<(&OsString, &OsString)> = env
         .iter()
         .filter(|(k, _)| {
@@ -396,21 +396,17 @@ pub fn which(
     cwd: &Path,
     skip_zcfs: bool,
 ) -> Option<PathBuf> {
-    use std::os::unix::ffi::OsStrExt;
+    use crate::os::OsStrExt;
     if program.as_os_str().as_bytes().contains(&b'/') {
         return Some(crate::fsutil::resolve(cwd, program));
     }
     let path = env.get(&OsString::from("PATH"))?;
     for dir in std::env::split_paths(path) {
         let cand = crate::fsutil::resolve(cwd, &dir.join(program));
-        if let Ok(meta) = std::fs::metadata(&cand) {
-            use std::os::unix::fs::PermissionsExt;
-            if meta.is_file()
-                && meta.permissions().mode() & 0o111 != 0
-                && !(skip_zcfs && crate::masquerade::is_zcfs(&cand))
-            {
-                return Some(cand);
-            }
+        if std::fs::metadata(&cand).is_ok_and(|m| crate::os::is_executable(&m))
+            && !(skip_zcfs && crate::masquerade::is_zcfs(&cand))
+        {
+            return Some(cand);
         }
     }
     None

@@ -5,9 +5,9 @@ pub mod args;
 pub mod bindings;
 pub mod identity;
 
+use crate::os::{OsStrExt, OsStringExt};
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
