@@ -35,8 +35,21 @@ pub struct FileStat {
 }
 
 impl FileStat {
+    /// From metadata (on Windows without identity or change time: see `os::file_stat`).
     pub fn of(meta: &fs::Metadata) -> FileStat {
         crate::os::file_stat(meta)
+    }
+
+    /// Of the file at `path` (following symlinks), with its identity and change time on
+    /// every OS: what deciding "unchanged" needs. `meta`: its metadata if at hand (on
+    /// Unix that is all it takes).
+    pub fn of_path(path: &Path, meta: Option<&fs::Metadata>) -> io::Result<FileStat> {
+        crate::os::path_stat(path, meta)
+    }
+
+    /// Of an open file, as [`FileStat::of_path`].
+    pub fn of_file(file: &File, meta: &fs::Metadata) -> io::Result<FileStat> {
+        crate::os::handle_stat(file, meta)
     }
 }
 
@@ -97,7 +110,8 @@ impl HashCache {
         if !meta.is_file() {
             return Err(HashError::NotAFile(path.to_path_buf()));
         }
-        let stat = FileStat::of(&meta);
+        let stat = FileStat::of_path(path, Some(&meta))
+            .map_err(|e| HashError::Io(path.to_path_buf(), e))?;
         self.clocks.learn(stat.dev, || parent_dir(path));
         if let Some(d) = self.cached(path, &stat) {
             return Ok((d, stat));
@@ -119,7 +133,7 @@ impl HashCache {
         if !meta.is_file() {
             return Err(HashError::NotAFile(key.to_path_buf()));
         }
-        let before = FileStat::of(&meta);
+        let before = FileStat::of_file(file, &meta).map_err(io)?;
         self.clocks.learn(before.dev, dir);
         if let Some(d) = self.cached(key, &before) {
             return Ok((d, before));
@@ -132,7 +146,7 @@ impl HashCache {
             }
             Err(e) => return Err(io(e)),
         };
-        let after = FileStat::of(&file.metadata().map_err(io)?);
+        let after = FileStat::of_file(file, &file.metadata().map_err(io)?).map_err(io)?;
         if before != after {
             return Err(HashError::Changed(key.to_path_buf()));
         }

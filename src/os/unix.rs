@@ -330,3 +330,18 @@ pub fn raise_open_file_limit() -> u64 {
         Err(_) => soft,
     }
 }
+
+/// [`file_stat`] of an open file whose metadata the caller has (`meta`): on Unix the
+/// metadata says everything.
+pub fn handle_stat(_file: &File, meta: &std::fs::Metadata) -> io::Result<FileStat> {
+    Ok(file_stat(meta))
+}
+
+/// [`file_stat`] of the file at `path` (following symlinks), whose metadata the caller may
+/// have already.
+pub fn path_stat(path: &Path, meta: Option<&std::fs::Metadata>) -> io::Result<FileStat> {
+    match meta {
+        Some(m) => Ok(file_stat(m)),
+        None => Ok(file_stat(&std::fs::metadata(path)?)),
+    }
+}

@@ -38,9 +38,10 @@ pub fn ns_to_filetime(ns: i128) -> u64 {
     (ns / 100 + EPOCH_DIFF_100NS).max(0) as u64
 }
 
-/// The size and times of a file. Windows has no inode number in `std`'s stable metadata:
-/// `dev` and `ino` are 0, and the creation time stands in for the change time (a file
-/// replaced by another gets a new one).
+/// The size and times of a file from `std`'s metadata, which on Windows has no volume, file
+/// index or change time: `dev` and `ino` are 0 and the creation time stands in for the
+/// change time. Enough for messages and for files zcfs wrote itself; checks of files
+/// others may change use [`path_stat`] or [`handle_stat`].
 pub fn file_stat(meta: &std::fs::Metadata) -> FileStat {
     FileStat {
         dev: 0,
@@ -51,9 +52,10 @@ pub fn file_stat(meta: &std::fs::Metadata) -> FileStat {
     }
 }
 
-/// Windows has no device numbers in `std`: every directory counts as device 0.
-pub fn dir_device(_dir: &DirHandle) -> Option<u64> {
-    Some(0)
+/// The volume serial number of a directory's volume.
+pub fn dir_device(dir: &DirHandle) -> Option<u64> {
+    let meta = dir.metadata().ok()?;
+    handle_stat(dir, &meta).ok().map(|s| s.dev)
 }
 
 /// Whether an error means that the path (or a parent of it) does not exist.
@@ -309,4 +311,52 @@ impl StopSignals {
 /// Windows has no per-process limit of open handles to raise (about 16 million).
 pub fn raise_open_file_limit() -> u64 {
     1 << 24
+}
+
+/// The identity, size and times of an open file, from the handle: volume serial and file
+/// index (the inode's counterpart) and NTFS's change time, which `std`'s stable metadata
+/// lacks. What the hash cache and identity checks compare.
+pub fn handle_stat(file: &File, _meta: &std::fs::Metadata) -> io::Result<FileStat> {
+    use std::os::windows::io::AsRawHandle;
+    use windows_sys::Win32::Storage::FileSystem::{
+        BY_HANDLE_FILE_INFORMATION, FILE_BASIC_INFO, FileBasicInfo, GetFileInformationByHandle,
+        GetFileInformationByHandleEx,
+    };
+    let h = file.as_raw_handle() as windows_sys::Win32::Foundation::HANDLE;
+    let mut by = BY_HANDLE_FILE_INFORMATION::default();
+    // SAFETY: a handle we own and an out struct of the right type.
+    if unsafe { GetFileInformationByHandle(h, &mut by) } == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut basic = FILE_BASIC_INFO::default();
+    // SAFETY: as above, with the struct's size.
+    let ok = unsafe {
+        GetFileInformationByHandleEx(
+            h,
+            FileBasicInfo,
+            &mut basic as *mut FILE_BASIC_INFO as *mut std::ffi::c_void,
+            std::mem::size_of::<FILE_BASIC_INFO>() as u32,
+        )
+    };
+    if ok == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(FileStat {
+        dev: by.dwVolumeSerialNumber as u64,
+        ino: ((by.nFileIndexHigh as u64) << 32) | by.nFileIndexLow as u64,
+        size: ((by.nFileSizeHigh as u64) << 32) | by.nFileSizeLow as u64,
+        mtime: filetime_to_ns(basic.LastWriteTime as u64),
+        ctime: filetime_to_ns(basic.ChangeTime as u64),
+    })
+}
+
+/// [`handle_stat`] of the file at `path` (following links), opened to read attributes only.
+pub fn path_stat(path: &Path, _meta: Option<&std::fs::Metadata>) -> io::Result<FileStat> {
+    // FILE_READ_ATTRIBUTES: enough for both queries, and granted where reading is not.
+    let f = std::fs::OpenOptions::new()
+        .access_mode(0x80)
+        .custom_flags(FILE_FLAG_BACKUP_SEMANTICS)
+        .open(path)?;
+    let meta = f.metadata()?;
+    handle_stat(&f, &meta)
 }

@@ -115,8 +115,7 @@ impl CcFacts {
         let canonical = compiler
             .canonicalize()
             .with_context(|| format!("cannot find the compiler {}", compiler.display()))?;
-        let meta = std::fs::metadata(&canonical)?;
-        let stat = FileStat::of(&meta);
+        let stat = FileStat::of_path(&canonical, None)?;
         let path_var = env.get(&OsString::from("PATH")).cloned();
         let k = (
             canonical.clone(),

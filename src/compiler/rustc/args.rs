@@ -92,6 +92,45 @@ pub struct RustcArgs {
     pub key_args: Vec<Vec<u8>>,
 }
 
+/// How the target names linked outputs (rustc's `target_family`/`target_env` naming).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetOs {
+    Unix,
+    Apple,
+    WindowsMsvc,
+    WindowsGnu,
+}
+
+impl TargetOs {
+    /// From `--target` (a triple; a target-spec file path counts as Unix-like unless its
+    /// name says otherwise), else the host zcfs was built for.
+    pub fn of(target: Option<&str>) -> TargetOs {
+        let t = match target {
+            Some(t) => t.to_ascii_lowercase(),
+            None if cfg!(all(windows, target_env = "msvc")) => return TargetOs::WindowsMsvc,
+            None if cfg!(windows) => return TargetOs::WindowsGnu,
+            None if cfg!(target_vendor = "apple") => return TargetOs::Apple,
+            None => return TargetOs::Unix,
+        };
+        if t.contains("-windows-msvc") || t.contains("-uefi") {
+            TargetOs::WindowsMsvc
+        } else if t.contains("-windows") {
+            TargetOs::WindowsGnu
+        } else if t.contains("-apple-") {
+            TargetOs::Apple
+        } else {
+            TargetOs::Unix
+        }
+    }
+
+    fn exe_suffix(self) -> &'static str {
+        match self {
+            TargetOs::WindowsMsvc | TargetOs::WindowsGnu => ".exe",
+            _ => "",
+        }
+    }
+}
+
 impl RustcArgs {
     /// Whether rustc runs the system linker for this compile.
     pub fn runs_linker(&self) -> bool {
@@ -109,17 +148,25 @@ impl RustcArgs {
             out.push(format!("lib{stem}.rmeta"));
         }
         if self.emit.link {
+            let os = TargetOs::of(self.target.as_deref());
             if self.test {
-                out.push(stem.clone());
+                out.push(format!("{stem}{}", os.exe_suffix()));
             } else {
                 for t in &self.crate_types {
                     let name = match t {
-                        CrateType::Bin => stem.clone(),
+                        CrateType::Bin => format!("{stem}{}", os.exe_suffix()),
                         CrateType::Rlib => format!("lib{stem}.rlib"),
-                        CrateType::Staticlib => format!("lib{stem}.a"),
-                        CrateType::Dylib | CrateType::Cdylib | CrateType::ProcMacro => {
-                            format!("lib{stem}.so")
-                        }
+                        CrateType::Staticlib => match os {
+                            TargetOs::WindowsMsvc => format!("{stem}.lib"),
+                            _ => format!("lib{stem}.a"),
+                        },
+                        CrateType::Dylib | CrateType::Cdylib | CrateType::ProcMacro => match os {
+                            TargetOs::WindowsMsvc | TargetOs::WindowsGnu => {
+                                format!("{stem}.dll")
+                            }
+                            TargetOs::Apple => format!("lib{stem}.dylib"),
+                            TargetOs::Unix => format!("lib{stem}.so"),
+                        },
                     };
                     if !out.contains(&name) {
                         out.push(name);
@@ -619,6 +666,32 @@ mod tests {
             r.expected_outputs(),
             vec!["util-5f2c.d", "libutil-5f2c.rmeta", "util-5f2c"]
         );
+    }
+
+    #[test]
+    fn linked_outputs_are_named_as_the_target_names_them() {
+        let mut a = lib_args();
+        a[7] = "bin";
+        a[8] = "--emit=dep-info,link";
+        let named = |a: &[&str], target: &str| {
+            let mut r = parse_ok(a);
+            r.target = Some(target.into());
+            r.expected_outputs()[1].clone()
+        };
+        assert_eq!(named(&a, "x86_64-pc-windows-msvc"), "util-5f2c.exe");
+        assert_eq!(named(&a, "x86_64-pc-windows-gnu"), "util-5f2c.exe");
+        assert_eq!(named(&a, "aarch64-apple-darwin"), "util-5f2c");
+        a[7] = "cdylib";
+        assert_eq!(named(&a, "x86_64-pc-windows-msvc"), "util-5f2c.dll");
+        assert_eq!(named(&a, "aarch64-apple-darwin"), "libutil-5f2c.dylib");
+        assert_eq!(named(&a, "x86_64-unknown-linux-gnu"), "libutil-5f2c.so");
+        a[7] = "proc-macro";
+        assert_eq!(named(&a, "x86_64-pc-windows-gnu"), "util-5f2c.dll");
+        a[7] = "staticlib";
+        assert_eq!(named(&a, "x86_64-pc-windows-msvc"), "util-5f2c.lib");
+        assert_eq!(named(&a, "x86_64-pc-windows-gnu"), "libutil-5f2c.a");
+        a[7] = "rlib";
+        assert_eq!(named(&a, "x86_64-pc-windows-msvc"), "libutil-5f2c.rlib");
     }
 
     #[test]

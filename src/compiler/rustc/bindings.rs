@@ -44,20 +44,68 @@ fn delimits_path(b: u8) -> bool {
     )
 }
 
-/// Whether an occurrence of a path at `hay[at..at + len]` is the whole path or a prefix of
-/// it at a component boundary (`/a/ws` in `/a/ws/x`, not in `/a/ws2/x` or `/b/a/ws`).
-fn is_path_at(hay: &[u8], at: usize, len: usize) -> bool {
+/// Whether a path is spelled the Windows way: a drive (`C:\`, `C:/`) or a UNC or verbatim
+/// prefix (`\\`). Such a path is also continued by `\`, and appears in other spellings.
+fn windows_style(path: &[u8]) -> bool {
+    let drive = path.len() >= 3
+        && path[0].is_ascii_alphabetic()
+        && path[1] == b':'
+        && matches!(path[2], b'\\' | b'/');
+    drive || path.starts_with(b"\\\\")
+}
+
+/// Whether an occurrence of the path `needle` at `hay[at..]` is the whole path or a prefix
+/// of it at a component boundary (`/a/ws` in `/a/ws/x`, not in `/a/ws2/x` or `/b/a/ws`;
+/// for a Windows path, `\` is a boundary too).
+fn is_path_at(hay: &[u8], at: usize, needle: &[u8]) -> bool {
+    let win = windows_style(needle);
     let before = at == 0 || delimits_path(hay[at - 1]);
     let after = hay
-        .get(at + len)
-        .is_none_or(|b| *b == b'/' || delimits_path(*b));
+        .get(at + needle.len())
+        .is_none_or(|b| *b == b'/' || (win && *b == b'\\') || delimits_path(*b));
     before && after
 }
 
 /// Whether `path` occurs in `hay` as a path (see [`is_path_at`]).
 pub fn contains_path(hay: &[u8], path: &[u8]) -> bool {
-    !path.is_empty()
-        && memchr::memmem::find_iter(hay, path).any(|at| is_path_at(hay, at, path.len()))
+    !path.is_empty() && memchr::memmem::find_iter(hay, path).any(|at| is_path_at(hay, at, path))
+}
+
+/// The spellings under which a path can appear in a compile's outputs, arguments and
+/// messages: itself, and for a Windows path also its canonical form (`winpath`), with the
+/// drive letter in the other case, verbatim (`\\?\C:\x`), with `/` for `\`, and
+/// JSON-escaped (`\\` for `\`, as in rustc's messages). Longest first.
+pub fn spellings(path: &[u8]) -> Vec<Vec<u8>> {
+    let mut v = vec![path.to_vec()];
+    let Some(text) = std::str::from_utf8(path)
+        .ok()
+        .filter(|_| windows_style(path))
+    else {
+        return v;
+    };
+    let parsed = crate::winpath::WinPath::parse(text);
+    let canonical = parsed.to_canonical();
+    let mut plain = vec![canonical.clone()];
+    match &parsed.prefix {
+        crate::winpath::Prefix::Disk(d) => {
+            plain.push(format!("{}{}", d.to_ascii_lowercase(), &canonical[1..]));
+            v.push(format!(r"\\?\{canonical}").into_bytes());
+        }
+        crate::winpath::Prefix::Unc { .. } => {
+            v.push(format!(r"\\?\UNC\{}", &canonical[2..]).into_bytes());
+        }
+        _ => {}
+    }
+    for p in plain {
+        v.push(p.replace('\\', "/").into_bytes());
+        v.push(p.into_bytes());
+    }
+    for p in v.clone() {
+        v.push(replace_all(&p, b"\\", b"\\\\"));
+    }
+    v.sort_by(|a, b| b.len().cmp(&a.len()).then(a.cmp(b)));
+    v.dedup();
+    v
 }
 
 /// Replaces, in one left-to-right pass, each occurrence of any `from` by its `to`; where
@@ -69,7 +117,7 @@ pub fn replace_each<'a>(hay: &'a [u8], pairs: &[(Vec<u8>, Vec<u8>)], paths: bool
         let f = &pairs[i].0;
         memchr::memmem::find_iter(&hay[from..], f)
             .map(|x| x + from)
-            .find(|at| !paths || is_path_at(hay, *at, f.len()))
+            .find(|at| !paths || is_path_at(hay, *at, f))
     };
     let mut next: Vec<Option<usize>> = (0..pairs.len()).map(|i| find(0, i)).collect();
     if next.iter().all(Option::is_none) {
@@ -113,16 +161,20 @@ fn bytes(p: &Path) -> &[u8] {
 
 /// The paths to search the outputs for, as (binding name, bytes). Paths too short to
 /// search are left out (and so bind strictly).
+/// A path has several needles where it can be spelled several ways ([`spellings`]).
 pub fn needles(job: &Place<'_>, cargo_home: Option<&Path>) -> Vec<(&'static str, Vec<u8>)> {
-    let mut v = vec![("cwd", bytes(job.cwd).to_vec())];
+    let mut paths = vec![("cwd", bytes(job.cwd))];
     if let Some(r) = job.target_root {
-        v.push(("target", bytes(r).to_vec()));
+        paths.push(("target", bytes(r)));
     }
     if let Some(h) = cargo_home {
-        v.push(("cargo-home", bytes(h).to_vec()));
+        paths.push(("cargo-home", bytes(h)));
     }
-    v.retain(|(_, b)| b.len() >= MIN_NEEDLE);
-    v
+    paths
+        .into_iter()
+        .filter(|(_, b)| b.len() >= MIN_NEEDLE)
+        .flat_map(|(name, b)| spellings(b).into_iter().map(move |s| (name, s)))
+        .collect()
 }
 
 /// The bindings of a new entry. `searched`: the needles that were searched for; `bound`:
@@ -197,7 +249,10 @@ impl Rebase {
             .pairs
             .iter()
             .filter(|(from, _)| {
-                p.starts_with(from) && (p.len() == from.len() || p[from.len()] == b'/')
+                p.starts_with(from)
+                    && (p.len() == from.len()
+                        || p[from.len()] == b'/'
+                        || (p[from.len()] == b'\\' && windows_style(from)))
             })
             .max_by_key(|(from, _)| from.len());
         match best {
@@ -307,6 +362,64 @@ mod tests {
         assert!(contains_path(b"OUT=/src/ws/t", b"/src/ws"));
         assert!(!contains_path(b"OUT=/src/ws2/t", b"/src/ws"));
         assert!(!contains_path(b"", b""));
+    }
+
+    #[test]
+    fn windows_paths_are_found_in_every_spelling_and_rebased_at_backslashes() {
+        // A Unix path has one spelling.
+        assert_eq!(spellings(b"/src/ws"), vec![b"/src/ws".to_vec()]);
+        let ws = br"C:\src\ws";
+        let forms = spellings(ws);
+        for f in [
+            &br"C:\src\ws"[..],
+            br"c:\src\ws",
+            b"C:/src/ws",
+            b"c:/src/ws",
+            br"C:\\src\\ws",
+            br"c:\\src\\ws",
+        ] {
+            assert!(
+                forms.iter().any(|x| x == f),
+                "{}",
+                String::from_utf8_lossy(f)
+            );
+        }
+        assert!(forms.iter().any(|x| x == br"\\?\C:\src\ws"));
+        // Any spelling of the path has them all (and itself).
+        for other in [&br"\\?\c:\src\ws"[..], b"c:/src/./ws/"] {
+            let o = spellings(other);
+            assert!(forms.iter().all(|f| o.contains(f)));
+            assert!(o.iter().any(|x| x == other));
+        }
+        // `\` is a component boundary after a Windows path, not after a Unix one.
+        assert!(contains_path(br"DEP=C:\src\ws\lib.rs", ws));
+        assert!(!contains_path(br"DEP=C:\src\ws2\lib.rs", ws));
+        assert!(!contains_path(br"/src/ws\x", b"/src/ws"));
+        // As rustc's JSON messages spell it.
+        let json = br#"{"file_name":"c:\\src\\ws\\src\\lib.rs"}"#;
+        assert!(forms.iter().any(|f| contains_path(json, f)));
+        // Every spelling of the checkout is a needle of the compile.
+        let j = job(
+            r"C:\src\ws",
+            r"C:\src\ws\target\debug\deps",
+            Some(r"C:\src\ws\target"),
+        );
+        let n = needles(&j, None);
+        assert!(n.iter().any(|(k, v)| *k == "cwd" && v == br"C:\\src\\ws"));
+        assert!(
+            n.iter()
+                .any(|(k, v)| *k == "target" && v == b"c:/src/ws/target")
+        );
+        // A recorded path below a moved checkout is rebased at `\`.
+        let r = Rebase {
+            pairs: vec![(ws.to_vec(), br"D:\w".to_vec())],
+        };
+        assert_eq!(&*r.path(br"C:\src\ws\src\lib.rs"), br"D:\w\src\lib.rs");
+        assert_eq!(&*r.path(br"C:\src\ws2\lib.rs"), br"C:\src\ws2\lib.rs");
+        assert_eq!(
+            r.dep_info(b"C:\\src\\ws\\t\\x.d: C:\\src\\ws\\src\\lib.rs\n"),
+            b"D:\\w\\t\\x.d: D:\\w\\src\\lib.rs\n"
+        );
     }
 
     fn job<'a>(cwd: &'a str, out: &'a str, root: Option<&'a str>) -> Place<'a> {

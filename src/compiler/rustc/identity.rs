@@ -90,9 +90,7 @@ const KEPT_MAGIC: &[u8] = b"ZCFSIDN2";
 const KEEP_AFTER_NS: i128 = 2_000_000_000;
 
 fn stat(p: &Path) -> Result<FileStat> {
-    Ok(FileStat::of(
-        &std::fs::metadata(p).with_context(|| format!("stat {}", p.display()))?,
-    ))
+    FileStat::of_path(p, None).with_context(|| format!("stat {}", p.display()))
 }
 
 fn is_rustup(canonical: &Path) -> bool {
@@ -335,9 +333,8 @@ fn proxy_key(program: &Path, env: &HashMap<OsString, OsString>, cwd: &Path) -> P
     }
     for f in files {
         h.field("file", f.as_os_str().as_bytes());
-        match std::fs::metadata(&f) {
-            Ok(m) => {
-                let s = FileStat::of(&m);
+        match FileStat::of_path(&f, None) {
+            Ok(s) => {
                 h.field("stat", &[s.ino, s.size].map(u64::to_le_bytes).concat());
                 h.field("times", &[s.mtime, s.ctime].map(i128::to_le_bytes).concat());
             }
@@ -372,11 +369,9 @@ fn loader_env(env: &HashMap<OsString, OsString>, identity: bool) -> Digest {
 }
 
 fn unchanged(files: &[(PathBuf, FileStat)]) -> bool {
-    files.iter().all(|(p, s)| {
-        std::fs::metadata(p)
-            .map(|m| FileStat::of(&m) == *s)
-            .unwrap_or(false)
-    })
+    files
+        .iter()
+        .all(|(p, s)| FileStat::of_path(p, None).is_ok_and(|now| now == *s))
 }
 
 /// Resolves a program name through `PATH` as the wrapper's child would run it: zcfs standing
@@ -542,10 +537,9 @@ impl IdentityCache {
     /// [`target_libs_digest`], cached while the directory's stat is unchanged.
     pub fn target_libs(&self, sysroot: &Path, target: &str) -> Digest {
         let dir = target_lib_dir(sysroot, target);
-        let Ok(meta) = std::fs::metadata(&dir) else {
+        let Ok(stat) = FileStat::of_path(&dir, None) else {
             return target_libs_digest(sysroot, target);
         };
-        let stat = FileStat::of(&meta);
         let key = (sysroot.to_path_buf(), target.to_string());
         if let Some((st, d)) = self.target_libs.lock().get(&key)
             && *st == stat

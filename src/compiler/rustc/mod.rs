@@ -71,32 +71,43 @@ pub fn target_root(args: &RustcArgs, cwd: &Path) -> Option<PathBuf> {
     (root.as_os_str().len() > 4).then_some(root)
 }
 
-/// Replaces the target dir, the cwd and `CARGO_HOME` in a key field by placeholders (spec
-/// X3): the key is the same in another target dir, checkout or home; whether the outputs
-/// depend on those paths is decided per entry (bindings). Also says which it replaced.
-/// Longer paths first: the cwd of a registry crate lies under `CARGO_HOME`.
-fn normalize<'a>(
-    v: &'a [u8],
+/// The paths [`normalize`] replaces, with their placeholders: longer paths first (the cwd
+/// of a registry crate lies under `CARGO_HOME`), each in all its spellings
+/// (`bindings::spellings`: one on Unix, several on Windows).
+fn placeholders(
     target: Option<&[u8]>,
     cwd: &[u8],
     cargo_home: Option<&[u8]>,
-) -> (std::borrow::Cow<'a, [u8]>, PathsSeen) {
-    let mut out = std::borrow::Cow::Borrowed(v);
-    let mut seen = PathsSeen::default();
+) -> Vec<(Vec<Vec<u8>>, &'static [u8])> {
     let mut needles = [
         (target, &b"${TARGET}"[..]),
         (Some(cwd), &b"${CWD}"[..]),
         (cargo_home, &b"${CARGO_HOME}"[..]),
     ];
     needles.sort_by_key(|(n, _)| std::cmp::Reverse(n.map_or(0, <[u8]>::len)));
-    for (needle, with) in needles {
-        let Some(needle) = needle.filter(|n| n.len() > 1) else {
-            continue;
-        };
-        if bindings::contains_path(&out, needle) {
-            let pairs = [(needle.to_vec(), with.to_vec())];
+    needles
+        .into_iter()
+        .filter_map(|(n, with)| Some((bindings::spellings(n.filter(|n| n.len() > 1)?), with)))
+        .collect()
+}
+
+/// Replaces the target dir, the cwd and `CARGO_HOME` in a key field by placeholders (spec
+/// X3): the key is the same in another target dir, checkout or home; whether the outputs
+/// depend on those paths is decided per entry (bindings). Also says which it replaced.
+fn normalize<'a>(
+    v: &'a [u8],
+    needles: &[(Vec<Vec<u8>>, &'static [u8])],
+) -> (std::borrow::Cow<'a, [u8]>, PathsSeen) {
+    let mut out = std::borrow::Cow::Borrowed(v);
+    let mut seen = PathsSeen::default();
+    for (spellings, with) in needles {
+        for spelled in spellings {
+            if !bindings::contains_path(&out, spelled) {
+                continue;
+            }
+            let pairs = [(spelled.clone(), with.to_vec())];
             out = std::borrow::Cow::Owned(bindings::replace_each(&out, &pairs, true).into_owned());
-            match with {
+            match *with {
                 b"${TARGET}" => seen.target = true,
                 b"${CWD}" => seen.cwd = true,
                 _ => seen.cargo_home = true,
@@ -227,7 +238,8 @@ pub fn prepare_parsed(inp: &KeyInputs<'_>, args: RustcArgs) -> Result<RustcJob, 
     let cwd_b = inp.cwd.as_os_str().as_bytes();
     let home = bindings::cargo_home(inp.env);
     let home_b = home.as_deref().map(|h| h.as_os_str().as_bytes());
-    let norm = |v| normalize(v, root_b, cwd_b, home_b);
+    let placeholders = placeholders(root_b, cwd_b, home_b);
+    let norm = |v| normalize(v, &placeholders);
     let mut paths_in_values = PathsSeen::default();
 
     let mut h = KeyHasher::new(KEY_VERSION);
