@@ -10,7 +10,8 @@
 //!   form rustc 1.95 writes (`rust\0\0\0<v>`, a 64-bit length, the raw metadata, which
 //!   starts with the same magic); older rustc versions compressed it with snappy;
 //! - thin archives (their members live elsewhere) and anything that claims to be ELF or an
-//!   archive but does not parse.
+//!   archive but does not parse;
+//! - MSVC's program databases (`.pdb`): paged files whose pages need not be in order.
 //!
 //! Every offset and size is checked: the bytes come from a compiler's output and may be
 //! anything.
@@ -35,8 +36,15 @@ fn hidden(bytes: &[u8], depth: u32) -> Option<String> {
     if bytes.starts_with(b"\x7fELF") {
         return elf(bytes).err();
     }
+    if bytes.starts_with(PDB_MAGIC) {
+        return Some("PDB: its streams lie in pages out of order".into());
+    }
     None
 }
+
+/// The start of an MSF 7.00 file (MSVC's program database). Its streams are split into
+/// pages stored in any order, so a string may straddle two pages far apart.
+const PDB_MAGIC: &[u8] = b"Microsoft C/C++ MSF 7.00\r\n\x1aDS";
 
 /// Walks an ar archive (System V/GNU, with BSD `#1/len` names accepted) and checks members.
 fn archive(bytes: &[u8], depth: u32) -> Option<String> {
@@ -390,6 +398,13 @@ mod tests {
         );
         std::fs::write(&p, &b[..b.len() - 3]).unwrap();
         assert!(ar_member_names(&std::fs::File::open(&p).unwrap()).is_err());
+    }
+
+    #[test]
+    fn program_databases_hide_their_strings() {
+        let mut pdb = PDB_MAGIC.to_vec();
+        pdb.extend_from_slice(&[0u8; 64]);
+        assert!(hidden_content(&pdb).unwrap().contains("PDB"));
     }
 
     #[test]

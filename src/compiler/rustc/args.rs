@@ -176,6 +176,46 @@ impl RustcArgs {
         }
         out
     }
+
+    /// Files a linked output may come with on its target, stored when the compile wrote
+    /// them: MSVC's program database (`.pdb`) beside an executable or DLL, and the import
+    /// library (`.dll.lib` and `.dll.exp` with MSVC, `lib*.dll.a` with MinGW) of a DLL.
+    pub fn companion_outputs(&self) -> Vec<String> {
+        if !self.emit.link {
+            return Vec::new();
+        }
+        let stem = format!("{}{}", self.crate_name, self.extra_filename);
+        let os = TargetOs::of(self.target.as_deref());
+        let linked = self.test
+            || self.crate_types.iter().any(|t| {
+                matches!(
+                    t,
+                    CrateType::Bin | CrateType::Dylib | CrateType::Cdylib | CrateType::ProcMacro
+                )
+            });
+        let dll = !self.test
+            && self.crate_types.iter().any(|t| {
+                matches!(
+                    t,
+                    CrateType::Dylib | CrateType::Cdylib | CrateType::ProcMacro
+                )
+            });
+        let mut out = Vec::new();
+        match os {
+            TargetOs::WindowsMsvc => {
+                if linked {
+                    out.push(format!("{stem}.pdb"));
+                }
+                if dll {
+                    out.push(format!("{stem}.dll.lib"));
+                    out.push(format!("{stem}.dll.exp"));
+                }
+            }
+            TargetOs::WindowsGnu if dll => out.push(format!("lib{stem}.dll.a")),
+            _ => {}
+        }
+        out
+    }
 }
 
 /// Expands `@file` arguments with rustc's semantics: one argument per line, no quoting, no
@@ -692,6 +732,28 @@ mod tests {
         assert_eq!(named(&a, "x86_64-pc-windows-gnu"), "libutil-5f2c.a");
         a[7] = "rlib";
         assert_eq!(named(&a, "x86_64-pc-windows-msvc"), "libutil-5f2c.rlib");
+        // Companions: debug info and import libraries, Windows only.
+        let companions = |a: &[&str], target: &str| {
+            let mut r = parse_ok(a);
+            r.target = Some(target.into());
+            r.companion_outputs()
+        };
+        assert!(companions(&a, "x86_64-pc-windows-msvc").is_empty());
+        a[7] = "cdylib";
+        assert_eq!(
+            companions(&a, "x86_64-pc-windows-msvc"),
+            vec!["util-5f2c.pdb", "util-5f2c.dll.lib", "util-5f2c.dll.exp"]
+        );
+        assert_eq!(
+            companions(&a, "x86_64-pc-windows-gnu"),
+            vec!["libutil-5f2c.dll.a"]
+        );
+        assert!(companions(&a, "x86_64-unknown-linux-gnu").is_empty());
+        a[7] = "bin";
+        assert_eq!(
+            companions(&a, "x86_64-pc-windows-msvc"),
+            vec!["util-5f2c.pdb"]
+        );
     }
 
     #[test]

@@ -737,11 +737,17 @@ pub fn output_names(
             .map_err(|_| Uncacheable::new("output outside out-dir", p.display().to_string()))?;
         let name = rel
             .to_str()
-            .filter(|n| !n.contains('/'))
+            .filter(|n| !n.chars().any(std::path::is_separator))
             .ok_or_else(|| Uncacheable::new("output outside out-dir", p.display().to_string()))?
             .to_string();
         if !names.contains(&name) {
             names.push(name);
+        }
+    }
+    // Debug info and import libraries beside a linked output (Windows), when written.
+    for n in job.args.companion_outputs() {
+        if !names.contains(&n) && fs.is_file(&job.out_dir.join(&n)) {
+            names.push(n);
         }
     }
     for n in &names {
