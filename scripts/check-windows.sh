@@ -26,8 +26,24 @@ if [ ! -x "$root/usr/bin/rustc" ] || [ ! -x "$root/usr/bin/clippy-driver" ]; the
   (
     cd "$dir/debs"
     apt-get update -qq
-    apt-get download -qq "rustc-web=$ver" "libstd-rust-web-dev=$ver" \
-      "libstd-rust-web-1.96=$ver" "rust-web-src=$ver" "rust-web-clippy=$ver" libllvm22
+    fetch() {
+      local v=$1
+      apt-get download -qq "rustc-web=$v" "libstd-rust-web-dev=$v" \
+        "libstd-rust-web-$(echo "$v" | cut -d. -f1,2)=$v" "rust-web-src=$v" \
+        "rust-web-clippy=$v" "libllvm$(llvm_of "$v")"
+    }
+    # The LLVM Debian's rustc-web of that version links.
+    llvm_of() {
+      apt-cache show "libstd-rust-web-$(echo "$1" | cut -d. -f1,2)=$1" |
+        sed -n 's/^Depends:.*libllvm\([0-9]*\).*/\1/p' | head -1
+    }
+    if ! fetch "$ver"; then
+      # The pinned version left the archive: take the one it has now.
+      now=$(apt-cache policy rustc-web | sed -n 's/ *Candidate: //p')
+      echo "check-windows: $ver is not available; using rustc-web $now" >&2
+      rm -f ./*.deb
+      fetch "$now"
+    fi
     for f in *.deb; do dpkg -x "$f" "$root.partial"; done
   )
   mv "$root.partial" "$root"
@@ -37,7 +53,8 @@ if ! command -v x86_64-w64-mingw32-gcc >/dev/null; then
   echo "check-windows: installing gcc-mingw-w64-x86-64" >&2
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc-mingw-w64-x86-64 >/dev/null
 fi
-export LD_LIBRARY_PATH=$root/usr/lib/x86_64-linux-gnu:$root/usr/lib:$root/usr/lib/llvm-22/lib
+llvm_libs=$(printf '%s:' "$root"/usr/lib/llvm-*/lib)
+export LD_LIBRARY_PATH=$root/usr/lib/x86_64-linux-gnu:$root/usr/lib:${llvm_libs%:}
 export RUSTC=$root/usr/bin/rustc RUSTC_BOOTSTRAP=1
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target/windows-check}
 # The rustup toolchain's wrappers must not leak into Debian's rustc.

@@ -48,19 +48,22 @@ pub fn request_at(
 ) -> Result<Reply, ClientError> {
     let mut stream = match Stream::connect(socket) {
         Ok(s) => s,
-        Err(e)
-            if matches!(
-                e.kind(),
-                io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
-            ) =>
-        {
-            return Err(ClientError::NoDaemon);
-        }
+        Err(e) if no_daemon(&e, socket) => return Err(ClientError::NoDaemon),
         Err(e) => return Err(ClientError::Connect(socket.to_path_buf(), e)),
     };
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
     exchange(&mut stream, req)
+}
+
+/// Whether a failed connect means that no daemon listens: no socket file, or nobody
+/// accepting on it. (Windows' `AF_UNIX` reports these with Winsock codes that `std` may
+/// not map to these kinds, hence the look at the file.)
+fn no_daemon(e: &io::Error, socket: &std::path::Path) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
+    ) || std::fs::symlink_metadata(socket).is_err()
 }
 
 fn exchange(stream: &mut Stream, req: &Request) -> Result<Reply, ClientError> {
@@ -93,12 +96,7 @@ pub fn call(config: &Config, paths: &Paths, req: &Request) -> Result<(Reply, Str
         }
         let mut stream = match Stream::connect(paths.socket()) {
             Ok(s) => s,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
-                ) =>
-            {
+            Err(e) if no_daemon(&e, &paths.socket()) => {
                 reason = Some("no daemon was running".to_string());
                 continue;
             }

@@ -9,7 +9,7 @@ fn main() {
     let invoked = args
         .first()
         .and_then(|a| std::path::Path::new(a).file_name())
-        .and_then(|n| n.to_str())
+        .and_then(|n| zcfs::os::program_name(n).to_str())
         .unwrap_or_default();
     if zcfs::compiler::is_masquerade_name(invoked) {
         zcfs::wrapper::main(args);
@@ -29,7 +29,7 @@ fn is_wrapper_invocation(args: &[OsString]) -> bool {
     if b.is_empty() || b.starts_with(b"-") {
         return false;
     }
-    if b.contains(&b'/') {
+    if zcfs::os::names_a_path(b) {
         return true;
     }
     !zcfs::cli::SUBCOMMANDS.iter().any(|s| s.as_bytes() == b)

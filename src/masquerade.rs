@@ -38,7 +38,8 @@ pub fn is_zcfs(path: &Path) -> bool {
     let Ok(c) = path.canonicalize() else {
         return false;
     };
-    own_exe() == Some(c.as_path()) || c.file_name() == Some(OsStr::new("zcfs"))
+    own_exe() == Some(c.as_path())
+        || c.file_name().map(crate::os::program_name) == Some(OsStr::new("zcfs"))
 }
 
 fn is_executable(p: &Path) -> bool {
@@ -54,19 +55,22 @@ pub fn real_compiler(program: &OsStr) -> Result<PathBuf, String> {
         .ok_or_else(|| format!("{} is not a program", path.display()))?;
     // A path that is not zcfs is the compiler; a missing one is left for the exec to report
     // as the shell would.
-    if program.as_bytes().contains(&b'/') && !is_zcfs(path) {
+    if crate::os::names_a_path(program.as_bytes()) && !is_zcfs(path) {
         return Ok(path.to_path_buf());
     }
     let skip = skipped();
     let search = std::env::var_os("PATH").unwrap_or_default();
     let mut fallback = None;
-    for dir in std::env::split_paths(&search) {
-        let cand = dir.join(name);
+    let candidates = std::env::split_paths(&search)
+        .flat_map(|dir| crate::os::program_candidates(&dir, name).into_iter());
+    for cand in candidates {
         if !is_executable(&cand) {
             continue;
         }
         let Ok(c) = cand.canonicalize() else { continue };
-        if own_exe() == Some(c.as_path()) || c.file_name() == Some(OsStr::new("zcfs")) {
+        if own_exe() == Some(c.as_path())
+            || c.file_name().map(crate::os::program_name) == Some(OsStr::new("zcfs"))
+        {
             continue;
         }
         if skip.contains(&c) {

@@ -392,16 +392,18 @@ pub fn which(
     skip_zcfs: bool,
 ) -> Option<PathBuf> {
     use crate::os::OsStrExt;
-    if program.as_os_str().as_bytes().contains(&b'/') {
+    if crate::os::names_a_path(program.as_os_str().as_bytes()) {
         return Some(crate::fsutil::resolve(cwd, program));
     }
     let path = env.get(&OsString::from("PATH"))?;
     for dir in std::env::split_paths(path) {
-        let cand = crate::fsutil::resolve(cwd, &dir.join(program));
-        if std::fs::metadata(&cand).is_ok_and(|m| crate::os::is_executable(&m))
-            && !(skip_zcfs && crate::masquerade::is_zcfs(&cand))
-        {
-            return Some(cand);
+        for cand in crate::os::program_candidates(&dir, program.as_os_str()) {
+            let cand = crate::fsutil::resolve(cwd, &cand);
+            if std::fs::metadata(&cand).is_ok_and(|m| crate::os::is_executable(&m))
+                && !(skip_zcfs && crate::masquerade::is_zcfs(&cand))
+            {
+                return Some(cand);
+            }
         }
     }
     None
