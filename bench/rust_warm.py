@@ -18,6 +18,7 @@ before and after; system-wide, so the daemons' writes count), real bytes in targ
 a warm build (`du`, after `zcfs unmount` for the mount), and for zcfs its hit latency.
 
 Usage: bench/rust_warm.py [--runs 3] [--release] [--tools none,zcfs-mount,...]
+       [--baseline EXE --tools zcfs-mount,zcfs-mount-base,...]  (two versions, one run)
 Needs: bench/setup-corpus.sh and bench/install-peers.sh (called if needed).
 """
 
@@ -119,8 +120,10 @@ class Tool:
 class Zcfs(Tool):
     name = "zcfs"
 
-    def __init__(self, work, project, exe):
+    def __init__(self, work, project, exe, name=None):
         super().__init__(work, project)
+        if name:
+            self.name = name
         self.exe = exe
         self.wrapper = exe
         # Each zcfs variant has its own cache and daemon: their rounds are interleaved.
@@ -346,6 +349,9 @@ def main():
     ap.add_argument("--corpus", default="/var/tmp/zcfs-corpus")
     ap.add_argument("--latency-reps", type=int, default=5)
     ap.add_argument("--json", help="write the results here too")
+    ap.add_argument("--baseline", metavar="EXE",
+                    help="also measure this zcfs executable (another version) as "
+                         "zcfs-mount-base, in the same rounds: an A/B of two versions")
     ap.add_argument("--dynamic", action="store_true",
                     help="measure a dynamically linked zcfs (default: static, as installed)")
     args = ap.parse_args()
@@ -382,6 +388,10 @@ def main():
             tools.append(Sccache(work, project) if name == "sccache" else Zccache(work, project))
         elif name == "floor":
             tools.append(Floor(work, project))
+        elif name == "zcfs-mount-base":
+            if not args.baseline:
+                sys.exit("zcfs-mount-base needs --baseline EXE")
+            tools.append(ZcfsMount(work, project, args.baseline, name="zcfs-mount-base"))
         else:
             sys.exit(f"unknown tool {name}")
 
@@ -443,12 +453,12 @@ def main():
         print(f"{name:<12}{r['cold']:>8.2f}{med(r['warm']):>8.3f}{med(r['noop']):>9.3f}"
               f"{med(r['written']) / 1e6:>12.1f}{r['target_bytes_warm'] / 1e6:>11.1f}"
               f"  {r['warm_hits']}")
-    for z in ["zcfs-mount", "zcfs"]:
+    for z in ["zcfs-mount", "zcfs-mount-base", "zcfs"]:
         if z not in results:
             continue
         zr = results[z]
         print()
-        for other in ["none", "sccache", "zccache", "floor", "zcfs"]:
+        for other in ["none", "sccache", "zccache", "floor", "zcfs-mount-base", "zcfs"]:
             if other in results and other != z:
                 o = results[other]
                 print(f"{z}/{other:<9} warm {med(zr['warm']) / med(o['warm']):.3f}x   "

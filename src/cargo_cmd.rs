@@ -94,7 +94,7 @@ pub fn exec(cmd: &mut Command) -> anyhow::Error {
 
 fn is_zcfs(wrapper: &OsStr, exe: &Path) -> bool {
     let w = Path::new(wrapper);
-    w == exe || w.file_name().map(crate::os::program_name) == Some(OsStr::new("zcfs"))
+    w == exe || crate::masquerade::named_zcfs(w)
 }
 
 /// cargo's subcommand: the first argument that is not an option (or a `+toolchain`).

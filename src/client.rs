@@ -58,12 +58,13 @@ pub fn request_at(
 
 /// Whether a failed connect means that no daemon listens: no socket file, or nobody
 /// accepting on it. (Windows' `AF_UNIX` reports these with Winsock codes that `std` may
-/// not map to these kinds, hence the look at the file.)
+/// not map to these kinds, hence the look at the file there.)
 fn no_daemon(e: &io::Error, socket: &std::path::Path) -> bool {
     matches!(
         e.kind(),
         io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
-    ) || std::fs::symlink_metadata(socket).is_err()
+    ) || (cfg!(windows)
+        && std::fs::symlink_metadata(socket).is_err_and(|e| e.kind() == io::ErrorKind::NotFound))
 }
 
 fn exchange(stream: &mut Stream, req: &Request) -> Result<Reply, ClientError> {
@@ -176,9 +177,7 @@ pub fn start_daemon(config: &Config, paths: &Paths, reason: &str) -> Result<(), 
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     // The daemon gets its own session, so a Ctrl-C of the build does not reach it.
-    crate::os::detach(&mut cmd);
-    let mut child = cmd
-        .spawn()
+    let mut child = crate::os::spawn_detached(&mut cmd)
         .map_err(|e| ClientError::StartFailed(format!("spawning {}: {e}", exe.display())))?;
     let deadline = Instant::now() + START_WAIT;
     loop {

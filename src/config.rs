@@ -461,7 +461,8 @@ pub fn human_size(bytes: u64) -> String {
 }
 
 /// The runtime directory when no better place is known: a per-user one in the shared
-/// temporary directory (checked to be private and ours before use, `paths.rs`).
+/// temporary directory (on Unix checked to be private and ours before use, `paths.rs`; on
+/// Windows, where `%LOCALAPPDATA%` is missing, the user's own temporary directory).
 fn shared_tmp_runtime_dir() -> PathBuf {
     #[cfg(unix)]
     return PathBuf::from(format!("/tmp/zcfs-{}", rustix::process::getuid().as_raw()));

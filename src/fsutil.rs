@@ -37,21 +37,28 @@ pub struct KernelClock {
 impl KernelClock {
     /// Opens (creating) the stamp file at `path`.
     pub fn open(path: &Path) -> io::Result<KernelClock> {
-        let file = crate::os::private_file(
-            OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false),
-        )
-        .open(path)?;
-        Ok(KernelClock { file })
+        Ok(KernelClock {
+            file: open_private(path)?,
+        })
     }
 
     /// The kernel's file clock, now.
     pub fn now(&self) -> io::Result<NanoTime> {
         stamp_now(&self.file)
     }
+}
+
+/// Opens (creating, keeping its bytes) a file of zcfs's own, readable and writable by this
+/// user only.
+pub fn open_private(path: &Path) -> io::Result<File> {
+    crate::os::private_file(
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false),
+    )
+    .open(path)
 }
 
 /// Sets a file's atime and mtime to the kernel's "now" and returns that mtime.

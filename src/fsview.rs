@@ -106,14 +106,13 @@ pub fn host_list_dir(path: &Path) -> io::Result<Vec<std::ffi::OsString>> {
 }
 
 pub fn host_meta(path: &Path) -> io::Result<Option<Meta>> {
-    match std::fs::metadata(path) {
-        Ok(m) => Ok(Some(Meta {
+    match std::fs::metadata(path).and_then(|m| Ok((FileStat::of_path(path, Some(&m))?, m))) {
+        Ok((stat, m)) => Ok(Some(Meta {
             is_file: m.is_file(),
             is_dir: m.is_dir(),
-            stat: FileStat::of(&m),
+            stat,
         })),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => Ok(None),
+        Err(e) if crate::os::is_not_found(&e) => Ok(None),
         Err(e) => Err(e),
     }
 }

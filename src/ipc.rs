@@ -27,12 +27,12 @@ pub fn bind_private(path: &Path) -> io::Result<(Listener, Option<u64>)> {
     Ok((listener, identity(path)))
 }
 
-/// What tells this socket file from one a successor bound at the same path: its inode on
-/// Unix, its creation time on Windows.
+/// What tells this socket file from one a successor bound at the same path: its inode (its
+/// file id on Windows; a creation time would not do: NTFS gives a file recreated under the
+/// same name within seconds its predecessor's).
 pub fn identity(path: &Path) -> Option<u64> {
     let meta = std::fs::symlink_metadata(path).ok()?;
-    let st = crate::os::file_stat(&meta);
-    Some(if cfg!(unix) { st.ino } else { st.ctime as u64 })
+    crate::os::link_stat(path, &meta).ok().map(|s| s.ino)
 }
 
 /// This process's user, as [`peer_is_us`] compares it.

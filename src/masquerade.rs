@@ -38,8 +38,12 @@ pub fn is_zcfs(path: &Path) -> bool {
     let Ok(c) = path.canonicalize() else {
         return false;
     };
-    own_exe() == Some(c.as_path())
-        || c.file_name().map(crate::os::program_name) == Some(OsStr::new("zcfs"))
+    own_exe() == Some(c.as_path()) || named_zcfs(&c)
+}
+
+/// Whether a program's file is named `zcfs` (`zcfs.exe` on Windows).
+pub fn named_zcfs(path: &Path) -> bool {
+    path.file_name().map(crate::os::program_name) == Some(OsStr::new("zcfs"))
 }
 
 fn is_executable(p: &Path) -> bool {
@@ -68,9 +72,7 @@ pub fn real_compiler(program: &OsStr) -> Result<PathBuf, String> {
             continue;
         }
         let Ok(c) = cand.canonicalize() else { continue };
-        if own_exe() == Some(c.as_path())
-            || c.file_name().map(crate::os::program_name) == Some(OsStr::new("zcfs"))
-        {
+        if own_exe() == Some(c.as_path()) || named_zcfs(&c) {
             continue;
         }
         if skip.contains(&c) {

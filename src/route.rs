@@ -43,7 +43,7 @@ pub fn link_dir(paths: &Paths, exe: &Path) -> Result<PathBuf> {
         .with_context(|| format!("creating {}", dir.display()))?;
     for name in NAMES {
         let link = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
-        if std::fs::read_link(&link).is_ok_and(|t| t == exe) {
+        if crate::os::runs_program(&link, exe) {
             continue;
         }
         // Replace atomically: a concurrent build may be using the old link.

@@ -26,6 +26,9 @@ pub struct FileInfo {
 /// A placeholder as the provider describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Placeholder {
+    /// The projection's own spelling of its name (the last component): ProjFS gives the
+    /// placeholder the case the provider writes, not the case of the request.
+    pub name: String,
     pub info: FileInfo,
     /// `PRJ_PLACEHOLDER_VERSION_INFO.ContentID`: which bytes the file holds (see
     /// `content.rs`); at most 128 bytes.

@@ -59,9 +59,12 @@ impl ProviderSlot for Slot {
     }
 }
 
+/// A mounted directory's provider and the slot ProjFS's callbacks reach it through.
+type Live = (Arc<Provider>, Arc<Slot>);
+
 pub struct ProjFsBackend {
     start: Box<Starter>,
-    live: Mutex<HashMap<PathBuf, Arc<Provider>>>,
+    live: Mutex<HashMap<PathBuf, Live>>,
 }
 
 struct ProjFsSession {
@@ -99,7 +102,7 @@ impl ProjFsBackend {
 
     /// The provider serving `dir`, if mounted.
     pub fn provider(&self, dir: &Path) -> Option<Arc<Provider>> {
-        self.live.lock().get(dir).cloned()
+        self.live.lock().get(dir).map(|(p, _)| p.clone())
     }
 }
 
@@ -141,10 +144,15 @@ impl Backend for ProjFsBackend {
         )
         .inspect_err(|_| api.stop())?;
         *slot.0.lock() = Some(provider.clone());
+        // Until now callbacks found no provider and answered "not found", which ProjFS may
+        // have cached: forget that, so the journal's projections show.
+        if let Err(e) = api.clear_negative_path_cache() {
+            tracing::warn!("clearing ProjFS's negative path cache: {e}");
+        }
         provider.start_queue();
         self.live
             .lock()
-            .insert(spec.dir.to_path_buf(), provider.clone());
+            .insert(spec.dir.to_path_buf(), (provider.clone(), slot));
         Ok(Attached {
             core: provider.clone() as Arc<dyn MountCore>,
             session: Box::new(ProjFsSession {
@@ -161,8 +169,10 @@ impl Backend for ProjFsBackend {
     fn release(&self, dir: &Path, _lazy: bool) -> Result<(), ReleaseError> {
         let p = self.live.lock().remove(dir);
         match p {
-            Some(p) => {
+            Some((p, slot)) => {
                 p.shutdown();
+                // Late callbacks find no provider; the provider and its packs can go.
+                *slot.0.lock() = None;
                 Ok(())
             }
             None => Err(ReleaseError::Io(std::io::Error::other(format!(

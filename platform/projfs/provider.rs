@@ -432,6 +432,7 @@ impl Provider {
         m.handed.insert(e.proj.pack.id, e.proj.pack.clone());
         self.counters.placeholders.fetch_add(1, Ordering::Relaxed);
         Ok(Placeholder {
+            name: e.path.name().to_string(),
             info: e.info(),
             content_id: e.content_id().encode(),
         })

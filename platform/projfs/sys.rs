@@ -149,7 +149,7 @@ struct Instance {
 ///
 /// # Safety
 /// `cb` is the callback data ProjFS passed, whose `InstanceContext` is the `Instance` that
-/// [`start`] registered (alive until [`RealProjFs::stop`] returned).
+/// [`start`] registered (leaked: never freed once ProjFS started).
 unsafe fn provider_of(cb: *const prj::PRJ_CALLBACK_DATA) -> Option<Arc<Provider>> {
     // SAFETY: as the caller promises.
     let inst = unsafe { &*((*cb).InstanceContext as *const Instance) };
@@ -266,12 +266,19 @@ unsafe extern "system" fn cb_placeholder_info(cb: *const prj::PRJ_CALLBACK_DATA)
         };
         info.VersionInfo.ProviderID[..PROVIDER_ID.len()].copy_from_slice(PROVIDER_ID);
         info.VersionInfo.ContentID[..ph.content_id.len()].copy_from_slice(&ph.content_id);
-        // SAFETY: the name is the one ProjFS asked about (its spelling); the info lives for
-        // the call and its size is the struct's.
+        // The directories above exist on disk in their case; the name takes the
+        // projection's own.
+        let spelled = match path.rfind(['\\', '/']) {
+            Some(i) => format!("{}\\{}", &path[..i], ph.name),
+            None => ph.name.clone(),
+        };
+        let name = wide(OsStr::new(&spelled));
+        // SAFETY: a terminated name and an info that live for the call; the size is the
+        // struct's.
         unsafe {
             prj::PrjWritePlaceholderInfo(
                 ctx,
-                name_ptr,
+                name.as_ptr(),
                 &info,
                 std::mem::size_of::<prj::PRJ_PLACEHOLDER_INFO>() as u32,
             )
@@ -370,13 +377,26 @@ unsafe extern "system" fn cb_notify(
         let (p, path, dest, pid) = unsafe {
             (
                 provider_of(cb),
-                read_wide((*cb).FilePathName).unwrap_or_default(),
+                read_wide((*cb).FilePathName),
                 read_wide(dest),
                 (*cb).TriggeringProcessId,
             )
         };
         let Some(p) = p else { return S_OK };
+        // An empty (or absent) name is outside the virtualization root: a file renamed out
+        // of it has no destination, one renamed into it no source.
+        let inside = |d: Option<String>| d.filter(|d| !d.is_empty());
+        let (path, dest) = (inside(path), inside(dest));
         let to = |d: Option<String>| d.and_then(|d| RelPath::parse(&d).ok());
+        let Some(path) = path else {
+            // Moved in from outside: a new file at the destination.
+            if n == prj::PRJ_NOTIFICATION_FILE_RENAMED
+                && let Some(d) = dest
+            {
+                p.cb_notify(&d, Notification::Created, is_dir, pid);
+            }
+            return S_OK;
+        };
         let n = match n {
             prj::PRJ_NOTIFICATION_FILE_PRE_CONVERT_TO_FULL => Notification::PreConvertToFull,
             prj::PRJ_NOTIFICATION_FILE_OVERWRITTEN => Notification::Overwritten,
@@ -399,18 +419,27 @@ unsafe extern "system" fn cb_notify(
     })
 }
 
+/// `PrjGetOnDiskFileState` of a full path (`None`: nothing there, or not answered).
+fn on_disk_state(full: &Path) -> Option<prj::PRJ_FILE_STATE> {
+    let w = wide(full.as_os_str());
+    let mut st: prj::PRJ_FILE_STATE = 0;
+    // SAFETY: a terminated path and an out value.
+    let hr = unsafe { prj::PrjGetOnDiskFileState(w.as_ptr(), &mut st) };
+    (hr >= 0).then_some(st)
+}
+
 /// A running virtualization instance: the [`ProjFs`] the provider calls.
 pub struct RealProjFs {
     root: PathBuf,
     ctx: prj::PRJ_NAMESPACE_VIRTUALIZATION_CONTEXT,
     guid: GUID,
-    /// The callbacks' context; freed only after `PrjStopVirtualizing` returned.
-    instance: *mut Instance,
-    stopped: parking_lot::Mutex<bool>,
+    /// Whether `PrjStopVirtualizing` ran: calls that use `ctx` hold this shared, `stop`
+    /// holds it exclusively, so none uses a stopped instance's context.
+    stopped: parking_lot::RwLock<bool>,
 }
 
-// SAFETY: the context is a handle ProjFS lets any thread use; `instance` is only read by
-// callbacks and freed once, after virtualization stopped.
+// SAFETY: the context is a handle ProjFS lets any thread use, and no call uses it after
+// `stop` (the `stopped` lock).
 unsafe impl Send for RealProjFs {}
 // SAFETY: as above.
 unsafe impl Sync for RealProjFs {}
@@ -448,9 +477,11 @@ pub fn start(root: &Path, guid: Guid, slot: Arc<dyn ProviderSlot>) -> io::Result
         NotificationMappings: &mut mapping,
         NotificationMappingsCount: 1,
     };
-    let instance = Box::into_raw(Box::new(Instance { slot }));
+    // Never freed: whether `PrjStopVirtualizing` waits for callbacks still running is not
+    // documented, and a callback must not find its context gone (a few bytes per mount).
+    let instance: *mut Instance = Box::leak(Box::new(Instance { slot }));
     let mut ctx: prj::PRJ_NAMESPACE_VIRTUALIZATION_CONTEXT = std::ptr::null_mut();
-    // SAFETY: every pointer lives for the call; `instance` lives until `stop`.
+    // SAFETY: every pointer lives for the call; `instance` for ever.
     let hr = unsafe {
         prj::PrjStartVirtualizing(
             root_w.as_ptr(),
@@ -461,7 +492,8 @@ pub fn start(root: &Path, guid: Guid, slot: Arc<dyn ProviderSlot>) -> io::Result
         )
     };
     if let Err(e) = check(hr, "PrjStartVirtualizing") {
-        // SAFETY: ProjFS did not start: no callback holds the instance.
+        // ProjFS did not start: no callback can hold the instance.
+        // SAFETY: leaked above, never shared.
         drop(unsafe { Box::from_raw(instance) });
         let mark = check(marked, "PrjMarkDirectoryAsPlaceholder").err();
         return Err(match mark {
@@ -473,12 +505,20 @@ pub fn start(root: &Path, guid: Guid, slot: Arc<dyn ProviderSlot>) -> io::Result
         root: root.to_path_buf(),
         ctx,
         guid: g,
-        instance,
-        stopped: parking_lot::Mutex::new(false),
+        stopped: parking_lot::RwLock::new(false),
     }))
 }
 
 impl RealProjFs {
+    /// Holds the instance running for a call that uses its context.
+    fn live(&self) -> io::Result<parking_lot::RwLockReadGuard<'_, bool>> {
+        let g = self.stopped.read();
+        if *g {
+            return Err(io::Error::other("ProjFS was stopped for this directory"));
+        }
+        Ok(g)
+    }
+
     fn full(&self, p: &RelPath) -> PathBuf {
         self.root.join(p.to_path())
     }
@@ -489,11 +529,7 @@ impl RealProjFs {
     }
 
     fn state(&self, p: &RelPath) -> Option<prj::PRJ_FILE_STATE> {
-        let w = wide(self.full(p).as_os_str());
-        let mut st: prj::PRJ_FILE_STATE = 0;
-        // SAFETY: a terminated path and an out value.
-        let hr = unsafe { prj::PrjGetOnDiskFileState(w.as_ptr(), &mut st) };
-        (hr >= 0).then_some(st)
+        on_disk_state(&self.full(p))
     }
 }
 
@@ -567,8 +603,10 @@ impl ProjFs for RealProjFs {
             f |= prj::PRJ_UPDATE_ALLOW_READ_ONLY;
         }
         let mut cause: prj::PRJ_UPDATE_FAILURE_CAUSES = 0;
-        // SAFETY: a live context, a terminated relative path and an out value.
+        let live = self.live()?;
+        // SAFETY: a live context (held by `live`), a terminated relative path, an out value.
         let hr = unsafe { prj::PrjDeleteFile(self.ctx, w.as_ptr(), f, &mut cause) };
+        drop(live);
         if hr >= 0 {
             return Ok(());
         }
@@ -592,7 +630,8 @@ impl ProjFs for RealProjFs {
 
     fn clear_negative_path_cache(&self) -> io::Result<()> {
         let mut n = 0u32;
-        // SAFETY: a live context and an out value.
+        let _live = self.live()?;
+        // SAFETY: a live context (held by `_live`) and an out value.
         check(
             unsafe { prj::PrjClearNegativePathCache(self.ctx, &mut n) },
             "PrjClearNegativePathCache",
@@ -682,12 +721,8 @@ impl ProjFs for RealProjFs {
                     walk(&p, total);
                     continue;
                 }
-                let w = wide(p.as_os_str());
-                let mut st: prj::PRJ_FILE_STATE = 0;
-                // SAFETY: a terminated path and an out value.
-                let hr = unsafe { prj::PrjGetOnDiskFileState(w.as_ptr(), &mut st) };
                 let real = prj::PRJ_FILE_STATE_FULL | prj::PRJ_FILE_STATE_HYDRATED_PLACEHOLDER;
-                if hr >= 0 && st & real != 0 {
+                if on_disk_state(&p).is_some_and(|st| st & real != 0) {
                     *total += m.len();
                 }
             }
@@ -710,17 +745,13 @@ impl ProjFs for RealProjFs {
     }
 
     fn stop(&self) {
-        let mut stopped = self.stopped.lock();
+        let mut stopped = self.stopped.write();
         if *stopped {
             return;
         }
         *stopped = true;
-        // SAFETY: the live context; after this returns no callback runs, so the instance
-        // can go.
-        unsafe {
-            prj::PrjStopVirtualizing(self.ctx);
-            drop(Box::from_raw(self.instance));
-        }
+        // SAFETY: the live context, used by no other call from now on.
+        unsafe { prj::PrjStopVirtualizing(self.ctx) };
     }
 }
 

@@ -17,14 +17,7 @@ pub fn raise_fd_limit() -> u64 {
 
 /// Opens (creating) a lock file.
 pub fn open_lock(path: &Path) -> io::Result<File> {
-    crate::os::private_file(
-        OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false),
-    )
-    .open(path)
+    crate::fsutil::open_private(path)
 }
 
 /// Takes an exclusive flock, waiting up to `max`.

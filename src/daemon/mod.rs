@@ -75,8 +75,8 @@ fn close_inherited_fds() {
     unsafe {
         libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
     }
-    // Windows: the client spawns the daemon without inheritable handles but the standard
-    // ones, which it sets to null.
+    // Windows: the client spawns the daemon with no handle of ours to inherit
+    // (`os::spawn_detached`); cargo's jobserver there is a named semaphore.
 }
 
 /// Runs the daemon until it exits. `spawned`: started by a client (detach from its fds).
@@ -89,12 +89,7 @@ pub fn run(
     if spawned {
         close_inherited_fds();
         // Not holding any directory of the build (a mount point among them) busy.
-        let _ = std::env::set_current_dir(
-            std::env::temp_dir()
-                .ancestors()
-                .last()
-                .unwrap_or(std::path::Path::new("/")),
-        );
+        let _ = std::env::set_current_dir(crate::os::neutral_dir());
     }
     let paths = Paths::new(&config);
     paths.ensure_runtime_dir()?;

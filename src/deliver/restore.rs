@@ -85,7 +85,7 @@ impl Deliver for Restore {
             let entry = &d.pack.header.entries[o.index];
             report.files.push(Delivered {
                 path: t.dest.clone(),
-                stat: FileStat::of(&t.file.metadata()?),
+                stat: FileStat::of_file(&t.file, &t.file.metadata()?)?,
                 digest: o
                     .bytes
                     .as_deref()

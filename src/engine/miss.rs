@@ -63,7 +63,7 @@ impl Engine {
             false
         };
         let fs = self.fs_with(p.aliases.clone());
-        let names = match rustc::output_names(job, &fs, &stderr) {
+        let names = match rustc::output_names(job, &fs, &stderr, &p.start) {
             Ok(n) => n,
             Err(u) => return not_stored(u.reason, u.detail),
         };

@@ -87,7 +87,7 @@ impl RealAt {
             }
             RealAt::Path(p) => {
                 let m = std::fs::symlink_metadata(p)?;
-                Ok((m.is_file(), m.is_dir(), FileStat::of(&m)))
+                Ok((m.is_file(), m.is_dir(), crate::os::link_stat(p, &m)?))
             }
         }
     }

@@ -268,8 +268,8 @@ pub fn exit_like(status: std::process::ExitStatus) -> ! {
     std::process::exit(status.code().unwrap_or(1));
 }
 
-/// Makes `cmd` start in a session of its own: a Ctrl-C of the build does not reach it.
-pub fn detach(cmd: &mut std::process::Command) {
+/// Starts `cmd` in a session of its own: a Ctrl-C of the build does not reach it.
+pub fn spawn_detached(cmd: &mut std::process::Command) -> io::Result<std::process::Child> {
     use std::os::unix::process::CommandExt;
     // SAFETY: setsid is async-signal-safe.
     unsafe {
@@ -278,6 +278,12 @@ pub fn detach(cmd: &mut std::process::Command) {
             Ok(())
         });
     }
+    cmd.spawn()
+}
+
+/// A directory a long-lived process can sit in without holding a build's directory busy.
+pub fn neutral_dir() -> &'static Path {
+    Path::new("/")
 }
 
 /// The signals that stop the daemon: SIGTERM and SIGINT.
@@ -344,4 +350,15 @@ pub fn path_stat(path: &Path, meta: Option<&std::fs::Metadata>) -> io::Result<Fi
         Some(m) => Ok(file_stat(m)),
         None => Ok(file_stat(&std::fs::metadata(path)?)),
     }
+}
+
+/// [`file_stat`] of the entry at `path` itself (a symlink is not followed), whose
+/// `symlink_metadata` the caller has.
+pub fn link_stat(_path: &Path, meta: &std::fs::Metadata) -> io::Result<FileStat> {
+    Ok(file_stat(meta))
+}
+
+/// Whether `at` is a masquerade link to `exe` already (see [`link_program`]).
+pub fn runs_program(at: &Path, exe: &Path) -> bool {
+    std::fs::read_link(at).is_ok_and(|t| t == exe)
 }

@@ -10,7 +10,7 @@ pub type DirHandle = File;
 
 const FILE_FLAG_BACKUP_SEMANTICS: u32 = 0x0200_0000;
 const FILE_FLAG_OPEN_REPARSE_POINT: u32 = 0x0020_0000;
-/// Seconds between 1601-01-01 (FILETIME) and 1970-01-01.
+/// 100 ns intervals between 1601-01-01 (FILETIME's epoch) and 1970-01-01.
 const EPOCH_DIFF_100NS: i128 = 116_444_736_000_000_000;
 
 pub fn open_dir(path: &Path) -> io::Result<DirHandle> {
@@ -308,14 +308,54 @@ pub fn exit_like(status: std::process::ExitStatus) -> ! {
     std::process::exit(exit_code(status));
 }
 
-/// Makes `cmd` start detached from our console and process group: a Ctrl-C of the build
-/// does not reach it.
-pub fn detach(cmd: &mut std::process::Command) {
+/// Starts `cmd` detached from our console and process group (a Ctrl-C of the build does
+/// not reach it), inheriting none of our standard handles: `CreateProcess` passes every
+/// inheritable handle on, and a daemon holding the pipes cargo reads our output from would
+/// keep cargo waiting for their end until the daemon exits. The flags are restored after
+/// the spawn (a compiler we run later inherits them as it should).
+pub fn spawn_detached(cmd: &mut std::process::Command) -> io::Result<std::process::Child> {
+    use std::os::windows::io::AsRawHandle;
     use std::os::windows::process::CommandExt;
+    use windows_sys::Win32::Foundation::{
+        GetHandleInformation, HANDLE, HANDLE_FLAG_INHERIT, SetHandleInformation,
+    };
     const DETACHED_PROCESS: u32 = 0x0000_0008;
     const CREATE_NEW_PROCESS_GROUP: u32 = 0x0000_0200;
     const CREATE_NO_WINDOW: u32 = 0x0800_0000;
     cmd.creation_flags(DETACHED_PROCESS | CREATE_NEW_PROCESS_GROUP | CREATE_NO_WINDOW);
+    let handles: [HANDLE; 3] = [
+        std::io::stdin().as_raw_handle() as HANDLE,
+        std::io::stdout().as_raw_handle() as HANDLE,
+        std::io::stderr().as_raw_handle() as HANDLE,
+    ];
+    let mut restore = Vec::new();
+    for h in handles {
+        let mut flags = 0u32;
+        // SAFETY: our own standard handles (possibly null: the calls then fail harmlessly).
+        if unsafe { GetHandleInformation(h, &mut flags) } != 0 && flags & HANDLE_FLAG_INHERIT != 0 {
+            // SAFETY: as above.
+            if unsafe { SetHandleInformation(h, HANDLE_FLAG_INHERIT, 0) } != 0 {
+                restore.push(h);
+            }
+        }
+    }
+    let child = cmd.spawn();
+    for h in restore {
+        // SAFETY: as above.
+        unsafe { SetHandleInformation(h, HANDLE_FLAG_INHERIT, HANDLE_FLAG_INHERIT) };
+    }
+    child
+}
+
+/// A directory a long-lived process can sit in without holding a build's directory busy:
+/// the root of the system drive.
+pub fn neutral_dir() -> &'static Path {
+    static ROOT: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    ROOT.get_or_init(|| {
+        let mut root = std::env::var_os("SystemDrive").unwrap_or_else(|| "C:".into());
+        root.push("\\");
+        std::path::PathBuf::from(root)
+    })
 }
 
 /// The console events that stop the daemon: Ctrl-C, Ctrl-Break, close, shutdown.
@@ -381,9 +421,29 @@ pub fn handle_stat(file: &File, _meta: &std::fs::Metadata) -> io::Result<FileSta
     if ok == 0 {
         return Err(io::Error::last_os_error());
     }
+    // ReFS ids are 128 bits (the 64-bit index need not be unique there): the full id,
+    // folded, where the volume gives it.
+    let mut id = windows_sys::Win32::Storage::FileSystem::FILE_ID_INFO::default();
+    // SAFETY: as above, with the struct's size.
+    let has_id = unsafe {
+        GetFileInformationByHandleEx(
+            h,
+            windows_sys::Win32::Storage::FileSystem::FileIdInfo,
+            &mut id as *mut _ as *mut std::ffi::c_void,
+            std::mem::size_of::<windows_sys::Win32::Storage::FileSystem::FILE_ID_INFO>() as u32,
+        )
+    } != 0;
+    let ino = if has_id {
+        let b = id.FileId.Identifier;
+        let lo = u64::from_le_bytes(b[..8].try_into().unwrap_or_default());
+        let hi = u64::from_le_bytes(b[8..].try_into().unwrap_or_default());
+        lo ^ hi.rotate_left(32)
+    } else {
+        ((by.nFileIndexHigh as u64) << 32) | by.nFileIndexLow as u64
+    };
     Ok(FileStat {
         dev: by.dwVolumeSerialNumber as u64,
-        ino: ((by.nFileIndexHigh as u64) << 32) | by.nFileIndexLow as u64,
+        ino,
         size: ((by.nFileSizeHigh as u64) << 32) | by.nFileSizeLow as u64,
         mtime: filetime_to_ns(basic.LastWriteTime as u64),
         ctime: filetime_to_ns(basic.ChangeTime as u64),
@@ -399,4 +459,24 @@ pub fn path_stat(path: &Path, _meta: Option<&std::fs::Metadata>) -> io::Result<F
         .open(path)?;
     let meta = f.metadata()?;
     handle_stat(&f, &meta)
+}
+
+/// [`handle_stat`] of the entry at `path` itself (a link or reparse point is not
+/// followed).
+pub fn link_stat(path: &Path, _meta: &std::fs::Metadata) -> io::Result<FileStat> {
+    let f = std::fs::OpenOptions::new()
+        .access_mode(0x80)
+        .custom_flags(FILE_FLAG_BACKUP_SEMANTICS | FILE_FLAG_OPEN_REPARSE_POINT)
+        .open(path)?;
+    let meta = f.metadata()?;
+    handle_stat(&f, &meta)
+}
+
+/// Whether `at` is a hard link to `exe` already (see [`link_program`]): the same file. A
+/// copy is replaced (it may be of an older zcfs).
+pub fn runs_program(at: &Path, exe: &Path) -> bool {
+    match (path_stat(at, None), path_stat(exe, None)) {
+        (Ok(a), Ok(b)) => a.dev == b.dev && a.ino == b.ino,
+        _ => false,
+    }
 }

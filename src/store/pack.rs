@@ -494,7 +494,7 @@ pub fn write(
             offset: 0,
             digest: Digest::default(),
         });
-        metas.push(FileStat::of(&m));
+        metas.push(FileStat::of_file(s.file, &m)?);
     }
     let mut offset = header.payload_start();
     let mut buf = vec![0u8; 1 << 20];
@@ -513,7 +513,7 @@ pub fn write(
             out.write_all_at(&buf[..n], offset + done)?;
             done += n as u64;
         }
-        let after = FileStat::of(&s.file.metadata()?);
+        let after = FileStat::of_file(s.file, &s.file.metadata()?)?;
         if after != metas[i] {
             return Err(WriteError::SourceChanged(s.name.clone()));
         }

@@ -112,7 +112,7 @@ impl TargetOs {
             None if cfg!(target_vendor = "apple") => return TargetOs::Apple,
             None => return TargetOs::Unix,
         };
-        if t.contains("-windows-msvc") || t.contains("-uefi") {
+        if t.contains("-windows-msvc") {
             TargetOs::WindowsMsvc
         } else if t.contains("-windows") {
             TargetOs::WindowsGnu

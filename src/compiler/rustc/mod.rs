@@ -728,6 +728,7 @@ pub fn output_names(
     job: &RustcJob,
     fs: &dyn FsView,
     stderr: &[u8],
+    start: &CompileStart,
 ) -> Result<Vec<String>, Uncacheable> {
     let mut names = job.args.expected_outputs();
     for p in artifact_paths(stderr) {
@@ -744,9 +745,19 @@ pub fn output_names(
             names.push(name);
         }
     }
-    // Debug info and import libraries beside a linked output (Windows), when written.
+    // Debug info and import libraries beside a linked output (Windows), when this compile
+    // wrote them: not older than its start (on the filesystem's own clock where it was
+    // stamped). A leftover of an earlier compile is never stored; a companion whose time a
+    // coarse filesystem truncated below the start is left out (the entry lacks it).
+    let written_now =
+        |m: &crate::fsview::Meta| match start.stamps.iter().find(|(d, _)| *d == m.stat.dev) {
+            Some((_, stamp)) => m.stat.mtime >= *stamp,
+            None => m.stat.mtime >= start.time,
+        };
     for n in job.args.companion_outputs() {
-        if !names.contains(&n) && fs.is_file(&job.out_dir.join(&n)) {
+        let fresh =
+            matches!(fs.meta(&job.out_dir.join(&n)), Ok(Some(m)) if m.is_file && written_now(&m));
+        if fresh && !names.contains(&n) {
             names.push(n);
         }
     }
@@ -919,6 +930,38 @@ mod tests {
         fn key(&self, argv: &[OsString]) -> Digest {
             self.prepare(argv).unwrap().key
         }
+    }
+
+    #[test]
+    fn companions_are_stored_only_when_this_compile_wrote_them() {
+        let f = KeyFixture::new();
+        let mut job = f.prepare(&f.args("cdylib")).unwrap();
+        job.args.target = Some("x86_64-pc-windows-msvc".into());
+        let out = f.dir.path().join("out");
+        std::fs::create_dir_all(&out).unwrap();
+        // A leftover of an earlier compile, an hour old.
+        let stale = out.join("demo.pdb");
+        std::fs::write(&stale, b"old pdb").unwrap();
+        let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        std::fs::File::options()
+            .write(true)
+            .open(&stale)
+            .unwrap()
+            .set_modified(hour_ago)
+            .unwrap();
+        let start = CompileStart {
+            time: crate::fsutil::KernelClock::open(&f.dir.path().join("clock"))
+                .unwrap()
+                .now()
+                .unwrap(),
+            stamps: Vec::new(),
+        };
+        for n in ["demo.d", "demo.dll", "demo.dll.lib"] {
+            std::fs::write(out.join(n), n).unwrap();
+        }
+        let fs = HostFs { hashes: &f.hashes };
+        let names = output_names(&job, &fs, b"", &start).unwrap();
+        assert_eq!(names, vec!["demo.d", "demo.dll", "demo.dll.lib"]);
     }
 
     #[test]
