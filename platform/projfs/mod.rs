@@ -8,6 +8,8 @@
 //!   requests ([`provider::Provider`], a [`MountCore`]);
 //! - `content.rs`: the content id placeholders carry;
 //! - `guid.rs`: the virtualization instance id, kept per mounted directory;
+//! - `convert.rs`: the binding's pure conversions (HRESULTs, GUIDs, notifications), tested
+//!   on any host;
 //!
 //! - `sys.rs` (Windows only): the binding of [`api::ProjFs`] and of the callbacks to the
 //!   real ProjFS (`PrjStartVirtualizing` and friends, through `windows-sys`). It is
@@ -15,6 +17,7 @@
 
 pub mod api;
 pub mod content;
+pub mod convert;
 #[cfg(test)]
 mod fake;
 pub mod guid;

@@ -33,9 +33,9 @@ use windows_sys::core::{GUID, HRESULT, PCWSTR};
 
 use super::ProviderSlot;
 use super::api::{
-    DataSink, DeleteError, DirSink, FileInfo, Guid, Notification, OnDisk, ProjFs, Status,
-    UpdateFlags,
+    DataSink, DeleteError, DirSink, FileInfo, Guid, OnDisk, ProjFs, Status, UpdateFlags,
 };
+use super::convert::{self, code, hresult_from_win32, win32_of};
 use super::provider::Provider;
 use crate::projection::relpath::RelPath;
 
@@ -53,19 +53,22 @@ const NOTIFY_MASK: prj::PRJ_NOTIFY_TYPES = prj::PRJ_NOTIFY_FILE_PRE_CONVERT_TO_F
     | prj::PRJ_NOTIFY_NEW_FILE_CREATED
     | prj::PRJ_NOTIFY_HARDLINK_CREATED;
 
-fn hresult_from_win32(e: u32) -> HRESULT {
-    if e == 0 {
-        S_OK
-    } else {
-        ((e & 0xffff) | 0x8007_0000) as HRESULT
-    }
-}
-
-/// The Win32 error inside an HRESULT of the `FACILITY_WIN32` kind.
-fn win32_of(hr: HRESULT) -> Option<u32> {
-    let u = hr as u32;
-    (u & 0xffff_0000 == 0x8007_0000).then_some(u & 0xffff)
-}
+// The notification codes `convert` names are the SDK's.
+const _: () = {
+    assert!(code::NEW_FILE_CREATED == prj::PRJ_NOTIFICATION_NEW_FILE_CREATED);
+    assert!(code::FILE_OVERWRITTEN == prj::PRJ_NOTIFICATION_FILE_OVERWRITTEN);
+    assert!(code::FILE_RENAMED == prj::PRJ_NOTIFICATION_FILE_RENAMED);
+    assert!(code::HARDLINK_CREATED == prj::PRJ_NOTIFICATION_HARDLINK_CREATED);
+    assert!(
+        code::FILE_HANDLE_CLOSED_FILE_MODIFIED
+            == prj::PRJ_NOTIFICATION_FILE_HANDLE_CLOSED_FILE_MODIFIED
+    );
+    assert!(
+        code::FILE_HANDLE_CLOSED_FILE_DELETED
+            == prj::PRJ_NOTIFICATION_FILE_HANDLE_CLOSED_FILE_DELETED
+    );
+    assert!(code::FILE_PRE_CONVERT_TO_FULL == prj::PRJ_NOTIFICATION_FILE_PRE_CONVERT_TO_FULL);
+};
 
 fn check(hr: HRESULT, what: &str) -> io::Result<()> {
     if hr >= 0 {
@@ -111,16 +114,17 @@ unsafe fn read_wide(p: PCWSTR) -> Option<String> {
 }
 
 fn guid_of(g: &Guid) -> GUID {
-    GUID::from_u128(u128::from_be_bytes(*g))
+    let (data1, data2, data3, data4) = convert::guid_fields(g);
+    GUID {
+        data1,
+        data2,
+        data3,
+        data4,
+    }
 }
 
 fn guid_bytes(g: &GUID) -> Guid {
-    let mut b = [0u8; 16];
-    b[..4].copy_from_slice(&g.data1.to_be_bytes());
-    b[4..6].copy_from_slice(&g.data2.to_be_bytes());
-    b[6..8].copy_from_slice(&g.data3.to_be_bytes());
-    b[8..].copy_from_slice(&g.data4);
-    b
+    convert::guid_from_fields(g.data1, g.data2, g.data3, g.data4)
 }
 
 fn basic_info(info: &FileInfo) -> prj::PRJ_FILE_BASIC_INFO {
@@ -268,11 +272,7 @@ unsafe extern "system" fn cb_placeholder_info(cb: *const prj::PRJ_CALLBACK_DATA)
         info.VersionInfo.ContentID[..ph.content_id.len()].copy_from_slice(&ph.content_id);
         // The directories above exist on disk in their case; the name takes the
         // projection's own.
-        let spelled = match path.rfind(['\\', '/']) {
-            Some(i) => format!("{}\\{}", &path[..i], ph.name),
-            None => ph.name.clone(),
-        };
-        let name = wide(OsStr::new(&spelled));
+        let name = wide(OsStr::new(&convert::placeholder_name(&path, &ph.name)));
         // SAFETY: a terminated name and an info that live for the call; the size is the
         // struct's.
         unsafe {
@@ -383,38 +383,9 @@ unsafe extern "system" fn cb_notify(
             )
         };
         let Some(p) = p else { return S_OK };
-        // An empty (or absent) name is outside the virtualization root: a file renamed out
-        // of it has no destination, one renamed into it no source.
-        let inside = |d: Option<String>| d.filter(|d| !d.is_empty());
-        let (path, dest) = (inside(path), inside(dest));
-        let to = |d: Option<String>| d.and_then(|d| RelPath::parse(&d).ok());
-        let Some(path) = path else {
-            // Moved in from outside: a new file at the destination.
-            if n == prj::PRJ_NOTIFICATION_FILE_RENAMED
-                && let Some(d) = dest
-            {
-                p.cb_notify(&d, Notification::Created, is_dir, pid);
-            }
-            return S_OK;
-        };
-        let n = match n {
-            prj::PRJ_NOTIFICATION_FILE_PRE_CONVERT_TO_FULL => Notification::PreConvertToFull,
-            prj::PRJ_NOTIFICATION_FILE_OVERWRITTEN => Notification::Overwritten,
-            prj::PRJ_NOTIFICATION_FILE_HANDLE_CLOSED_FILE_MODIFIED => Notification::ClosedModified,
-            prj::PRJ_NOTIFICATION_FILE_HANDLE_CLOSED_FILE_DELETED => Notification::Deleted,
-            prj::PRJ_NOTIFICATION_NEW_FILE_CREATED => Notification::Created,
-            prj::PRJ_NOTIFICATION_FILE_RENAMED => match to(dest) {
-                Some(d) => Notification::Renamed(d),
-                // Renamed out of the root: gone from it.
-                None => Notification::Deleted,
-            },
-            prj::PRJ_NOTIFICATION_HARDLINK_CREATED => match to(dest) {
-                Some(d) => Notification::Linked(d),
-                None => return S_OK,
-            },
-            _ => return S_OK,
-        };
-        p.cb_notify(&path, n, is_dir, pid);
+        if let Some((path, n)) = convert::notification(n, path.as_deref(), dest.as_deref()) {
+            p.cb_notify(&path, n, is_dir, pid);
+        }
         S_OK
     })
 }
