@@ -188,7 +188,7 @@ fn location_key(cargo: &OsStr, args: &[OsString]) -> Result<blake3::Hash> {
     let mut env: Vec<(OsString, OsString)> = std::env::vars_os()
         .filter(|(k, _)| {
             let k = k.to_string_lossy();
-            k.starts_with("CARGO_") || k.starts_with("RUSTUP_") || k == "HOME"
+            k.starts_with("CARGO_") || k.starts_with("RUSTUP_") || k == "HOME" || k == "USERPROFILE"
         })
         .collect();
     env.sort();
@@ -202,9 +202,11 @@ fn location_key(cargo: &OsStr, args: &[OsString]) -> Result<blake3::Hash> {
         files.push(d.join(".cargo/config.toml"));
         files.push(d.join(".cargo/config"));
     }
+    // Windows has no HOME; cargo takes the user's profile directory there.
+    let user_home = if cfg!(windows) { "USERPROFILE" } else { "HOME" };
     let home = std::env::var_os("CARGO_HOME")
         .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cargo")));
+        .or_else(|| std::env::var_os(user_home).map(|h| Path::new(&h).join(".cargo")));
     if let Some(home) = home {
         files.push(home.join("config.toml"));
         files.push(home.join("config"));

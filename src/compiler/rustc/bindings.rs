@@ -152,7 +152,10 @@ pub fn cargo_home(env: &HashMap<OsString, OsString>) -> Option<PathBuf> {
     if let Some(h) = get("CARGO_HOME") {
         return Some(PathBuf::from(h));
     }
-    get("HOME").map(|h| Path::new(h).join(".cargo"))
+    // Windows has no HOME; cargo takes the user's profile directory there.
+    get("HOME")
+        .or_else(|| cfg!(windows).then(|| get("USERPROFILE")).flatten())
+        .map(|h| Path::new(h).join(".cargo"))
 }
 
 fn bytes(p: &Path) -> &[u8] {
