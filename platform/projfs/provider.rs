@@ -81,7 +81,6 @@ struct Model {
     marked_paths: HashMap<String, RelPath>,
     /// Packs placeholders were handed out for, by id.
     handed: HashMap<Digest, Arc<Pack>>,
-    enums: HashMap<Guid, Enumeration>,
 }
 
 impl Model {
@@ -149,6 +148,9 @@ pub struct Provider {
     root: PathBuf,
     own_pid: u32,
     model: Mutex<Model>,
+    /// Directory enumerations in progress, apart from the model: ProjFS enumerates for the
+    /// daemon's own listings too, and those must not wait for the model's lock.
+    enums: Mutex<HashMap<Guid, Enumeration>>,
     journal: Mutex<Option<Journal>>,
     dirs_file: Option<PathBuf>,
     queue: Mutex<Queue>,
@@ -192,6 +194,7 @@ impl Provider {
             root: root.to_path_buf(),
             own_pid,
             model: Mutex::new(Model::default()),
+            enums: Mutex::new(HashMap::new()),
             journal: Mutex::new(journal),
             dirs_file: state.map(|s| s.join("placeholder-dirs")),
             queue: Mutex::new(Queue::default()),
@@ -493,7 +496,7 @@ impl Provider {
             self.listing(&dir)
         };
         self.counters.enumerations.fetch_add(1, Ordering::Relaxed);
-        self.model.lock().enums.insert(
+        self.enums.lock().insert(
             id,
             Enumeration {
                 dir,
@@ -533,8 +536,8 @@ impl Provider {
         sink: &mut dyn DirSink,
     ) -> Result<(), Status> {
         let (dir, fresh) = {
-            let m = self.model.lock();
-            let e = m.enums.get(&id).ok_or(Status::Invalid)?;
+            let enums = self.enums.lock();
+            let e = enums.get(&id).ok_or(Status::Invalid)?;
             (e.dir.clone(), restart)
         };
         let refreshed = if fresh && pid != self.own_pid {
@@ -542,8 +545,8 @@ impl Provider {
         } else {
             None
         };
-        let mut m = self.model.lock();
-        let e = m.enums.get_mut(&id).ok_or(Status::Invalid)?;
+        let mut enums = self.enums.lock();
+        let e = enums.get_mut(&id).ok_or(Status::Invalid)?;
         if let Some(list) = refreshed {
             e.entries = list;
         }
@@ -576,7 +579,7 @@ impl Provider {
 
     /// `EndDirectoryEnumerationCallback`.
     pub fn cb_end_enum(&self, id: Guid) {
-        self.model.lock().enums.remove(&id);
+        self.enums.lock().remove(&id);
     }
 
     /// `NotificationCallback`: queued, applied in order (never refused: zcfs does not veto
