@@ -88,6 +88,23 @@ struct Disk {
     next: u64,
 }
 
+impl Disk {
+    /// Puts a new object at `path` (replacing what the name held); returns its id.
+    fn put(&mut self, path: &RelPath, kind: Kind) -> u64 {
+        let obj = self.next;
+        self.next += 1;
+        self.items.insert(
+            fold(path),
+            Item {
+                path: path.clone(),
+                obj,
+                kind,
+            },
+        );
+        obj
+    }
+}
+
 /// How a process opens a file.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Open {
@@ -336,16 +353,7 @@ impl Fake {
     pub fn mkdir(&self, path: &str) {
         let p = Self::p(path);
         let mut d = self.disk.lock();
-        let obj = d.next;
-        d.next += 1;
-        d.items.insert(
-            fold(&p),
-            Item {
-                path: p,
-                obj,
-                kind: Kind::Dir { placeholder: false },
-            },
-        );
+        d.put(&p, Kind::Dir { placeholder: false });
     }
 
     pub fn open(&self, path: &str, pid: u32, how: Open) -> Result<u64, FsErr> {
@@ -355,17 +363,11 @@ impl Fake {
             None if !how.create => return Err(FsErr::NotFound),
             None => {
                 let mut d = self.disk.lock();
-                let obj = d.next;
-                d.next += 1;
-                d.items.insert(
-                    fold(&p),
-                    Item {
-                        path: p.clone(),
-                        obj,
-                        kind: Kind::Full {
-                            bytes: Vec::new(),
-                            mtime: 0,
-                        },
+                let obj = d.put(
+                    &p,
+                    Kind::Full {
+                        bytes: Vec::new(),
+                        mtime: 0,
                     },
                 );
                 drop(d);
@@ -561,16 +563,7 @@ impl Fake {
                 d.orphans.insert(r.obj, r);
             }
             if Self::parent_is_placeholder(&d, &p) {
-                let obj = d.next;
-                d.next += 1;
-                d.items.insert(
-                    fold(&p),
-                    Item {
-                        path: p.clone(),
-                        obj,
-                        kind: Kind::Tombstone,
-                    },
-                );
+                d.put(&p, Kind::Tombstone);
             }
         }
         self.notify(&p, Notification::Deleted, is_dir, pid);
@@ -614,16 +607,7 @@ impl Fake {
                 }
             }
             if Self::parent_is_placeholder(&d, &f) {
-                let obj = d.next;
-                d.next += 1;
-                d.items.insert(
-                    fold(&f),
-                    Item {
-                        path: f.clone(),
-                        obj,
-                        kind: Kind::Tombstone,
-                    },
-                );
+                d.put(&f, Kind::Tombstone);
             }
         }
         self.notify(&f, Notification::Renamed(t), is_dir, pid);
@@ -815,17 +799,11 @@ impl ProjFs for Fake {
                 d.orphans.insert(r.obj, r);
             }
         }
-        let obj = d.next;
-        d.next += 1;
-        d.items.insert(
-            fold(path),
-            Item {
-                path: path.clone(),
-                obj,
-                kind: Kind::Full {
-                    bytes: bytes.to_vec(),
-                    mtime: info.mtime,
-                },
+        d.put(
+            path,
+            Kind::Full {
+                bytes: bytes.to_vec(),
+                mtime: info.mtime,
             },
         );
         Ok(())
