@@ -146,6 +146,66 @@ pub fn resolve(base: &Path, p: &Path) -> PathBuf {
     }
 }
 
+/// Checks that `path` (absolute) is a regular file that any process resolves alike, before
+/// the daemon reads it on a caller's behalf. A caller's `/dev/stdin`, `/proc/self/fd/N` or
+/// a link to them would name the *daemon's* descriptors, and a FIFO, socket or device would
+/// be consumed or block: those are refused (the compiler then reads them itself). Symlinks
+/// are followed one by one so that none leads through `/proc` unseen.
+pub fn check_shared_file(path: &Path) -> Result<(), String> {
+    use crate::os::{is_process_relative, on_procfs};
+    let err = |p: &Path, what: &str| format!("{}: {what}", p.display());
+    if !is_process_relative(path)
+        && let Ok(m) = fs::symlink_metadata(path)
+        && m.is_file()
+        && !on_procfs(&m)
+    {
+        return Ok(());
+    }
+    // The slow path: resolve each component, refusing any step into the process's names.
+    let mut todo: std::collections::VecDeque<std::ffi::OsString> = path
+        .components()
+        .map(|c| c.as_os_str().to_os_string())
+        .collect();
+    let mut at = PathBuf::new();
+    let mut hops = 0;
+    while let Some(c) = todo.pop_front() {
+        match std::path::Path::new(&c).components().next() {
+            Some(std::path::Component::CurDir) => continue,
+            Some(std::path::Component::ParentDir) => {
+                at.pop();
+                continue;
+            }
+            _ => at.push(&c),
+        }
+        if is_process_relative(&at) {
+            return Err(err(path, "names the reading process's own files"));
+        }
+        let m = fs::symlink_metadata(&at).map_err(|e| err(path, &e.to_string()))?;
+        if m.file_type().is_symlink() {
+            hops += 1;
+            if hops > 40 {
+                return Err(err(path, "too many levels of symbolic links"));
+            }
+            let target = fs::read_link(&at).map_err(|e| err(path, &e.to_string()))?;
+            at.pop();
+            if target.is_absolute() {
+                at = PathBuf::new();
+            }
+            for (i, t) in target.components().enumerate() {
+                todo.insert(i, t.as_os_str().to_os_string());
+            }
+            continue;
+        }
+        if on_procfs(&m) {
+            return Err(err(path, "names the reading process's own files"));
+        }
+        if todo.is_empty() && !m.is_file() {
+            return Err(err(path, "not a regular file"));
+        }
+    }
+    Ok(())
+}
+
 /// Removes a file, ignoring "not found".
 pub fn remove_if_exists(path: &Path) -> io::Result<()> {
     match fs::remove_file(path) {
@@ -195,5 +255,44 @@ mod tests {
         write_atomic(&p, b"two").unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"two");
         assert_eq!(fs::read_dir(dir.path().join("a")).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn shared_files_are_regular_and_not_the_readers_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().canonicalize().unwrap();
+        fs::write(d.join("a.rsp"), "-c").unwrap();
+        fs::create_dir(d.join("sub")).unwrap();
+        std::os::unix::fs::symlink("../a.rsp", d.join("sub/l.rsp")).unwrap();
+        assert_eq!(check_shared_file(&d.join("a.rsp")), Ok(()));
+        assert_eq!(check_shared_file(&d.join("sub/l.rsp")), Ok(()));
+        assert_eq!(check_shared_file(&d.join("sub/../a.rsp")), Ok(()));
+        // The reader's own descriptors, directly or through links.
+        for p in [
+            "/dev/stdin",
+            "/proc/self/fd/0",
+            "/dev/fd/0",
+            "/proc/self/status",
+        ] {
+            assert!(check_shared_file(Path::new(p)).is_err(), "{p}");
+        }
+        std::os::unix::fs::symlink("/dev/stdin", d.join("in.rsp")).unwrap();
+        std::os::unix::fs::symlink("/proc/self", d.join("me")).unwrap();
+        assert!(check_shared_file(&d.join("in.rsp")).is_err());
+        assert!(check_shared_file(&d.join("me/status")).is_err());
+        // Not regular: a FIFO (reading it would block or consume it), a directory, nothing.
+        let fifo = d.join("fifo");
+        assert!(
+            std::process::Command::new("mkfifo")
+                .arg(&fifo)
+                .status()
+                .unwrap()
+                .success()
+        );
+        assert!(check_shared_file(&fifo).is_err());
+        assert!(check_shared_file(&d.join("sub")).is_err());
+        assert!(check_shared_file(&d.join("missing")).is_err());
+        std::os::unix::fs::symlink("nowhere", d.join("dangling")).unwrap();
+        assert!(check_shared_file(&d.join("dangling")).is_err());
     }
 }

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 pub const MAGIC: u32 = u32::from_le_bytes(*b"ZCFS");
 /// Bumped whenever [`Request`] or [`Reply`] change shape.
-pub const PROTO: u32 = 5;
+pub const PROTO: u32 = 6;
 pub const HEADER_LEN: usize = 32;
 /// Frames larger than this are refused (a confused or hostile peer).
 pub const MAX_FRAME: u32 = 256 << 20;
@@ -165,6 +165,8 @@ pub struct CompileRequest {
     pub env: Vec<(Bytes, Bytes)>,
     /// The wrapper's stderr is a terminal (the compiler's colour choice depends on it).
     pub stderr_tty: bool,
+    /// The caller's file-creation mask (the mode of the files a hit creates).
+    pub umask: u32,
 }
 
 /// A byte string that serializes as one blob (not element by element).
@@ -195,14 +197,21 @@ pub enum Reply {
         stdout: Vec<u8>,
         #[serde(with = "serde_bytes")]
         stderr: Vec<u8>,
+        /// What the compiler does when it cannot write its diagnostics.
+        on_write_error: OnWriteError,
     },
-    /// Run the compiler with `extra_args` appended, then report with `CompileDone`.
-    /// With `buffer_stderr`, hold stderr until the end (the compile may be re-run without
-    /// the extra arguments if the linker refuses them).
+    /// Run the compiler with `extra_args` added, then report with `CompileDone`.
+    /// With `buffer_stderr`, hold stderr until the end: a compile that fails with
+    /// `rerun_if_failed_with` in its stderr is run again without the extra arguments
+    /// (the linker refused one, or the compiler's message names them).
     Miss {
         token: u64,
         extra_args: Vec<Bytes>,
+        /// Where `extra_args` go among the arguments after the compiler (before a `--`);
+        /// `None`: after the last.
+        insert_at: Option<u32>,
         buffer_stderr: bool,
+        rerun_if_failed_with: Option<Bytes>,
         /// Remove colour sequences from the compiler's stderr as it is shown (zcfs forced
         /// colours so that the stored diagnostics serve every terminal).
         strip_colour: bool,
@@ -222,6 +231,15 @@ pub enum Reply {
     Json(String),
     Ok,
     Error(String),
+}
+
+/// How a compiler ends when writing its diagnostics fails (`2>/dev/full`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OnWriteError {
+    /// It exits with this code (gcc: 0, it does not check).
+    Exit(i32),
+    /// It aborts (clang: LLVM reports the failed stream and calls `abort`).
+    Abort,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -294,6 +312,7 @@ mod tests {
             cwd: b"/tmp".to_vec(),
             env: vec![(Bytes(b"A".to_vec()), Bytes(b"".to_vec()))],
             stderr_tty: false,
+            umask: 0o022,
         });
         let bytes = encode_frame(V, KIND_MESSAGE, Some(&req));
         let (h, body) = read_frame(&mut &bytes[..]).unwrap();

@@ -17,7 +17,7 @@ use crate::client;
 use crate::config::Config;
 use crate::masquerade;
 use crate::paths::Paths;
-use crate::proto::{Bytes, CompileOutcome, CompileRequest, Reply, Request};
+use crate::proto::{Bytes, CompileOutcome, CompileRequest, OnWriteError, Reply, Request};
 
 /// Entry point; `args` is `[compiler, args...]`. Never returns.
 pub fn main(mut args: Vec<OsString>) -> ! {
@@ -66,29 +66,46 @@ pub fn main(mut args: Vec<OsString>) -> ! {
     let Ok(cwd) = std::env::current_dir() else {
         exec(&args);
     };
+    // A closed stdout or stderr: whatever the compiler does then, it does it itself.
+    if !crate::os::std_streams_open() {
+        exec(&args);
+    }
     let req = Request::Compile(CompileRequest {
         argv: args.iter().map(|a| Bytes(a.as_bytes().to_vec())).collect(),
         cwd: cwd.as_os_str().as_bytes().to_vec(),
         env: std::env::vars_os()
             .map(|(k, v)| (Bytes(k.into_vec()), Bytes(v.into_vec())))
             .collect(),
-        // SAFETY: isatty only inspects the descriptor.
-        stderr_tty: unsafe { libc::isatty(2) } == 1,
+        stderr_tty: crate::os::stderr_is_tty(),
+        umask: crate::os::umask(),
     });
     match client::call(&config, &paths, &req) {
-        Ok((Reply::Hit { stdout, stderr }, mut stream)) => {
+        Ok((
+            Reply::Hit {
+                stdout,
+                stderr,
+                on_write_error,
+            },
+            mut stream,
+        )) => {
             let out_ok = io::stdout().lock().write_all(&stdout).is_ok();
             let err_ok = io::stderr().lock().write_all(&stderr).is_ok();
             let micros = t0.elapsed().as_micros() as u64;
             let _ = client::send_only(&mut stream, &Request::HitLatency { micros });
-            // A closed stdout/stderr is the caller's problem, as it would be for rustc.
-            std::process::exit(if out_ok && err_ok { 0 } else { 1 });
+            match (out_ok && err_ok, on_write_error) {
+                (true, _) => std::process::exit(0),
+                (false, OnWriteError::Exit(code)) => std::process::exit(code),
+                // As the compiler would: it cannot say why either.
+                (false, OnWriteError::Abort) => std::process::abort(),
+            }
         }
         Ok((
             Reply::Miss {
                 token,
                 extra_args,
+                insert_at,
                 buffer_stderr,
+                rerun_if_failed_with,
                 strip_colour,
             },
             stream,
@@ -96,9 +113,14 @@ pub fn main(mut args: Vec<OsString>) -> ! {
             drop(stream);
             let how = RunHow {
                 buffer_stderr,
+                rerun_if_failed_with: rerun_if_failed_with.map(|b| b.0),
                 strip_colour,
             };
-            miss(&config, &paths, &args, token, extra_args, how)
+            let extra = Extra {
+                args: extra_args,
+                at: insert_at.map(|i| i as usize),
+            };
+            miss(&config, &paths, &args, token, extra, how)
         }
         Ok((Reply::PassThrough { .. }, _)) => exec(&args),
         Ok((other, _)) => {
@@ -158,12 +180,19 @@ fn exec(args: &[OsString]) -> ! {
 }
 
 /// How a miss runs the compiler.
-#[derive(Clone, Copy)]
 struct RunHow {
     /// Hold stderr until the end (the compile may be re-run).
     buffer_stderr: bool,
+    /// Run a failed compile again unchanged when its stderr holds this.
+    rerun_if_failed_with: Option<Vec<u8>>,
     /// Show stderr without colour sequences (they are kept for the store).
     strip_colour: bool,
+}
+
+/// Arguments a miss adds, and where (among the arguments after the compiler).
+struct Extra {
+    args: Vec<Bytes>,
+    at: Option<usize>,
 }
 
 fn miss(
@@ -171,21 +200,21 @@ fn miss(
     paths: &Paths,
     args: &[OsString],
     token: u64,
-    extra_args: Vec<Bytes>,
+    extra: Extra,
     how: RunHow,
 ) -> ! {
     let buffer_stderr = how.buffer_stderr;
-    let extra: Vec<OsString> = extra_args
-        .into_iter()
-        .map(|a| OsString::from_vec(a.0))
-        .collect();
+    let added = extra.args.into_iter().map(|a| OsString::from_vec(a.0));
+    let mut full: Vec<OsString> = args[1..].to_vec();
+    let at = extra.at.unwrap_or(full.len()).min(full.len());
+    full.splice(at..at, added);
     let report = |outcome: CompileOutcome| {
         let req = Request::CompileDone { token, outcome };
         if let Err(e) = client::request_once(paths, &req, config.client_timeout) {
             client::log(paths, &format!("could not report a compile result: {e}"));
         }
     };
-    let run = match run_child(args, &extra, how) {
+    let run = match run_child(&args[0], &full, &how) {
         Ok(r) => r,
         Err(e) => {
             report(CompileOutcome::Error {
@@ -194,16 +223,27 @@ fn miss(
             exec(args);
         }
     };
-    if buffer_stderr && !run.status.success() && contains(&run.stderr, b"dependency-file") {
-        // The linker refused the dependency-file option zcfs added: run the compile again,
-        // unchanged, as if zcfs were not there.
-        report(CompileOutcome::Error {
-            message: "the linker does not support --dependency-file".into(),
+    if let Some(marker) = &how.rerun_if_failed_with
+        && buffer_stderr
+        && !run.status.success()
+        && contains(&run.stderr, marker)
+    {
+        // An argument zcfs added shows in the failure (the linker refused it, or the
+        // compiler's message quotes it): run the compile again, unchanged, as if zcfs
+        // were not there.
+        report(if marker == b"dependency-file" {
+            CompileOutcome::Error {
+                message: "the linker does not support --dependency-file".into(),
+            }
+        } else {
+            CompileOutcome::Failed {
+                code: exit_code(run.status),
+            }
         });
         exec(args);
     }
     if buffer_stderr {
-        let _ = io::stderr().lock().write_all(&shown(&run.stderr, how));
+        let _ = io::stderr().lock().write_all(&shown(&run.stderr, &how));
     }
     let outcome = if run.status.success() {
         CompileOutcome::Success {
@@ -226,18 +266,17 @@ struct Run {
 }
 
 /// Diagnostics as the caller sees them.
-fn shown(text: &[u8], how: RunHow) -> std::borrow::Cow<'_, [u8]> {
+fn shown<'a>(text: &'a [u8], how: &RunHow) -> std::borrow::Cow<'a, [u8]> {
     if how.strip_colour {
-        std::borrow::Cow::Owned(crate::compiler::cc::strip_ansi(text))
+        std::borrow::Cow::Owned(crate::compiler::cc::strip_colours(text))
     } else {
         std::borrow::Cow::Borrowed(text)
     }
 }
 
-fn run_child(args: &[OsString], extra: &[OsString], how: RunHow) -> io::Result<Run> {
-    let mut child = masquerade::guard(&mut Command::new(&args[0]), &args[0])
-        .args(&args[1..])
-        .args(extra)
+fn run_child(program: &OsString, args: &[OsString], how: &RunHow) -> io::Result<Run> {
+    let mut child = masquerade::guard(&mut Command::new(program), program)
+        .args(args)
         .stdin(Stdio::inherit())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

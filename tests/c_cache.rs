@@ -274,6 +274,8 @@ both! {
         ok(&c.run(cc, &["-c", "t.c", "-o", "t.o"]));
         assert_eq!(c.counts(), (0, 2), "__TIME__ is never stored");
         c.write("d.c", "const char *d = __DATE__;\n");
+        // Not written in the same clock tick as the compile starts (then it is not stored).
+        std::thread::sleep(std::time::Duration::from_millis(50));
         ok(&c.run(cc, &["-c", "d.c", "-o", "d.o"]));
         ok(&c.run(cc, &["-c", "d.c", "-o", "d.o"]));
         assert_eq!(c.counts(), (1, 3), "__DATE__ hits the same day");
@@ -287,7 +289,12 @@ both! {
         sde("1000000000");
         sde("1000000000");
         sde("2000000000");
-        assert_eq!(c.counts(), (2, 5), "SOURCE_DATE_EPOCH is recorded");
+        if cc == "gcc" {
+            assert_eq!(c.counts(), (2, 5), "SOURCE_DATE_EPOCH is recorded");
+        } else {
+            // clang 14 takes the time macros from the clock whatever the variable says.
+            assert_eq!(c.counts(), (4, 3), "SOURCE_DATE_EPOCH does not matter to clang");
+        }
     }
 
     c23_system_headers_and_cpath(cc) {
@@ -552,6 +559,16 @@ both! {
         std::fs::remove_file(c.dir.join("pid")).unwrap();
         let mut cmd = c.env.command(ZCFS);
         cmd.arg(&shim).args(args).current_dir(&c.dir);
+        // SIGINT's default action, whatever this test runner inherited (a background job
+        // of a non-interactive shell starts with it ignored, and so would the wrapper).
+        use std::os::unix::process::CommandExt;
+        // SAFETY: signal() is async-signal-safe.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::signal(libc::SIGINT, libc::SIG_DFL);
+                Ok(())
+            });
+        }
         let mut child = cmd.spawn().unwrap();
         common::wait_until(60, "the compile", || {
             std::fs::read_to_string(c.dir.join("pid")).is_ok_and(|s| s.ends_with('\n'))

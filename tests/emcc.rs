@@ -418,3 +418,47 @@ fn masquerade_links_and_zcfs_run() {
     }
     assert_eq!(em.counts(), (2, 2));
 }
+
+#[test]
+fn response_files_and_setting_files_as_emcc_reads_them() {
+    let em = Em::warmed();
+    em.write("v.c", "int v = V;\n");
+    let args = ["@args.rsp", "-c", "v.c", "-o", "v.o"];
+    em.write("args.rsp", "-DV=12");
+    em.same_as_plain("emcc", &args, &["v.o"]);
+    em.same_as_plain("emcc", &args, &["v.o"]);
+    assert_eq!(em.counts(), (1, 1));
+    // Python's shlex: a backslash between single quotes stays (gcc's rules would drop
+    // it: the same key as above), and \v separates nothing.
+    em.write("args.rsp", "'-DV=1\\2'");
+    em.same_as_plain("emcc", &args, &[]);
+    em.write("args.rsp", "-DV=1\x0b-DW=2");
+    em.same_as_plain("emcc", &args, &[]);
+    // A response file named in EMCC_CFLAGS is read too.
+    em.write("cf.rsp", "-DV=5");
+    let mut cmd = em.env.command(ZCFS);
+    cmd.args(["emcc", "-c", "v.c", "-o", "v.o"])
+        .current_dir(&em.dir)
+        .env("EMCC_CFLAGS", "@cf.rsp");
+    let mut plain = em.env.command("emcc");
+    plain
+        .args(["-c", "v.c", "-o", "v.o"])
+        .env("EMCC_CFLAGS", "@cf.rsp");
+    common::same_as_plain(cmd, plain, &em.dir, &["v.o"]);
+
+    // A setting whose value is a file's content: the content is keyed, and a missing
+    // file is emcc's own error.
+    em.write("exports.txt", "_f\n");
+    let args = [
+        "-sEXPORTED_FUNCTIONS=@exports.txt",
+        "-c",
+        "a.c",
+        "-o",
+        "a.o",
+    ];
+    em.same_as_plain("emcc", &args, &["a.o"]);
+    em.same_as_plain("emcc", &args, &["a.o"]);
+    std::fs::remove_file(em.dir.join("exports.txt")).unwrap();
+    let out = em.same_as_plain("emcc", &args, &[]);
+    assert!(!out.status.success());
+}

@@ -240,10 +240,10 @@ fn delaying(server: &Server, requests: &[&'static [u8]], delay: Duration) -> Pro
     )
 }
 
-/// The objects of a store kept on disk, under `zcfs1/<kind>/`, sorted.
+/// The objects of a store kept on disk, under `zcfs2/<kind>/`, sorted.
 fn objects(data: &Path, kind: &str) -> Vec<PathBuf> {
     let mut v = Vec::new();
-    let root = data.join("zcfs1").join(kind);
+    let root = data.join(zcfs::remote::LAYOUT).join(kind);
     if let Ok(shards) = std::fs::read_dir(&root) {
         for s in shards.flatten() {
             for f in std::fs::read_dir(s.path()).unwrap().flatten() {

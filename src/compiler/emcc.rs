@@ -51,6 +51,14 @@ pub struct EmccArgs {
     pub own_given: Vec<String>,
     pub em_config: Option<String>,
     pub cache: Option<String>,
+    /// Files whose content a setting takes (`-sKEY=@file`).
+    pub named_files: Vec<PathBuf>,
+}
+
+/// A setting whose value emcc reads from a file (`KEY=@file`).
+fn setting_file(setting: &str) -> Option<PathBuf> {
+    let (_, v) = setting.split_once('=')?;
+    v.strip_prefix('@').map(PathBuf::from)
 }
 
 /// Splits the arguments (with `EMCC_CFLAGS` already appended) into emcc's and clang's.
@@ -64,6 +72,7 @@ pub fn split_args(args: &[String]) -> Result<EmccArgs, Uncacheable> {
             let v = next.ok_or_else(|| Uncacheable::new("bad arguments", "-s without a value"))?;
             out.own.push(format!("-s{v}"));
             out.own_given.extend([a.clone(), v.clone()]);
+            out.named_files.extend(setting_file(v));
             i += 2;
             continue;
         }
@@ -72,6 +81,7 @@ pub fn split_args(args: &[String]) -> Result<EmccArgs, Uncacheable> {
         {
             out.own.push(a.clone());
             out.own_given.push(a.clone());
+            out.named_files.extend(setting_file(setting));
             i += 1;
             continue;
         }
@@ -121,23 +131,20 @@ pub fn split_args(args: &[String]) -> Result<EmccArgs, Uncacheable> {
     Ok(out)
 }
 
-/// Splits `EMCC_CFLAGS` as Python's `shlex.split` does: whitespace separates words, single
-/// quotes keep everything, double quotes keep everything but `\"` and `\\`, a backslash
-/// outside quotes escapes the next character. An unterminated quote is an error.
+/// Splits `EMCC_CFLAGS` and response files as Python's `shlex.split` does: space, `\t`,
+/// `\r` and `\n` separate words (not `\v`, not a no-break space), single quotes keep
+/// everything, double quotes keep everything but `\"` and `\\`, a backslash outside
+/// quotes escapes the next character. An unterminated quote or a final backslash is an
+/// error (emcc fails).
 pub fn shell_split(s: &str) -> Result<Vec<String>, Uncacheable> {
-    let bad = || {
-        Uncacheable::new(
-            "bad arguments",
-            format!("EMCC_CFLAGS: unbalanced quotes in {s:?}"),
-        )
-    };
+    let bad = || Uncacheable::new("bad arguments", format!("unbalanced quotes in {s:?}"));
     let mut words = Vec::new();
     let mut cur = String::new();
     let mut in_word = false;
     let mut chars = s.chars();
     while let Some(c) = chars.next() {
         match c {
-            c if c.is_whitespace() => {
+            ' ' | '\t' | '\r' | '\n' => {
                 if in_word {
                     words.push(std::mem::take(&mut cur));
                     in_word = false;
@@ -279,8 +286,9 @@ fn config_path(
 #[derive(Default)]
 pub struct EmccFacts {
     configs: Mutex<HashMap<Digest, Config>>,
-    /// The compiler libraries of a clang, by the clang's content.
-    clang_libs: Mutex<HashMap<Digest, Vec<PathBuf>>>,
+    /// The compiler libraries of a clang, and whether it honours `SOURCE_DATE_EPOCH`, by
+    /// the clang's content.
+    clang_libs: Mutex<HashMap<Digest, (Vec<PathBuf>, bool)>>,
 }
 
 /// One Emscripten invocation's identity: everything but its arguments and sources.
@@ -288,6 +296,8 @@ pub struct EmccIdentity {
     pub digest: Digest,
     /// The clang emcc runs.
     pub clang: PathBuf,
+    /// That clang takes `__DATE__`/`__TIME__` from `SOURCE_DATE_EPOCH`.
+    pub honours_sde: bool,
 }
 
 impl EmccFacts {
@@ -389,10 +399,13 @@ impl EmccFacts {
         let clang_digest = digest_of(&clang)?;
         h.digest("clang-content", &clang_digest);
         let known = self.clang_libs.lock().get(&clang_digest).cloned();
-        let libs = match known {
+        let (libs, honours_sde) = match known {
             Some(l) => l,
             None => {
-                let l = crate::compiler::cc::identity::compiler_libraries(&clang);
+                let l = (
+                    crate::compiler::cc::identity::compiler_libraries(&clang),
+                    crate::compiler::cc::identity::honours_sde(&clang, env),
+                );
                 self.clang_libs.lock().insert(clang_digest, l.clone());
                 l
             }
@@ -419,6 +432,7 @@ impl EmccFacts {
         Ok(EmccIdentity {
             digest: h.finish(),
             clang,
+            honours_sde,
         })
     }
 }
@@ -430,13 +444,70 @@ impl EmccFacts {
 pub fn replayable_stderr(stderr: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(stderr.len());
     for line in stderr.split_inclusive(|&b| b == b'\n') {
-        let plain = crate::compiler::cc::strip_ansi(line);
+        let plain = crate::compiler::cc::strip_colours(line);
         if plain.starts_with(b"shared:INFO: ") || plain.starts_with(b"cache:INFO: ") {
             continue;
         }
         out.extend_from_slice(line);
     }
     out
+}
+
+/// emcc's response files (`tools/response_file.py`): each `@file` and `-Wl,@file` argument
+/// of the command line and `EMCC_CFLAGS` is replaced by its words, once (a nested `@file`
+/// would reach clang, which expands it by other rules: not cached). Files are UTF-8 (a
+/// leading BOM dropped) unless their name ends in another encoding's suffix (not cached).
+pub fn expand_response_files(args: Vec<String>, cwd: &Path) -> Result<Vec<String>, Uncacheable> {
+    if !args
+        .iter()
+        .any(|a| a.starts_with('@') || a.starts_with("-Wl,@"))
+    {
+        return Ok(args);
+    }
+    let mut out = Vec::with_capacity(args.len());
+    for a in args {
+        let (file, linker) = match (a.strip_prefix('@'), a.strip_prefix("-Wl,@")) {
+            (Some(f), _) => (f.to_string(), false),
+            (_, Some(f)) => (f.to_string(), true),
+            _ => {
+                out.push(a);
+                continue;
+            }
+        };
+        let name = Path::new(&file)
+            .file_name()
+            .map(|n| n.to_string_lossy().to_lowercase())
+            .unwrap_or_default();
+        if let Some((_, suffix)) = name.rsplit_once('.')
+            && (suffix.starts_with("utf")
+                || suffix.starts_with("cp")
+                || suffix.starts_with("iso")
+                || suffix == "ascii"
+                || suffix == "latin-1")
+            && !matches!(suffix, "utf-8" | "utf8" | "utf_8")
+        {
+            return Err(Uncacheable::new(
+                "bad arguments",
+                format!("@{file}: encoded as {suffix}"),
+            ));
+        }
+        let text = crate::compiler::cc::args::read_response_file(cwd, &file)?;
+        let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+        for w in shell_split(text)? {
+            if w.starts_with('@') {
+                return Err(Uncacheable::new(
+                    "bad arguments",
+                    format!("@{file} names another response file"),
+                ));
+            }
+            out.push(if linker && w.starts_with('-') {
+                format!("-Wl,{w}")
+            } else {
+                w
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// The full argument list emcc parses: the command line, then `EMCC_CFLAGS`.

@@ -4,7 +4,7 @@
 //! Contract of [`Deliver::deliver`] (spec M4, M5, M9, M10):
 //! - when it returns `Ok`, every output exists at its final path with its full content,
 //!   visible to every process;
-//! - every output carries the recorded mode;
+//! - every output carries the recorded mode, or the one its [`Placed`] gives;
 //! - every output's mtime comes from the kernel's file clock at delivery time, raised to at
 //!   least `mtime_floor` (the newest extern input), and all outputs of one delivery share it;
 //! - on `Err`, no output of this delivery is left half-written.
@@ -36,6 +36,9 @@ pub struct Placed {
     /// Bytes that differ from the pack's here: a dependency file rewritten for another
     /// target dir (spec X2).
     pub bytes: Option<Vec<u8>>,
+    /// The permission bits to give it, if not the recorded ones (a C compile's outputs
+    /// get what the compiler would give them under the caller's umask).
+    pub mode: Option<u32>,
 }
 
 impl<'a> Delivery<'a> {
@@ -59,6 +62,7 @@ impl<'a> Delivery<'a> {
                     .iter()
                     .find(|(r, _)| *r == i)
                     .map(|(_, b)| b.clone()),
+                mode: None,
             })
             .collect();
         Delivery {

@@ -37,7 +37,12 @@ impl Deliver for Project {
             let e = entry(o.index)?;
             self.mount
                 .core
-                .put_real(&o.path, bytes, (e.mode & 0o7777) as u16, mtime)
+                .put_real(
+                    &o.path,
+                    bytes,
+                    (o.mode.unwrap_or(e.mode) & 0o7777) as u16,
+                    mtime,
+                )
                 .map_err(|e| io::Error::other(e.to_string()))?;
             report.written_bytes += bytes.len() as u64;
         }
@@ -48,7 +53,7 @@ impl Deliver for Project {
                 path: o.path.clone(),
                 pack: pack.clone(),
                 index: o.index,
-                perm: (e.mode & 0o7777) as u16,
+                perm: (o.mode.unwrap_or(e.mode) & 0o7777) as u16,
                 mtime,
             });
             report.bytes += e.size;

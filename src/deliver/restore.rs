@@ -65,7 +65,7 @@ impl Deliver for Restore {
                     report.reflinked_bytes += entry.size;
                 }
             }
-            crate::os::set_file_mode(&temp.file, entry.mode)?;
+            crate::os::set_file_mode(&temp.file, o.mode.unwrap_or(entry.mode))?;
             temps.push(temp);
         }
         // One mtime for the whole delivery: the kernel stamped each temp as it was written,

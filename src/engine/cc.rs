@@ -13,32 +13,40 @@ use tracing::{debug, info, warn};
 
 use super::hit::Stop;
 use super::{Engine, Job, Pending};
-use crate::compiler::cc::{self, CcJob};
+use crate::compiler::cc::identity::Family;
+use crate::compiler::cc::{self, CcJob, collect};
 use crate::deliver::Placed;
 use crate::fsutil::{NanoTime, resolve};
 use crate::fsview::FsView;
 use crate::mount::fs::MountedFs;
-use crate::proto::{Bytes, Reply};
-use crate::store::manifest::{Entry, Inputs};
+use crate::proto::{Bytes, OnWriteError, Reply};
+use crate::store::manifest::{Check, Entry, Inputs};
 use crate::store::pack::{self, WriteError};
 use crate::store::unix_now;
+
+/// Who asks for a C compile, as the compiler would see it.
+pub(super) struct Caller<'a> {
+    pub cwd: &'a Path,
+    pub env: &'a HashMap<OsString, OsString>,
+    pub stderr_tty: bool,
+    pub umask: u32,
+}
 
 impl Engine {
     pub(super) fn compile_cc(
         &self,
         argv: &[OsString],
-        cwd: &Path,
-        env: &HashMap<OsString, OsString>,
-        stderr_tty: bool,
+        caller: &Caller<'_>,
         family: crate::compiler::Language,
         t0: Instant,
     ) -> Reply {
+        let (cwd, env) = (caller.cwd, caller.env);
         let fs = self.fs();
         let job = match cc::prepare(&cc::KeyInputs {
             argv,
             cwd,
             env,
-            stderr_is_tty: stderr_tty,
+            stderr_is_tty: caller.stderr_tty,
             hashes: &self.hashes,
             fs: &fs,
             facts: &self.cc_facts,
@@ -69,7 +77,7 @@ impl Engine {
         }
         if !self.config.recache {
             self.wait_not_publishing(&job.key, Duration::from_secs(5));
-            if let Some(reply) = self.try_hit_cc(&job, &fs, t0.elapsed()) {
+            if let Some(reply) = self.try_hit_cc(&job, &fs, caller.umask, t0.elapsed()) {
                 return reply;
             }
         }
@@ -86,6 +94,11 @@ impl Engine {
             Err(reply) => return *reply,
         };
         let extra_args: Vec<Bytes> = job.miss_args(&private_dep).into_iter().map(Bytes).collect();
+        // emcc's message for a failed compile shows clang's command line, with what zcfs
+        // added: such a compile is run again as it was given.
+        let emcc = job.language() == crate::compiler::Language::Emcc;
+        let rerun_if_failed_with = emcc.then(|| Bytes(private_dep.as_os_str().as_bytes().to_vec()));
+        let insert_at = job.insert_at.map(|i| i as u32);
         let strip_colour = job.strip_colour();
         debug!("miss {} key {}", job.describe(), job.key.short());
         self.pending.lock().insert(
@@ -104,16 +117,34 @@ impl Engine {
         Reply::Miss {
             token,
             extra_args,
-            buffer_stderr: false,
+            insert_at,
+            buffer_stderr: emcc,
+            rerun_if_failed_with,
             strip_colour,
         }
     }
 
-    fn try_hit_cc(&self, job: &CcJob, fs: &MountedFs<'_>, key_time: Duration) -> Option<Reply> {
+    fn try_hit_cc(
+        &self,
+        job: &CcJob,
+        fs: &MountedFs<'_>,
+        umask: u32,
+        key_time: Duration,
+    ) -> Option<Reply> {
         let t_lookup = Instant::now();
         let local = self.store.manifest(&job.key);
+        let at = |entries: &[Entry], learnt| {
+            let q = CcQuery {
+                job,
+                fs,
+                umask,
+                key_time,
+                t_lookup,
+            };
+            self.try_entries_cc(&q, entries, learnt)
+        };
         if let Some(m) = &local
-            && let Some(r) = self.try_entries_cc(job, fs, key_time, &m.entries, t_lookup, false)
+            && let Some(r) = at(&m.entries, false)
         {
             return Some(r);
         }
@@ -121,19 +152,18 @@ impl Engine {
         if learnt.is_empty() {
             return None;
         }
-        self.try_entries_cc(job, fs, key_time, &learnt, t_lookup, true)
+        at(&learnt, true)
     }
 
     /// Tries manifest entries in order; `learnt`: they came from the remote just now.
-    fn try_entries_cc(
-        &self,
-        job: &CcJob,
-        fs: &MountedFs<'_>,
-        key_time: Duration,
-        entries: &[crate::store::manifest::Entry],
-        t_lookup: Instant,
-        learnt: bool,
-    ) -> Option<Reply> {
+    fn try_entries_cc(&self, q: &CcQuery<'_>, entries: &[Entry], learnt: bool) -> Option<Reply> {
+        let CcQuery {
+            job,
+            fs,
+            umask,
+            key_time,
+            t_lookup,
+        } = *q;
         let lang = job.language();
         let outputs = job.outputs();
         for entry in entries {
@@ -152,11 +182,15 @@ impl Engine {
             let mut ok = true;
             for (index, e) in pack.header.entries.iter().enumerate() {
                 match outputs.iter().find(|o| o.role == e.name) {
-                    Some(o) => placed.push(Placed {
-                        index,
-                        path: resolve(&job.cwd, &o.path),
-                        bytes: None,
-                    }),
+                    Some(o) => {
+                        let path = resolve(&job.cwd, &o.path);
+                        placed.push(Placed {
+                            index,
+                            mode: Some(output_mode(job, fs, o.role, &path, umask)),
+                            path,
+                            bytes: None,
+                        })
+                    }
                     None => ok = false,
                 }
             }
@@ -177,7 +211,7 @@ impl Engine {
             let t_deliver = Instant::now();
             let result = self.deliver_placed(fs, &pack, placed, floor);
             let stderr = if job.strip_colour() {
-                cc::strip_ansi(&pack.header.stderr)
+                cc::strip_colours(&pack.header.stderr)
             } else {
                 pack.header.stderr.clone()
             };
@@ -191,6 +225,11 @@ impl Engine {
                     remote: learnt || fetched,
                     stdout: pack.header.stdout.clone(),
                     stderr,
+                    on_write_error: match (job.language(), job.identity.family) {
+                        (crate::compiler::Language::Emcc, _) => OnWriteError::Exit(1),
+                        (_, Family::Gcc) => OnWriteError::Exit(0),
+                        (_, Family::Clang) => OnWriteError::Abort,
+                    },
                 },
                 result,
             );
@@ -219,15 +258,42 @@ impl Engine {
             return None;
         }
         let mut floor = 0;
+        let mut stats = Vec::with_capacity(inputs.files.len());
         for f in &inputs.files {
             match fs.digest(&here(&f.path)) {
                 Ok((d, stat)) if d == f.digest && stat.size == f.size => {
                     floor = floor.max(stat.mtime);
+                    stats.push(stat);
                 }
                 _ => return None,
             }
         }
-        Some(floor)
+        let holds = |c: &Check| match c {
+            Check::NoFile(p) => match fs.meta(&here(p)) {
+                Ok(None) => true,
+                Ok(Some(m)) => m.is_dir,
+                Err(_) => false,
+            },
+            Check::SameFiles {
+                by_inode,
+                files,
+                classes,
+            } => {
+                let keys: Option<Vec<_>> = files
+                    .iter()
+                    .map(|&i| {
+                        let i = i as usize;
+                        Some(collect::identity_key(
+                            *by_inode,
+                            stats.get(i)?,
+                            &inputs.files.get(i)?.digest,
+                        ))
+                    })
+                    .collect();
+                keys.is_some_and(|k| collect::classes(&k) == *classes)
+            }
+        };
+        inputs.checks.iter().all(holds).then_some(floor)
     }
 
     /// After a successful miss: store the outputs and the entry.
@@ -333,6 +399,7 @@ impl Engine {
                     .sum::<usize>(),
             t_collect.elapsed() - collect_time
         );
+        tracing::trace!("{}: inputs {:?}", job.describe(), collected.inputs);
         let convert = self.conversions(&fs, &paths);
         let entry = Entry {
             inputs: collected.inputs,
@@ -340,5 +407,32 @@ impl Engine {
             created: unix_now(),
         };
         self.send_to_publisher(job.key, p.lang, temp, written, entry, convert)
+    }
+}
+
+/// A C hit's lookup.
+#[derive(Clone, Copy)]
+struct CcQuery<'a> {
+    job: &'a CcJob,
+    fs: &'a MountedFs<'a>,
+    umask: u32,
+    key_time: Duration,
+    t_lookup: Instant,
+}
+
+/// The mode the compiler would give an output: the object (and gcc's `.dwo`, written by
+/// its assembler) is a new file, `0666` less the caller's umask; the others (dependency
+/// file, notes, stack usage) are opened for writing, so a file already there keeps its
+/// mode (checked with gcc 12 and clang 14).
+/// (In a mount, where the daemon must not ask its own filesystem, a new file's mode.)
+fn output_mode(job: &CcJob, fs: &dyn FsView, role: &str, path: &Path, umask: u32) -> u32 {
+    let fresh = 0o666 & !umask;
+    let new_file = role == "o" || (role == "dwo" && job.identity.family == Family::Gcc);
+    if new_file || fs.in_mount(path) {
+        return fresh;
+    }
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_file() => crate::os::file_mode(&m) & 0o7777,
+        _ => fresh,
     }
 }

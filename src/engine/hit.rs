@@ -22,7 +22,7 @@ use crate::fsutil::resolve;
 use crate::fsview::FsView;
 use crate::mount::LiveMount;
 use crate::mount::fs::MountedFs;
-use crate::proto::Reply;
+use crate::proto::{OnWriteError, Reply};
 use crate::stats::HitPhases;
 use crate::store::OpenError;
 use crate::store::manifest::Inputs;
@@ -62,6 +62,8 @@ pub(super) struct Served<'a> {
     pub remote: bool,
     pub stdout: Vec<u8>,
     pub stderr: Vec<u8>,
+    /// What the compiler does when writing its diagnostics fails.
+    pub on_write_error: OnWriteError,
 }
 
 impl Engine {
@@ -135,6 +137,7 @@ impl Engine {
                     remote: learnt || fetched,
                     stdout: pack.header.stdout.clone(),
                     stderr,
+                    on_write_error: OnWriteError::Exit(1),
                 },
                 result,
             );
@@ -175,6 +178,7 @@ impl Engine {
                 Some(Reply::Hit {
                     stdout: s.stdout,
                     stderr: s.stderr,
+                    on_write_error: s.on_write_error,
                 })
             }
             Err(e) => {
@@ -294,6 +298,9 @@ impl Engine {
     fn matches(&self, q: &HitQuery<'_>, inputs: &Inputs) -> Option<Rebase> {
         let job = q.job;
         let what = || rustc::describe(job);
+        if !inputs.checks.is_empty() {
+            return None; // a C entry's conditions: never one of rustc's
+        }
         let Some(rebase) = bindings::rebase(&job.place(), q.cargo_home, &inputs.bindings) else {
             tracing::trace!("{}: an entry is bound to other paths", what());
             return None;

@@ -335,7 +335,13 @@ impl Engine {
             .map(|(k, v)| (OsString::from_vec(k.0), OsString::from_vec(v.0)))
             .collect();
         if lang != Language::Rust {
-            return self.compile_cc(&argv, &cwd, &env, req.stderr_tty, lang, t0);
+            let caller = cc::Caller {
+                cwd: &cwd,
+                env: &env,
+                stderr_tty: req.stderr_tty,
+                umask: req.umask,
+            };
+            return self.compile_cc(&argv, &caller, lang, t0);
         }
 
         let parsed = match rustc::parse_invocation(&argv, &cwd, &env) {
@@ -429,7 +435,10 @@ impl Engine {
         Reply::Miss {
             token,
             extra_args,
+            insert_at: None,
             buffer_stderr,
+            rerun_if_failed_with: buffer_stderr
+                .then(|| crate::proto::Bytes(b"dependency-file".to_vec())),
             strip_colour: false,
         }
     }

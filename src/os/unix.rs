@@ -362,3 +362,48 @@ pub fn link_stat(_path: &Path, meta: &std::fs::Metadata) -> io::Result<FileStat>
 pub fn runs_program(at: &Path, exe: &Path) -> bool {
     std::fs::read_link(at).is_ok_and(|t| t == exe)
 }
+
+/// Whether a path, as this process resolves it, names something of the *reading process*
+/// rather than a file every process sees alike: `/proc` (`/proc/self/fd/0`, whatever a
+/// link into it says) and the descriptor aliases `/dev/fd/N`, `/dev/stdin`...
+pub fn is_process_relative(path: &Path) -> bool {
+    path.starts_with("/proc")
+        || path.starts_with("/dev/fd")
+        || ["/dev/stdin", "/dev/stdout", "/dev/stderr"]
+            .iter()
+            .any(|p| path == Path::new(p))
+}
+
+/// Whether metadata (of an entry itself, not followed) is of a file on procfs.
+pub fn on_procfs(meta: &std::fs::Metadata) -> bool {
+    static PROC_DEV: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    let dev = *PROC_DEV.get_or_init(|| {
+        std::fs::symlink_metadata("/proc/self")
+            .ok()
+            .map(|m| m.dev())
+    });
+    dev == Some(meta.dev())
+}
+
+/// Whether stderr is a terminal (the compilers' colour choice depends on it).
+pub fn stderr_is_tty() -> bool {
+    // SAFETY: isatty only inspects the descriptor.
+    unsafe { libc::isatty(2) == 1 }
+}
+
+/// This process's file-creation mask.
+pub fn umask() -> u32 {
+    // SAFETY: umask cannot fail; the mask is put back at once (the wrapper has no other
+    // thread yet that could create a file in between).
+    unsafe {
+        let m = libc::umask(0o022);
+        libc::umask(m);
+        m as u32
+    }
+}
+
+/// Whether stdout and stderr are open descriptors.
+pub fn std_streams_open() -> bool {
+    // SAFETY: F_GETFD only asks about the descriptor.
+    unsafe { libc::fcntl(1, libc::F_GETFD) != -1 && libc::fcntl(2, libc::F_GETFD) != -1 }
+}

@@ -480,3 +480,31 @@ pub fn runs_program(at: &Path, exe: &Path) -> bool {
         _ => false,
     }
 }
+
+/// Whether a path names something of the reading process rather than a shared file
+/// (Unix's `/proc` and `/dev/fd`); Windows has no such names.
+pub fn is_process_relative(_path: &Path) -> bool {
+    false
+}
+
+/// Whether metadata is of a file on procfs (none on Windows).
+pub fn on_procfs(_meta: &std::fs::Metadata) -> bool {
+    false
+}
+
+/// Whether stderr is a console.
+pub fn stderr_is_tty() -> bool {
+    // SAFETY: isatty only inspects the descriptor.
+    unsafe { libc::isatty(2) == 1 }
+}
+
+/// No file-creation mask on Windows: files get the directory's ACL.
+pub fn umask() -> u32 {
+    0
+}
+
+/// Whether stdout and stderr are open (Windows gives a process valid handles or none
+/// that fail a write alike).
+pub fn std_streams_open() -> bool {
+    true
+}

@@ -4,8 +4,8 @@
 //! Layout (names computed from hex digests only, never from remote data):
 //!
 //! ```text
-//! <prefix>/zcfs1/p/<aa>/<pack id>   the exact bytes of the local pack
-//! <prefix>/zcfs1/m/<aa>/<key>       a manifest, as the local store encodes it
+//! <prefix>/zcfs2/p/<aa>/<pack id>   the exact bytes of the local pack
+//! <prefix>/zcfs2/m/<aa>/<key>       a manifest, as the local store encodes it
 //! ```
 //!
 //! Everything read from a remote is untrusted: sizes are capped before reading, manifests
@@ -37,7 +37,7 @@ use breaker::Breaker;
 
 /// The layout's version: changes with the pack format, the manifest encoding or the key's
 /// derivation (a reader of one never sees objects of another).
-pub const LAYOUT: &str = "zcfs1";
+pub const LAYOUT: &str = "zcfs2";
 /// The formats [`LAYOUT`] stands for (a test fails when one changes without it).
 pub const LAYOUT_FORMATS: (&[u8; 8], u32, &[u8; 8]) = (
     crate::store::pack::MAGIC,
@@ -166,7 +166,7 @@ pub struct Remote {
     /// The URL, redacted.
     pub location: String,
     pub scheme: &'static str,
-    /// `<prefix>/zcfs1/`.
+    /// `<prefix>/zcfs2/`.
     root: String,
     pub configured: Mode,
     reads_off: AtomicBool,
@@ -500,8 +500,8 @@ mod tests {
     #[test]
     fn layout_names_the_formats_it_was_made_for() {
         // Changing the pack or manifest format means a new LAYOUT (and updating this).
-        assert_eq!(LAYOUT, "zcfs1");
-        assert_eq!(LAYOUT_FORMATS, (b"ZCFSPAK1", 1, b"ZCFSMAN3"));
+        assert_eq!(LAYOUT, "zcfs2");
+        assert_eq!(LAYOUT_FORMATS, (b"ZCFSPAK1", 1, b"ZCFSMAN4"));
     }
 
     #[test]
@@ -532,12 +532,12 @@ mod tests {
             .unwrap();
         assert_eq!(
             r.pack_name(&Digest([0xab; 32])),
-            format!("team/a/zcfs1/p/ab/{}", Digest([0xab; 32]).to_hex())
+            format!("team/a/zcfs2/p/ab/{}", Digest([0xab; 32]).to_hex())
         );
         let r = open("redis://h/0?prefix=ci").unwrap().unwrap();
         assert!(
             r.manifest_name(&Digest([1; 32]))
-                .starts_with("ci/zcfs1/m/01/")
+                .starts_with("ci/zcfs2/m/01/")
         );
         for bad in [
             "gopher://x",

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::hash::Digest;
 
-pub const MAGIC: &[u8; 8] = b"ZCFSMAN3";
+pub const MAGIC: &[u8; 8] = b"ZCFSMAN4";
 /// Entries kept per manifest; older ones are dropped first.
 pub const MAX_ENTRIES: usize = 16;
 /// Larger manifest files are not read (16 entries of a few thousand inputs fit easily).
@@ -51,6 +51,25 @@ pub struct Inputs {
     /// many candidates, few directories).
     pub absent_under: Vec<AbsentUnder>,
     pub bindings: Vec<Binding>,
+    /// Further conditions (C and C++: see [`Check`]).
+    pub checks: Vec<Check>,
+}
+
+/// A condition on the files around a C or C++ compile beyond their content.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Check {
+    /// Nothing but a directory (or nothing) at this path, as spelled: a header candidate
+    /// where a directory was found, which the compilers skip in a search.
+    NoFile(Vec<u8>),
+    /// `#pragma once` decides by file identity: these files (indices into
+    /// [`Inputs::files`]) must fall into the same classes of "the same file" as when the
+    /// entry was made (`classes[i]`: the first position with the same identity). Identity
+    /// is the inode (clang) or mtime in seconds, size and content (gcc).
+    SameFiles {
+        by_inode: bool,
+        files: Vec<u32>,
+        classes: Vec<u32>,
+    },
 }
 
 /// Names that must not exist under a directory. While the directory keeps the recorded
@@ -120,6 +139,14 @@ mod tests {
                     names: vec![b"x.h".to_vec()],
                 }],
                 bindings: vec![Binding::new("cwd", b"/w", true)],
+                checks: vec![
+                    Check::NoFile(b"inc/y.h".to_vec()),
+                    Check::SameFiles {
+                        by_inode: true,
+                        files: vec![0, 3],
+                        classes: vec![0, 0],
+                    },
+                ],
             },
             pack: Digest([n; 32]),
             created: n as u64,

@@ -137,6 +137,14 @@ pub struct CcArgs {
     pub records_command_line: bool,
     /// `-fdebug-compilation-dir`/`-ffile-compilation-dir` given.
     pub compilation_dir: bool,
+    /// The assembler is asked for debug information (`-Wa,-g`, `-Wa,--gdwarf-5`,
+    /// `-Xassembler --gdwarf-4`): it records the working directory.
+    pub asm_debug: bool,
+    /// `-Xclang -fcolor-diagnostics` or `-fno-color-diagnostics`: cc1's own choice, which
+    /// overrides the driver's.
+    pub xclang_colour: Option<bool>,
+    /// The index in `args` of the first `--` (what follows is only inputs).
+    pub dashdash: Option<usize>,
     /// `-fdebug-prefix-map=`/`-ffile-prefix-map=` pairs.
     pub prefix_maps: Vec<(String, String)>,
     /// Files whose content the output depends on, named by options (CK13).
@@ -456,6 +464,7 @@ pub fn parse(args: Vec<String>) -> Result<CcArgs, Uncacheable> {
         }
         if arg == "--" {
             saw_only_dashdash = true;
+            a.dashdash = Some(i);
             i += 1;
             continue;
         }
@@ -480,7 +489,8 @@ pub fn parse(args: Vec<String>) -> Result<CcArgs, Uncacheable> {
             "-MJ" => return Err(unsupported("-MJ (writes a compilation database entry)")),
             "-v" | "--verbose" | "-###" => return Err(unsupported(format!("{arg} (verbose)"))),
             "-MD" | "-MMD" => {
-                dep_style = Some(arg == "-MMD");
+                // Both given: the compilers let `-MMD` win, in either order.
+                dep_style = Some(arg == "-MMD" || dep_style == Some(true));
                 i += 1;
                 continue;
             }
@@ -549,6 +559,10 @@ pub fn parse(args: Vec<String>) -> Result<CcArgs, Uncacheable> {
             "-fprofile-use" => {
                 return Err(unsupported("-fprofile-use without a path"));
             }
+            "-fbranch-probabilities" => {
+                // Reads the `.gcda` named after the output.
+                return Err(unsupported("-fbranch-probabilities (profile data)"));
+            }
             _ => {}
         }
         if FLAGS.contains(&arg) {
@@ -557,6 +571,11 @@ pub fn parse(args: Vec<String>) -> Result<CcArgs, Uncacheable> {
         }
         // Outputs and dependency-file options: their values name files (CK3).
         if let Some((v, sep)) = value_of(arg, "-o", next) {
+            if a.output.is_some() {
+                // The last one wins, but gcc's driver passes every one to cc1 with `-MD`
+                // (which fails), and each names a file: not worth modelling.
+                return Err(Uncacheable::new("multiple outputs", "-o given twice"));
+            }
             a.output = Some((PathBuf::from(v), if sep { i + 1 } else { i }));
             a.unkeyed.push(i);
             if sep {
@@ -677,7 +696,7 @@ pub fn parse(args: Vec<String>) -> Result<CcArgs, Uncacheable> {
                 ));
             }
             if *opt == "-Xassembler" {
-                check_assembler_option(next.unwrap_or_default())?;
+                a.asm_debug |= check_assembler_option(next.unwrap_or_default())?;
             }
             i += 1 + sep as usize;
             continue;
@@ -689,7 +708,9 @@ pub fn parse(args: Vec<String>) -> Result<CcArgs, Uncacheable> {
             let Some(v) = next else {
                 return Err(Uncacheable::new("bad arguments", "-Xclang without a value"));
             };
-            check_xclang(v)?;
+            if let Some(c) = check_xclang(v)? {
+                a.xclang_colour = Some(c);
+            }
             i += 2;
             continue;
         }
@@ -701,7 +722,7 @@ pub fn parse(args: Vec<String>) -> Result<CcArgs, Uncacheable> {
                 check_wp(sub)?;
             } else if let Some(sub) = rest.strip_prefix("a,") {
                 for s in sub.split(',') {
-                    check_assembler_option(s)?;
+                    a.asm_debug |= check_assembler_option(s)?;
                 }
             }
             // `-Wl,` is ignored by a compile; warnings are keyed.
@@ -811,11 +832,45 @@ fn is_header_ext(arg: &str) -> bool {
     matches!(ext, "h" | "hh" | "hpp" | "hxx" | "H" | "h++" | "tcc")
 }
 
+/// `-f<name>=<file>` options whose file's content the output depends on (CK13).
+const NAMED_FILE_OPTIONS: &[&str] = &[
+    "sanitize-ignorelist",
+    "sanitize-blacklist",
+    "sanitize-system-ignorelist",
+    "sanitize-coverage-allowlist",
+    "sanitize-coverage-ignorelist",
+    "sanitize-coverage-whitelist",
+    "sanitize-coverage-blacklist",
+    "sanitize-coverage-blocklist",
+    "profile-use",
+    "profile-list",
+    "xray-always-instrument",
+    "xray-never-instrument",
+    "xray-attr-list",
+];
+
+/// `-f<name>=<value>` options whose name says the value is a path zcfs does not model:
+/// refused unless listed above or below.
+const PATH_LIKE_NAME_PARTS: &[&str] = &["list", "file", "path", "dir", "instrument", "report"];
+
+/// `-f<name>=` options with a path-like name whose value is not a file (or is handled).
+const NOT_A_FILE: &[&str] = &[
+    "instrument-functions-exclude-file-list",
+    "instrument-functions-exclude-function-list",
+    "debug-compilation-dir",
+    "file-compilation-dir",
+    "debug-prefix-map",
+    "file-prefix-map",
+    "macro-prefix-map",
+];
+
 fn parse_f_option(a: &mut CcArgs, arg: &str, rest: &str) -> Result<(), Uncacheable> {
-    if let Some(v) = rest
-        .strip_prefix("sanitize-ignorelist=")
-        .or_else(|| rest.strip_prefix("sanitize-blacklist="))
-        .or_else(|| rest.strip_prefix("profile-use="))
+    let (name, value) = match rest.split_once('=') {
+        Some((n, v)) => (n, Some(v)),
+        None => (rest, None),
+    };
+    if let Some(v) = value
+        && NAMED_FILE_OPTIONS.contains(&name)
     {
         a.named_files.push(PathBuf::from(v));
         return Ok(());
@@ -848,6 +903,21 @@ fn parse_f_option(a: &mut CcArgs, arg: &str, rest: &str) -> Result<(), Uncacheab
     if rest.starts_with("stack-usage") {
         a.stack_usage = true;
     }
+    if name.starts_with("time-report") || name.starts_with("mem-report") {
+        return Err(unsupported(format!("{arg} (timings in the diagnostics)")));
+    }
+    if value.is_some()
+        && !NOT_A_FILE.contains(&name)
+        && PATH_LIKE_NAME_PARTS.iter().any(|p| name.contains(p))
+    {
+        return Err(unsupported(format!("{arg} (names a file)")));
+    }
+    if let Some(v) = value
+        && name.starts_with("basic-block-sections")
+        && v.starts_with("list=")
+    {
+        return Err(unsupported(format!("{arg} (names a file)")));
+    }
     Ok(())
 }
 
@@ -862,40 +932,97 @@ fn check_wp(sub: &str) -> Result<(), Uncacheable> {
     Ok(())
 }
 
-/// Assembler options that write listings or dependency files are not modelled.
-fn check_assembler_option(s: &str) -> Result<(), Uncacheable> {
-    if s.starts_with("-a") || s.starts_with("--MD") || s.starts_with("-MD") || s.contains("=") {
+/// An assembler option (`-Wa,X`, `-Xassembler X`): listings, dependency files and response
+/// files are not modelled. Returns whether it asks for debug information (which records
+/// the working directory).
+fn check_assembler_option(s: &str) -> Result<bool, Uncacheable> {
+    if s.starts_with('@')
+        || s.starts_with("-a")
+        || s.starts_with("--MD")
+        || s.starts_with("-MD")
+        || s.contains('=')
+    {
         return Err(unsupported(format!("assembler option {s}")));
     }
-    Ok(())
+    Ok(s.starts_with("-g") || s.starts_with("--g") || s == "--debug-prefix-map")
 }
 
-/// `-Xclang` values: warnings, codegen flags; not plugins, PCH or module options.
-fn check_xclang(v: &str) -> Result<(), Uncacheable> {
-    let ok = (v.starts_with("-W") || v.starts_with("-f") || v.starts_with("-O"))
-        && !v.starts_with("-fmodule")
-        && !v.starts_with("-fplugin")
-        && !v.starts_with("-fpch");
+/// `-Xclang` values cc1 reads unseen by the driver: warnings and codegen flags that name no
+/// file; not plugins, PCH, modules, profiles or anything that writes a file. Returns cc1's
+/// colour choice when the value is one.
+fn check_xclang(v: &str) -> Result<Option<bool>, Uncacheable> {
+    match v {
+        "-fcolor-diagnostics" => return Ok(Some(true)),
+        "-fno-color-diagnostics" => return Ok(Some(false)),
+        "-disable-O0-optnone" | "-disable-llvm-passes" | "-disable-llvm-optzns" => {
+            return Ok(None);
+        }
+        _ => {}
+    }
+    const REFUSED: &[&str] = &[
+        "module",
+        "plugin",
+        "pch",
+        "profile",
+        "time-trace",
+        "list",
+        "file",
+        "path",
+        "dir",
+        "dump",
+        "crash",
+        "record",
+        "save",
+        "use",
+        "load",
+        "embed",
+        "report",
+        "coverage",
+        "xray",
+        "diagnostics-log",
+        "stats",
+    ];
+    let name = v.split_once('=').map_or(v, |(n, _)| n);
+    let ok = (v.starts_with("-W") && !v.starts_with("-Wl,") && !v.starts_with("-Wa,"))
+        || v.starts_with("-O")
+        || (v.starts_with("-f") && !REFUSED.iter().any(|r| name.contains(r)) && !v.contains('/'));
     if ok {
-        Ok(())
+        Ok(None)
     } else {
         Err(unsupported(format!("-Xclang {v}")))
     }
 }
 
-/// Expands `@file` arguments as gcc's and clang's drivers do (libiberty's `expandargv`):
-/// whitespace separates arguments, single and double quotes group, a backslash escapes the
-/// next character; `@file` inside a file is expanded too. An `@file` that cannot be read is
-/// uncacheable (the compiler would take it as an argument, CU7).
-pub fn expand_response_files(args: &[String], cwd: &Path) -> Result<Vec<String>, Uncacheable> {
+/// How a driver splits a response file into arguments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RspSyntax {
+    /// gcc (libiberty's `buildargv`): the C locale's spaces (space, `\t`, `\n`, `\v`,
+    /// `\f`, `\r`) separate, quotes group, a backslash escapes the next character also
+    /// inside quotes, `''` is an empty argument, a file of only spaces has none.
+    Gcc,
+    /// clang (LLVM's `TokenizeGNUCommandLine`): only space, `\t`, `\r` and `\n` separate
+    /// (`\v` and `\f` are ordinary), an empty token is dropped (`''` is nothing), a
+    /// backslash at the very end stays.
+    Clang,
+}
+
+/// Expands `@file` arguments as the driver does (`syntax`), nested ones too, each file
+/// named relative to the cwd. A file zcfs cannot read as a regular file the caller and the
+/// daemon see alike makes the compile uncacheable (the compiler then reads it, CU7).
+pub fn expand_response_files(
+    args: &[String],
+    cwd: &Path,
+    syntax: RspSyntax,
+) -> Result<Vec<String>, Uncacheable> {
     let mut out = Vec::with_capacity(args.len());
-    expand_into(args, cwd, &mut out, 0)?;
+    expand_into(args, cwd, syntax, &mut out, 0)?;
     Ok(out)
 }
 
 fn expand_into(
     args: &[String],
     cwd: &Path,
+    syntax: RspSyntax,
     out: &mut Vec<String>,
     depth: usize,
 ) -> Result<(), Uncacheable> {
@@ -907,17 +1034,39 @@ fn expand_into(
         if depth > 16 {
             return Err(Uncacheable::new("bad arguments", "@file nested too deeply"));
         }
-        let path = crate::fsutil::resolve(cwd, Path::new(file));
-        let bytes = std::fs::read(&path)
-            .map_err(|e| Uncacheable::new("bad arguments", format!("cannot read @{file}: {e}")))?;
-        let text = String::from_utf8(bytes)
-            .map_err(|_| Uncacheable::new("bad arguments", format!("@{file} is not UTF-8")))?;
-        expand_into(&split_response(&text), cwd, out, depth + 1)?;
+        let text = read_response_file(cwd, file)?;
+        let words = match syntax {
+            RspSyntax::Gcc => split_gcc(&text),
+            RspSyntax::Clang => split_clang(&text),
+        };
+        expand_into(&words, cwd, syntax, out, depth + 1)?;
     }
     Ok(())
 }
 
-fn split_response(text: &str) -> Vec<String> {
+/// The text of a response file named by an `@file` argument (relative to the cwd).
+pub fn read_response_file(cwd: &Path, file: &str) -> Result<String, Uncacheable> {
+    let path = crate::fsutil::resolve(cwd, Path::new(file));
+    crate::fsutil::check_shared_file(&path)
+        .map_err(|e| Uncacheable::new("bad arguments", format!("@{file}: {e}")))?;
+    let bytes = std::fs::read(&path)
+        .map_err(|e| Uncacheable::new("bad arguments", format!("cannot read @{file}: {e}")))?;
+    if bytes.contains(&0) {
+        // gcc stops reading at a NUL, clang does not.
+        return Err(Uncacheable::new(
+            "bad arguments",
+            format!("@{file} holds a NUL byte"),
+        ));
+    }
+    String::from_utf8(bytes)
+        .map_err(|_| Uncacheable::new("bad arguments", format!("@{file} is not UTF-8")))
+}
+
+fn split_gcc(text: &str) -> Vec<String> {
+    let is_space = |c: char| matches!(c, ' ' | '\t' | '\n' | '\x0b' | '\x0c' | '\r');
+    if text.chars().all(is_space) {
+        return Vec::new();
+    }
     let mut out = Vec::new();
     let mut cur = String::new();
     let mut in_arg = false;
@@ -937,7 +1086,7 @@ fn split_response(text: &str) -> Vec<String> {
                 quote = Some(c);
                 in_arg = true;
             }
-            (None, c) if c.is_whitespace() => {
+            (None, c) if is_space(c) => {
                 if in_arg {
                     out.push(std::mem::take(&mut cur));
                     in_arg = false;
@@ -951,6 +1100,43 @@ fn split_response(text: &str) -> Vec<String> {
     }
     if in_arg {
         out.push(cur);
+    }
+    out
+}
+
+fn split_clang(text: &str) -> Vec<String> {
+    let is_space = |c: char| matches!(c, ' ' | '\t' | '\r' | '\n');
+    let mut out = Vec::new();
+    let mut token = String::new();
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\\' && chars.peek().is_some() {
+            token.push(chars.next().unwrap_or_default());
+            continue;
+        }
+        if c == '\'' || c == '"' {
+            while let Some(q) = chars.next() {
+                if q == c {
+                    break;
+                }
+                if q == '\\' && chars.peek().is_some() {
+                    token.push(chars.next().unwrap_or_default());
+                } else {
+                    token.push(q);
+                }
+            }
+            continue;
+        }
+        if is_space(c) {
+            if !token.is_empty() {
+                out.push(std::mem::take(&mut token));
+            }
+            continue;
+        }
+        token.push(c);
+    }
+    if !token.is_empty() {
+        out.push(token);
     }
     out
 }
@@ -1060,9 +1246,46 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("a.rsp"), "-DX=\"a b\" 'c d' @b.rsp\n").unwrap();
         std::fs::write(dir.path().join("b.rsp"), "-c\tx\\ y.c").unwrap();
-        let out = expand_response_files(&["@a.rsp".to_string()], dir.path()).unwrap();
-        assert_eq!(out, vec!["-DX=a b", "c d", "-c", "x y.c"]);
-        assert!(expand_response_files(&["@missing".to_string()], dir.path()).is_err());
+        for syntax in [RspSyntax::Gcc, RspSyntax::Clang] {
+            let out = expand_response_files(&["@a.rsp".to_string()], dir.path(), syntax).unwrap();
+            assert_eq!(out, vec!["-DX=a b", "c d", "-c", "x y.c"]);
+            let missing = expand_response_files(&["@missing".to_string()], dir.path(), syntax);
+            assert!(missing.is_err());
+        }
+        // Nested files are named relative to the cwd, not to the file that names them.
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        std::fs::write(dir.path().join("sub/o.rsp"), "@b.rsp").unwrap();
+        let out =
+            expand_response_files(&["@sub/o.rsp".to_string()], dir.path(), RspSyntax::Gcc).unwrap();
+        assert_eq!(out, vec!["-c", "x y.c"]);
+        // The daemon's own descriptors and FIFOs are never read.
+        for bad in ["@/dev/stdin", "@/proc/self/fd/0"] {
+            let r = expand_response_files(&[bad.to_string()], dir.path(), RspSyntax::Gcc);
+            assert_eq!(r.unwrap_err().reason, "bad arguments", "{bad}");
+        }
+    }
+
+    #[test]
+    fn response_files_split_as_each_driver_splits_them() {
+        // Checked against gcc 12 and clang 14 (`-E @file` of `int v = V;`).
+        let g = |t: &str| split_gcc(t);
+        let c = |t: &str| split_clang(t);
+        assert_eq!(g("-DV=1\x0b-DX"), vec!["-DV=1", "-DX"]);
+        assert_eq!(c("-DV=1\x0b-DX"), vec!["-DV=1\x0b-DX"]);
+        assert_eq!(g("-DV=1\x0c-DY"), vec!["-DV=1", "-DY"]);
+        assert_eq!(c("-DV=1\x0c-DY"), vec!["-DV=1\x0c-DY"]);
+        assert_eq!(g("-DV=1\r-DY"), vec!["-DV=1", "-DY"]);
+        assert_eq!(c("-DV=1\r-DY"), vec!["-DV=1", "-DY"]);
+        // A no-break space separates nothing.
+        assert_eq!(g("-DV=1\u{a0}+2"), vec!["-DV=1\u{a0}+2"]);
+        assert_eq!(c("-DV=1\u{a0}+2"), vec!["-DV=1\u{a0}+2"]);
+        assert_eq!(g("-DV=1 '' "), vec!["-DV=1", ""]);
+        assert_eq!(c("-DV=1 '' "), vec!["-DV=1"]);
+        assert_eq!(g("-DV=\"1 2\"\\"), vec!["-DV=1 2"]);
+        assert_eq!(c("-DV=\"1 2\"\\"), vec!["-DV=1 2\\"]);
+        assert_eq!(g("-DV='a\\b'"), vec!["-DV=ab"]);
+        assert_eq!(c("-DV='a\\b'"), vec!["-DV=ab"]);
+        assert!(g(" \n\t").is_empty() && c(" \n\t").is_empty());
     }
 
     #[test]

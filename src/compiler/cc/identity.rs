@@ -6,7 +6,7 @@
 
 use crate::os::OsStrExt;
 use std::collections::HashMap;
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -15,6 +15,7 @@ use anyhow::{Context, Result, anyhow};
 use parking_lot::Mutex;
 
 use super::includes::{SearchList, parse_search_list};
+use super::probes::{Probes, path_list, search_dirs_line};
 use crate::hash::{Digest, KeyHasher};
 use crate::hashcache::{FileStat, HashCache};
 
@@ -28,8 +29,20 @@ pub enum Family {
 #[derive(Debug)]
 struct Known {
     family: Family,
-    /// The executable and the programs it runs, absolute.
+    /// The executable and the programs it runs (and gcc's `specs` file, if it has one),
+    /// absolute.
     programs: Vec<PathBuf>,
+    /// clang's external assembler (`-no-integrated-as`), if it finds one.
+    assembler: Option<PathBuf>,
+    /// The directories the driver looked for those in: a program or `specs` file that
+    /// appears there (or a `COMPILER_PATH` directory that is filled) changes the driver.
+    probes: Probes,
+    /// The same for clang's external assembler.
+    as_probes: Probes,
+    /// Programs the driver runs from PATH, and where PATH led to them.
+    path_lookups: Vec<(String, PathBuf)>,
+    /// `SOURCE_DATE_EPOCH` fixes `__DATE__` and `__TIME__` (gcc; clang only from 16).
+    honours_sde: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -37,17 +50,26 @@ pub struct CcIdentity {
     pub family: Family,
     /// The invoked name, the family and the content of every program.
     pub digest: Digest,
+    /// `SOURCE_DATE_EPOCH` fixes `__DATE__` and `__TIME__`.
+    pub honours_sde: bool,
 }
 
-/// The executable (canonical path and stat) and the PATH its sub-programs are found on.
-type KnownKey = (PathBuf, [i128; 5], Option<OsString>);
+/// A search list and what it was learned from.
+type LearntList = (Arc<SearchList>, Probes);
+
+/// Variables that change where the driver finds its programs and `specs` file.
+const PROGRAM_ENV: &[&str] = &["PATH", "COMPILER_PATH", "GCC_EXEC_PREFIX", "LIBRARY_PATH"];
+
+/// The executable (canonical path and stat) and the variables its sub-programs are found
+/// by.
+type KnownKey = (PathBuf, [i128; 5], Digest);
 
 #[derive(Default)]
 pub struct CcFacts {
     /// What is known about Emscripten installs (their identity comes from files).
     pub emcc: crate::compiler::emcc::EmccFacts,
     known: Mutex<HashMap<KnownKey, Arc<Known>>>,
-    search: Mutex<HashMap<Digest, Arc<SearchList>>>,
+    search: Mutex<HashMap<Digest, Arc<LearntList>>>,
     native: Mutex<HashMap<Digest, Digest>>,
 }
 
@@ -71,7 +93,10 @@ fn run(
     ))
 }
 
-/// Environment variables that change what the compiler does beyond its arguments (CK5).
+/// Environment variables that change what the compiler does or prints beyond its
+/// arguments (CK5): include paths, its programs, the language and width of its messages
+/// (`LANGUAGE`, `LC_*`, `COLUMNS`), their colours and links, gcc's own variables
+/// (`GCC_EXTRA_DIAGNOSTIC_OUTPUT` adds fix-it hints to them), clang's driver overrides.
 pub fn is_keyed_env(name: &str) -> bool {
     matches!(
         name,
@@ -83,20 +108,24 @@ pub fn is_keyed_env(name: &str) -> bool {
             | "CLANG_CONFIG_FILE_SYSTEM_DIR"
             | "CLANG_CONFIG_FILE_USER_DIR"
             | "COMPILER_PATH"
-            | "GCC_COMPARE_DEBUG"
-            | "GCC_EXEC_PREFIX"
+            | "LIBRARY_PATH"
             | "LANG"
-            | "LC_ALL"
-            | "LC_CTYPE"
-            | "LC_MESSAGES"
-            | "GCC_COLORS"
-            | "GCC_URLS"
+            | "LANGUAGE"
             | "TERM_URLS"
             | "COLUMNS"
             | "SDKROOT"
-            | "CCC_OVERRIDE_OPTIONS"
     ) || name.starts_with("LD_")
+        || name.starts_with("LC_")
+        || name.starts_with("GCC_")
+        || name.starts_with("CCC_")
         || name.ends_with("_DEPLOYMENT_TARGET")
+}
+
+/// Environment variables that make the compiler write a file or extra output zcfs does
+/// not capture (clang's driver: `CC_PRINT_OPTIONS`, `CC_PRINT_HEADERS`,
+/// `CC_LOG_DIAGNOSTICS`, `CC_PRINT_PROC_STAT` and their `_FILE`s).
+pub fn is_unsupported_env(name: &str) -> bool {
+    name.starts_with("CC_PRINT_") || name.starts_with("CC_LOG_DIAGNOSTICS")
 }
 
 impl CcFacts {
@@ -104,11 +133,13 @@ impl CcFacts {
         CcFacts::default()
     }
 
-    /// The identity of `compiler` (absolute) as invoked under the name `invoked`.
+    /// The identity of `compiler` (absolute) as invoked under the name `invoked`;
+    /// `external_as`: clang is asked to run the system assembler (`-no-integrated-as`).
     pub fn identity(
         &self,
         compiler: &Path,
         invoked: &[u8],
+        external_as: bool,
         env: &HashMap<OsString, OsString>,
         hashes: &HashCache,
     ) -> Result<CcIdentity> {
@@ -116,7 +147,17 @@ impl CcFacts {
             .canonicalize()
             .with_context(|| format!("cannot find the compiler {}", compiler.display()))?;
         let stat = FileStat::of_path(&canonical, None)?;
-        let path_var = env.get(&OsString::from("PATH")).cloned();
+        let mut vars = KeyHasher::new("zcfs-cc-program-env-v1");
+        for v in PROGRAM_ENV {
+            match env.get(OsStr::new(v)) {
+                Some(value) => {
+                    vars.field(v, value.as_bytes());
+                }
+                None => {
+                    vars.field("unset", v.as_bytes());
+                }
+            }
+        }
         let k = (
             canonical.clone(),
             [
@@ -126,12 +167,25 @@ impl CcFacts {
                 stat.mtime,
                 stat.ctime,
             ],
-            path_var,
+            vars.finish(),
         );
         let known = self.known.lock().get(&k).cloned();
+        let holds = |k: &Known| {
+            k.probes.hold()
+                && (!external_as || k.as_probes.hold())
+                && k.path_lookups.iter().all(|(name, at)| {
+                    crate::compiler::rustc::identity::resolve_program(
+                        Path::new(name),
+                        env,
+                        Path::new("/"),
+                    )
+                    .as_ref()
+                        == Some(at)
+                })
+        };
         let known = match known {
-            Some(k) => k,
-            None => {
+            Some(k) if holds(&k) => k,
+            _ => {
                 let learned = Arc::new(learn(compiler, &canonical, env)?);
                 self.known.lock().insert(k, learned.clone());
                 learned
@@ -146,7 +200,16 @@ impl CcFacts {
                 Family::Clang => b"clang",
             },
         );
-        for p in &known.programs {
+        let assembler = match (external_as, known.family) {
+            (true, Family::Clang) => Some(known.assembler.as_ref().ok_or_else(|| {
+                anyhow!(
+                    "{} finds no assembler for -no-integrated-as",
+                    compiler.display()
+                )
+            })?),
+            _ => None,
+        };
+        for p in known.programs.iter().chain(assembler) {
             let (d, _) = hashes
                 .digest(p)
                 .map_err(|e| anyhow!("{}: {e}", p.display()))?;
@@ -156,10 +219,14 @@ impl CcFacts {
         Ok(CcIdentity {
             family: known.family,
             digest: h.finish(),
+            honours_sde: known.honours_sde,
         })
     }
 
     /// The include search list for a compile, from `cc <args> -E -v -x <lang> /dev/null`.
+    /// Kept while the directories it names (and, for clang, those it found its GCC
+    /// installation in) are as they were: an `-I` directory created later, a file that
+    /// replaces one, another GCC version installed, make it learn the list again.
     pub fn search_list(
         &self,
         compiler: &Path,
@@ -169,17 +236,22 @@ impl CcFacts {
         env: &HashMap<OsString, OsString>,
         cwd: &Path,
     ) -> Result<Arc<SearchList>> {
-        if let Some(l) = self.search.lock().get(&key) {
-            return Ok(l.clone());
+        let known = self.search.lock().get(&key).cloned();
+        if let Some(k) = known
+            && k.1.hold()
+        {
+            return Ok(k.0.clone());
         }
         let mut a: Vec<&str> = args.iter().map(String::as_str).collect();
         a.extend(["-E", "-v", "-x", lang, "/dev/null", "-o", "/dev/null"]);
         let (_, _, stderr) = run(compiler, &a, env, cwd)?;
-        let list = Arc::new(
-            parse_search_list(&stderr)
-                .ok_or_else(|| anyhow!("{} -E -v printed no search list", compiler.display()))?,
-        );
-        self.search.lock().insert(key, list.clone());
+        let list = parse_search_list(&stderr)
+            .ok_or_else(|| anyhow!("{} -E -v printed no search list", compiler.display()))?;
+        let probes = list.probes(cwd, args);
+        let list = Arc::new(list);
+        self.search
+            .lock()
+            .insert(key, Arc::new((list.clone(), probes)));
         Ok(list)
     }
 
@@ -213,6 +285,27 @@ impl CcFacts {
     }
 }
 
+/// Whether the compiler takes `__TIME__` from `SOURCE_DATE_EPOCH`.
+pub fn honours_sde(compiler: &Path, env: &HashMap<OsString, OsString>) -> bool {
+    let mut env = env.clone();
+    env.insert("SOURCE_DATE_EPOCH".into(), "0".into());
+    let dir = match tempfile::tempdir() {
+        Ok(d) => d,
+        Err(_) => return false,
+    };
+    let probe = dir.path().join("sde.c");
+    if std::fs::write(&probe, "__TIME__\n").is_err() {
+        return false;
+    }
+    let Some(p) = probe.to_str() else {
+        return false;
+    };
+    match run(compiler, &["-E", "-P", "-x", "c", p], &env, Path::new("/")) {
+        Ok((true, out, _)) => out.contains("\"00:00:00\""),
+        _ => false,
+    }
+}
+
 /// Runs the compiler to learn its family and the programs it runs.
 fn learn(compiler: &Path, canonical: &Path, env: &HashMap<OsString, OsString>) -> Result<Known> {
     let (_, out, err) = run(compiler, &["--version"], env, Path::new("/"))?;
@@ -229,29 +322,80 @@ fn learn(compiler: &Path, canonical: &Path, env: &HashMap<OsString, OsString>) -
         ));
     };
     let mut programs = vec![canonical.to_path_buf()];
+    let mut probes = Probes::new();
+    let mut as_probes = Probes::new();
+    let mut path_lookups = Vec::new();
+    // Where the driver looks for its programs (gcc: `COMPILER_PATH`, `GCC_EXEC_PREFIX`,
+    // its own directories; clang: those, its directory, the GCC installation's) and for a
+    // `specs` file (gcc: the library directories): a program appearing there is used
+    // next time. What it finds on PATH is looked up again instead (PATH directories
+    // change for other reasons).
+    let (_, dirs, _) = run(compiler, &["-print-search-dirs"], env, Path::new("/"))?;
+    let program_dirs = search_dirs_line(&dirs, "programs:");
+    let library_dirs = search_dirs_line(&dirs, "libraries:");
+    let path_var = env.get(OsStr::new("PATH")).cloned().unwrap_or_default();
+    let find = |prog: &str| -> Result<Option<(PathBuf, bool)>> {
+        let (ok, out, _) = run(
+            compiler,
+            &[&format!("-print-prog-name={prog}")],
+            env,
+            Path::new("/"),
+        )?;
+        if !ok {
+            return Ok(None);
+        }
+        let name = PathBuf::from(out.trim());
+        if name.is_absolute() {
+            return Ok(name.is_file().then_some((name, false)));
+        }
+        // Not on its own path: the driver runs it from PATH, which must not depend on
+        // the compile's directory.
+        if path_list(&path_var).iter().any(|d| d.is_relative())
+            || std::env::split_paths(&path_var).any(|d| d.as_os_str().is_empty())
+        {
+            return Err(anyhow!(
+                "PATH has a relative directory, where {} would look for {prog}",
+                compiler.display()
+            ));
+        }
+        Ok(
+            crate::compiler::rustc::identity::resolve_program(&name, env, Path::new("/"))
+                .map(|p| (p, true)),
+        )
+    };
+    let mut assembler = None;
     if family == Family::Gcc {
+        for d in program_dirs.iter().chain(&library_dirs) {
+            probes.listing(d);
+        }
         for prog in ["cc1", "cc1plus", "as"] {
-            let (ok, out, _) = run(
-                compiler,
-                &[&format!("-print-prog-name={prog}")],
-                env,
-                Path::new("/"),
-            )?;
-            if !ok {
-                continue;
+            if let Some((p, on_path)) = find(prog)? {
+                if on_path {
+                    path_lookups.push((prog.to_string(), p.clone()));
+                }
+                if !programs.contains(&p) {
+                    programs.push(p);
+                }
             }
-            let name = PathBuf::from(out.trim());
-            let found = if name.is_absolute() {
-                Some(name)
-            } else {
-                crate::compiler::rustc::identity::resolve_program(&name, env, Path::new("/"))
-            };
-            if let Some(p) = found.and_then(|p| p.canonicalize().ok())
-                && p.is_file()
-                && !programs.contains(&p)
-            {
-                programs.push(p);
+        }
+        let (ok, specs, _) = run(compiler, &["-print-file-name=specs"], env, Path::new("/"))?;
+        let specs = PathBuf::from(specs.trim());
+        if ok && specs.is_absolute() && specs.is_file() && !programs.contains(&specs) {
+            programs.push(specs);
+        }
+    } else {
+        // clang prints the assembler's path wherever it found it (its program
+        // directories, then PATH).
+        if let Some((p, _)) = find("as")? {
+            for d in &program_dirs {
+                as_probes.listing(d);
             }
+            if !program_dirs.iter().any(|d| p.starts_with(d)) {
+                for d in path_list(&path_var) {
+                    as_probes.listing(&d);
+                }
+            }
+            assembler = Some(p);
         }
     }
     // The compiler's own shared libraries hold most of it (clang's driver is a small
@@ -264,7 +408,16 @@ fn learn(compiler: &Path, canonical: &Path, env: &HashMap<OsString, OsString>) -
             }
         }
     }
-    Ok(Known { family, programs })
+    let honours_sde = honours_sde(compiler, env);
+    Ok(Known {
+        family,
+        programs,
+        assembler,
+        probes,
+        as_probes,
+        path_lookups,
+        honours_sde,
+    })
 }
 
 /// Shared libraries whose code is the compiler's (not the C runtime's), by file name.

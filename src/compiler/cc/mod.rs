@@ -4,27 +4,26 @@
 //! `__DATE__`). See docs/c.md.
 
 pub mod args;
+pub mod collect;
 pub mod identity;
 pub mod includes;
+pub mod probes;
 
-use crate::os::{OsStrExt, OsStringExt};
-use std::collections::{HashMap, HashSet};
+pub use collect::{Collected, ScanCache, collect};
+
+use crate::os::OsStrExt;
+use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 
-use parking_lot::Mutex;
-
 use self::args::{CcArgs, Lang};
 use self::identity::{CcFacts, CcIdentity, Family};
-use self::includes::Scan;
 use crate::compiler::rustc::KeyError;
-use crate::compiler::{Language, Uncacheable, depinfo};
-use crate::fsclock::CompileStart;
+use crate::compiler::{Language, Uncacheable};
 use crate::fsutil::resolve;
 use crate::fsview::FsView;
 use crate::hash::{Digest, KeyHasher};
 use crate::hashcache::HashCache;
-use crate::store::manifest::{AbsentUnder, FileDep, Inputs};
 
 const KEY_VERSION: &str = "zcfs-cc-key-v1";
 
@@ -44,6 +43,11 @@ pub struct CcJob {
     pub env: HashMap<OsString, OsString>,
     /// The diagnostics should carry colours (what the compiler would decide here).
     pub colour_wanted: bool,
+    /// zcfs can make the compiler colour its diagnostics (see [`prepare`]).
+    forceable: bool,
+    /// Where in the command line (after the compiler) extra arguments go: before the
+    /// first `--`; `None`: at the end.
+    pub insert_at: Option<usize>,
     /// The key of the include search list (`-E -v`) for this compile.
     search_key: Digest,
     /// An Emscripten compile: emcc's own options as given (kept from the option table).
@@ -191,7 +195,7 @@ impl CcJob {
     }
 
     fn forced_colour_flag(&self) -> Option<&'static str> {
-        if self.args.records_command_line {
+        if !self.forceable {
             return None;
         }
         Some(match self.identity.family {
@@ -222,9 +226,10 @@ fn env_str<'a>(env: &'a HashMap<OsString, OsString>, k: &str) -> Option<&'a OsSt
     env.get(OsStr::new(k)).map(OsString::as_os_str)
 }
 
-/// Whether the compiler would colour its diagnostics for this caller (CO3).
+/// Whether the compiler would colour its diagnostics for this caller (CO3). clang's cc1
+/// takes `-Xclang -f[no-]color-diagnostics` over the driver's choice.
 fn colour_wanted(a: &CcArgs, family: Family, env: &HashMap<OsString, OsString>, tty: bool) -> bool {
-    if let Some(c) = a.colour {
+    if let Some(c) = a.xclang_colour.or(a.colour) {
         return c;
     }
     let term_ok = env_str(env, "TERM").is_some_and(|t| !t.is_empty() && t != "dumb");
@@ -240,6 +245,20 @@ pub fn prepare(inp: &KeyInputs<'_>) -> Result<CcJob, KeyError> {
             return Err(Uncacheable::new("unsupported environment", format!("{v} is set")).into());
         }
     }
+    if let Some(k) = inp
+        .env
+        .keys()
+        .find(|k| k.to_str().is_some_and(identity::is_unsupported_env))
+    {
+        return Err(Uncacheable::new(
+            "unsupported environment",
+            format!(
+                "{} is set (the compiler writes what zcfs does not capture)",
+                k.to_string_lossy()
+            ),
+        )
+        .into());
+    }
     let raw: Vec<String> = inp.argv[1..]
         .iter()
         .map(|a| {
@@ -252,10 +271,11 @@ pub fn prepare(inp: &KeyInputs<'_>) -> Result<CcJob, KeyError> {
     let invoked = compiler.file_name().unwrap_or_default().as_bytes().to_vec();
     let invoked_str = String::from_utf8_lossy(&invoked).into_owned();
     let is_emcc = crate::compiler::emcc::is_emcc_name(&invoked_str);
-    let expanded = args::expand_response_files(&raw, inp.cwd)?;
-    let (a, identity, emcc_own) = if is_emcc {
-        // emcc appends EMCC_CFLAGS and consumes its own options before clang sees them.
-        let all = crate::compiler::emcc::with_cflags(expanded, inp.env)?;
+    let (a, identity, emcc_own, emcc_files) = if is_emcc {
+        // emcc appends EMCC_CFLAGS, then replaces response files, then consumes its own
+        // options before clang sees the rest.
+        let all = crate::compiler::emcc::with_cflags(raw.clone(), inp.env)?;
+        let all = crate::compiler::emcc::expand_response_files(all, inp.cwd)?;
         let split = crate::compiler::emcc::split_args(&all)?;
         let a = args::parse(split.clang.clone())?;
         let id = inp.facts.emcc.identity(
@@ -269,17 +289,46 @@ pub fn prepare(inp: &KeyInputs<'_>) -> Result<CcJob, KeyError> {
         let identity = CcIdentity {
             family: Family::Clang,
             digest: id.digest,
+            honours_sde: id.honours_sde,
         };
-        (a, identity, Some(split.own_given))
+        (a, identity, Some(split.own_given), split.named_files)
     } else {
-        let a = args::parse(expanded)?;
-        let identity = inp
-            .facts
-            .identity(&compiler, &invoked, inp.env, inp.hashes)
-            .map_err(|e| Uncacheable::new("compiler identity", format!("{e:#}")))?;
-        (a, identity, None)
+        // The family decides how response files split; clang's assembler may be external.
+        let external_as = |args: &[String]| {
+            args.iter()
+                .rev()
+                .find_map(|a| match a.as_str() {
+                    "-no-integrated-as" | "-fno-integrated-as" => Some(true),
+                    "-integrated-as" | "-fintegrated-as" => Some(false),
+                    _ => None,
+                })
+                .unwrap_or(false)
+        };
+        let id = |ext: bool| {
+            inp.facts
+                .identity(&compiler, &invoked, ext, inp.env, inp.hashes)
+                .map_err(|e| Uncacheable::new("compiler identity", format!("{e:#}")))
+        };
+        let first = id(false)?;
+        let syntax = match first.family {
+            Family::Gcc => args::RspSyntax::Gcc,
+            Family::Clang => args::RspSyntax::Clang,
+        };
+        let expanded = args::expand_response_files(&raw, inp.cwd, syntax)?;
+        let identity = match external_as(&expanded) {
+            true if first.family == Family::Clang => id(true)?,
+            _ => first,
+        };
+        (args::parse(expanded)?, identity, None, Vec::new())
     };
     let lang = a.lang.expect("parse sets the language of its input");
+
+    // Extra arguments go before a `--` (after it they would be inputs); one that came
+    // from a response file has no place on the command line to go before.
+    let insert_at = raw.iter().position(|r| r == "--");
+    if a.dashdash.is_some() && insert_at.is_none() {
+        return Err(Uncacheable::new("unsupported option", "`--` inside a response file").into());
+    }
 
     // A precompiled header beside a forced include would be used instead of it (CU5).
     for f in &a.forced_includes {
@@ -300,6 +349,7 @@ pub fn prepare(inp: &KeyInputs<'_>) -> Result<CcJob, KeyError> {
 
     let mut a = a;
     a.mt_before_mq = identity.family == Family::Gcc;
+    a.named_files.extend(emcc_files);
 
     let mut h = KeyHasher::new(KEY_VERSION);
     h.digest("identity", &identity.digest);
@@ -318,16 +368,19 @@ pub fn prepare(inp: &KeyInputs<'_>) -> Result<CcJob, KeyError> {
     if let Some(t) = a.dep_target() {
         h.field("dep-target", t.as_bytes());
     }
-    // Debug info and coverage name the working directory (CK8); a split-DWARF object
-    // names its .dwo and a coverage object its .gcda (CK14).
-    if (a.debug && !a.compilation_dir) || a.profile_arcs || a.coverage_notes {
-        h.field("cwd", mapped_cwd(inp.cwd, &a.prefix_maps).as_bytes());
+    // Debug info (the compiler's or the assembler's) and coverage name the working
+    // directory as the compiler sees it: `$PWD` when that is the same directory (CK8); a
+    // split-DWARF object names its .dwo and a coverage object its .gcda (CK14).
+    if (a.debug && !a.compilation_dir) || a.asm_debug || a.profile_arcs || a.coverage_notes {
+        let cwd = embedded_cwd(inp.cwd, inp.env);
+        h.field("cwd", mapped_cwd(&cwd, &a.prefix_maps).as_bytes());
     }
     if a.split_dwarf || a.profile_arcs || a.coverage_notes || a.records_command_line {
         h.field("object", a.object().as_os_str().as_bytes());
     }
     for f in &a.named_files {
         let p = resolve(inp.cwd, f);
+        crate::fsutil::check_shared_file(&p).map_err(|e| Uncacheable::new("missing file", e))?;
         let (d, _) = inp
             .fs
             .digest(&p)
@@ -353,15 +406,36 @@ pub fn prepare(inp: &KeyInputs<'_>) -> Result<CcJob, KeyError> {
         h.field("value", v.as_bytes());
     }
     let input = resolve(inp.cwd, &a.input);
+    crate::fsutil::check_shared_file(&input)
+        .map_err(|e| Uncacheable::new("not a regular file", e))?;
     let (input_digest, _) = inp
         .fs
         .digest(&input)
         .map_err(|e| Uncacheable::new("missing input", format!("{}: {e}", input.display())))?;
     h.digest("input", &input_digest);
 
+    // Colours: zcfs makes the compiler colour its diagnostics and strips them for callers
+    // who want none, so that one entry serves all. Where it cannot add the option (the
+    // command line is recorded; clang warns that it is unused for assembler input), the
+    // colour decision is keyed, and a terminal's colours cannot be captured at all.
+    let colour_wanted = colour_wanted(&a, identity.family, inp.env, inp.stderr_is_tty);
+    let forceable =
+        !(a.records_command_line || (identity.family == Family::Clang && lang == Lang::Asm));
+    if !forceable {
+        let explicit = a.xclang_colour.or(a.colour);
+        if explicit.is_none() && colour_wanted {
+            return Err(Uncacheable::new(
+                "terminal colours",
+                "colours for a terminal that zcfs cannot ask the compiler for",
+            )
+            .into());
+        }
+        h.field("colour", if colour_wanted { b"on" } else { b"off" });
+    }
+
     // The search list depends on the preprocessor arguments, the cwd (relative dirs) and
     // the environment that adds directories.
-    let mut sk = KeyHasher::new("zcfs-cc-search-v1");
+    let mut sk = KeyHasher::new("zcfs-cc-search-v2");
     sk.digest("identity", &identity.digest);
     sk.field("lang", lang.name().as_bytes());
     sk.field("cwd", inp.cwd.as_os_str().as_bytes());
@@ -371,9 +445,8 @@ pub fn prepare(inp: &KeyInputs<'_>) -> Result<CcJob, KeyError> {
             sk.field("value", v.as_bytes());
         }
     }
-    let colour_wanted = colour_wanted(&a, identity.family, inp.env, inp.stderr_is_tty);
     let mut job = CcJob {
-        key: h.finish(),
+        key: Digest([0; 32]),
         compiler,
         identity,
         args: a,
@@ -381,14 +454,76 @@ pub fn prepare(inp: &KeyInputs<'_>) -> Result<CcJob, KeyError> {
         cwd: inp.cwd.to_path_buf(),
         env: inp.env.clone(),
         colour_wanted,
+        forceable,
+        insert_at,
         search_key: Digest([0; 32]),
         emcc: emcc_own,
     };
-    for arg in job.preprocessor_args() {
+    for arg in search_relevant(&job.preprocessor_args()) {
         sk.field("arg", arg.as_bytes());
     }
     job.search_key = sk.finish();
+    // clang picks the newest GCC installation it finds for its C++ library and startup
+    // files: a new one appearing changes the compile.
+    if job.identity.family == Family::Clang && job.emcc.is_none() && job.lang.preprocessed() {
+        let search = inp
+            .facts
+            .search_list(
+                &job.compiler,
+                job.search_key,
+                &job.preprocessor_args(),
+                job.lang.name(),
+                &job.run_env(),
+                inp.cwd,
+            )
+            .map_err(|e| Uncacheable::new("include search list", format!("{e:#}")))?;
+        if search.header_map {
+            return Err(Uncacheable::new("header map", "an -I names a clang header map").into());
+        }
+        h.field("gcc-installation", search.gcc_installation.as_bytes());
+    }
+    job.key = h.finish();
     Ok(job)
+}
+
+/// The preprocessor arguments that can change the include search list: not macro
+/// definitions, warnings, optimisation or debug levels.
+fn search_relevant(args: &[String]) -> Vec<&str> {
+    let mut out = Vec::with_capacity(args.len());
+    let mut skip_next = false;
+    for a in args {
+        if std::mem::take(&mut skip_next) {
+            continue;
+        }
+        if a == "-D" || a == "-U" {
+            skip_next = true;
+            continue;
+        }
+        let dropped = ["-D", "-U", "-W", "-O", "-g"]
+            .iter()
+            .any(|p| a.starts_with(p) && !a.starts_with("-Wp,"));
+        if !dropped {
+            out.push(a.as_str());
+        }
+    }
+    out
+}
+
+/// The working directory as gcc and clang record it (libiberty's `getpwd`, LLVM's
+/// `current_path`): `$PWD` when it is absolute and names the same directory as
+/// `getcwd()`, so a build entered through a symlink records the symlink's path.
+pub fn embedded_cwd(cwd: &Path, env: &HashMap<OsString, OsString>) -> PathBuf {
+    use crate::hashcache::FileStat;
+    if let Some(pwd) = env.get(OsStr::new("PWD")).map(Path::new)
+        && pwd.is_absolute()
+        && pwd != cwd
+        && let (Ok(a), Ok(b)) = (FileStat::of_path(pwd, None), FileStat::of_path(cwd, None))
+        && (a.dev, a.ino) == (b.dev, b.ino)
+        && (a.ino != 0 || cfg!(unix))
+    {
+        return pwd.to_path_buf();
+    }
+    cwd.to_path_buf()
 }
 
 /// The cwd as the object records it: mapped by the one prefix map that applies (more than
@@ -408,493 +543,24 @@ fn mapped_cwd(cwd: &Path, maps: &[(String, String)]) -> String {
     }
 }
 
-/// Removes ANSI escape sequences (CSI and OSC) from diagnostics.
-pub fn strip_ansi(text: &[u8]) -> Vec<u8> {
+/// Removes the colour sequences (ANSI CSI: `ESC [ ... m`, `ESC [K`) from diagnostics, and
+/// only those: links (OSC 8), which the compiler emits by other rules than colours, stay.
+pub fn strip_colours(text: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(text.len());
     let mut i = 0;
     while i < text.len() {
-        if text[i] == 0x1b && i + 1 < text.len() {
-            match text[i + 1] {
-                b'[' => {
-                    let mut j = i + 2;
-                    while j < text.len() && !(0x40..=0x7e).contains(&text[j]) {
-                        j += 1;
-                    }
-                    i = j + 1;
-                    continue;
-                }
-                b']' => {
-                    let mut j = i + 2;
-                    while j < text.len() {
-                        if text[j] == 0x07 {
-                            j += 1;
-                            break;
-                        }
-                        if text[j] == 0x1b && text.get(j + 1) == Some(&b'\\') {
-                            j += 2;
-                            break;
-                        }
-                        j += 1;
-                    }
-                    i = j;
-                    continue;
-                }
-                _ => {}
+        if text[i] == 0x1b && text.get(i + 1) == Some(&b'[') {
+            let mut j = i + 2;
+            while j < text.len() && !(0x40..=0x7e).contains(&text[j]) {
+                j += 1;
             }
+            i = j + 1;
+            continue;
         }
         out.push(text[i]);
         i += 1;
     }
     out
-}
-
-/// Scans of file contents by digest: headers are shared by many compiles.
-#[derive(Default)]
-pub struct ScanCache(Mutex<HashMap<Digest, std::sync::Arc<Scan>>>);
-
-impl ScanCache {
-    fn get(
-        &self,
-        d: &Digest,
-        read: impl FnOnce() -> std::io::Result<Vec<u8>>,
-    ) -> std::io::Result<std::sync::Arc<Scan>> {
-        if let Some(s) = self.0.lock().get(d) {
-            return Ok(s.clone());
-        }
-        let s = std::sync::Arc::new(includes::scan(&read()?));
-        let mut m = self.0.lock();
-        if m.len() > 200_000 {
-            m.clear();
-        }
-        m.insert(*d, s.clone());
-        Ok(s)
-    }
-}
-
-/// What a successful miss leaves to store.
-pub struct Collected {
-    pub inputs: Inputs,
-    /// (role, path as the compile sees it), in pack order.
-    pub outputs: Vec<(&'static str, PathBuf)>,
-}
-
-/// After a successful compile: the outputs to store and the inputs the entry records.
-/// `private_dep` is the dependency file zcfs asked for (when the user asked for none).
-pub fn collect(
-    job: &CcJob,
-    fs: &dyn FsView,
-    start: &CompileStart,
-    private_dep: &Path,
-    facts: &CcFacts,
-    scans: &ScanCache,
-) -> Result<Collected, Uncacheable> {
-    let cwd = &job.cwd;
-    let at = |p: &Path| resolve(cwd, p);
-    let t0 = std::time::Instant::now();
-
-    // The dependency list: the source and everything the preprocessor read.
-    let deps: Vec<String> = if !job.lang.preprocessed() {
-        vec![job.args.input.to_string_lossy().into_owned()]
-    } else {
-        let dep_path = if job.needs_dependency_pass() {
-            dependency_pass(job, private_dep)?;
-            private_dep.to_path_buf()
-        } else if job.args.dep.is_some() {
-            at(&job.args.dep_file().expect("dep options give a dep file"))
-        } else {
-            private_dep.to_path_buf()
-        };
-        let text = fs.read(&dep_path).map_err(|e| {
-            Uncacheable::new("missing output", format!("{}: {e}", dep_path.display()))
-        })?;
-        let text = String::from_utf8(text)
-            .map_err(|_| Uncacheable::new("non-utf8 dep-info", dep_path.display().to_string()))?;
-        depinfo::parse(&text, depinfo::Dialect::Make).deps
-    };
-    if deps.is_empty() {
-        return Err(Uncacheable::new("empty dependency list", job.describe()));
-    }
-    if let Some(p) = deps
-        .iter()
-        .find(|d| d.ends_with(".gch") || d.ends_with(".pch") || d.ends_with(".pcm"))
-    {
-        return Err(Uncacheable::new("precompiled header", p.clone()));
-    }
-
-    let mut files = Vec::with_capacity(deps.len());
-    let mut file_scans = Vec::with_capacity(deps.len());
-    let mut uses_date = false;
-    let mut uses_time = false;
-    for d in &deps {
-        let spelled = Path::new(d);
-        let abs = at(spelled);
-        let (digest, stat) = fs
-            .digest(&abs)
-            .map_err(|e| Uncacheable::new("unreadable input", e.to_string()))?;
-        let too_new = |t| start.too_new(t, stat.dev, fs.clocks());
-        if too_new(stat.mtime) || too_new(stat.ctime) {
-            return Err(Uncacheable::new(
-                "input modified during compile",
-                format!("{} is newer than the compile's start", abs.display()),
-            ));
-        }
-        let s = scans
-            .get(&digest, || fs.read(&abs))
-            .map_err(|e| Uncacheable::new("unreadable input", format!("{}: {e}", abs.display())))?;
-        if s.reads_files {
-            return Err(Uncacheable::new(
-                "unsupported code directive",
-                format!("{d}: .incbin, .include or #embed"),
-            ));
-        }
-        if s.timestamp {
-            return Err(Uncacheable::new(
-                "time macros",
-                format!("{d}: __TIMESTAMP__"),
-            ));
-        }
-        uses_date |= s.date;
-        uses_time |= s.time;
-        files.push(FileDep {
-            path: d.as_bytes().to_vec(),
-            size: stat.size,
-            digest,
-        });
-        file_scans.push((*s).clone());
-    }
-
-    // `__TIME__` and `__DATE__` are fixed by SOURCE_DATE_EPOCH; else `__TIME__` is never
-    // the same twice and `__DATE__` holds for the day (CK10).
-    let mut env = Vec::new();
-    let sde = job
-        .env
-        .get(OsStr::new("SOURCE_DATE_EPOCH"))
-        .map(|v| v.to_string_lossy().into_owned());
-    if uses_date || uses_time {
-        match &sde {
-            Some(v) => env.push(("SOURCE_DATE_EPOCH".to_string(), Some(v.clone()))),
-            None if uses_time => {
-                return Err(Uncacheable::new(
-                    "time macros",
-                    "__TIME__ without SOURCE_DATE_EPOCH",
-                ));
-            }
-            None => {
-                env.push(("SOURCE_DATE_EPOCH".to_string(), None));
-                env.push((DATE_VAR.to_string(), Some(local_date())));
-            }
-        }
-    }
-
-    let t_files = t0.elapsed();
-    let mut absent = Vec::new();
-    let mut absent_under = Vec::new();
-    let mut t_search = t_files;
-    let mut t_cands = t_files;
-    if job.lang.preprocessed() {
-        let search = facts
-            .search_list(
-                &job.compiler,
-                job.search_key,
-                &job.preprocessor_args(),
-                job.lang.name(),
-                &job.run_env(),
-                cwd,
-            )
-            .map_err(|e| Uncacheable::new("include search list", format!("{e:#}")))?;
-        for m in &search.missing {
-            absent.push(m.as_bytes().to_vec());
-        }
-        t_search = t0.elapsed();
-        let mut listing = Listings::default();
-        let mut groups: std::collections::BTreeMap<PathBuf, Vec<Vec<u8>>> = Default::default();
-        let mut cands = includes::candidates(&deps, &file_scans, &search);
-        if job.identity.family == Family::Gcc {
-            // gcc tries `<path>.gch` before every header path it looks at, and a header
-            // read from a precompiled one is missing from the dependency list: each such
-            // name must be absent now (else pass) and stay absent for a hit (CU5).
-            let gch: Vec<String> = deps
-                .iter()
-                .skip(1)
-                .chain(cands.iter())
-                .map(|p| format!("{p}.gch"))
-                .collect();
-            cands.extend(gch);
-        } else {
-            // clang uses `<file>.pch` or `<file>.gch` for a forced include (`-include`),
-            // wherever the search found it.
-            let forced: Vec<&OsStr> = job
-                .args
-                .forced_includes
-                .iter()
-                .filter_map(|f| f.file_name())
-                .collect();
-            let pch: Vec<String> = deps
-                .iter()
-                .skip(1)
-                .filter(|d| {
-                    Path::new(d)
-                        .file_name()
-                        .is_some_and(|n| forced.contains(&n))
-                })
-                .flat_map(|d| [format!("{d}.pch"), format!("{d}.gch")])
-                .collect();
-            cands.extend(pch);
-        }
-        t_cands = t0.elapsed();
-        // Per directory as spelled: its listing, and the deepest existing directory its
-        // absent names are grouped under (with the path from there).
-        let mut per_dir: HashMap<String, DirCandidates> = HashMap::new();
-        for c in cands {
-            let spelled = Path::new(&c);
-            let is_pch = c.ends_with(".gch") || c.ends_with(".pch");
-            if c.split('/').any(|p| p == "..") {
-                // Not a prefix walk: asked of the filesystem, recorded as is.
-                if listing.exists(fs, &at(spelled)) {
-                    if is_pch {
-                        return Err(Uncacheable::new(
-                            "precompiled header",
-                            format!("{c} exists"),
-                        ));
-                    }
-                    continue;
-                }
-                absent.push(c.into_bytes());
-                continue;
-            }
-            let (dir, name) = match c.rfind('/') {
-                Some(0) => ("/", &c[1..]),
-                Some(i) => (&c[..i], &c[i + 1..]),
-                None => ("", c.as_str()),
-            };
-            if !per_dir.contains_key(dir) {
-                let abs = at(Path::new(if dir.is_empty() { "." } else { dir }));
-                let listed = if listing.exists_dir(fs, &abs) {
-                    fs.list_dir(&abs).ok().map(|v| v.into_iter().collect())
-                } else {
-                    None
-                };
-                let group = listing
-                    .existing_ancestor(fs, spelled, cwd)
-                    .map(|(anc, rest)| {
-                        (
-                            anc,
-                            rest.parent().map(Path::to_path_buf).unwrap_or_default(),
-                        )
-                    });
-                per_dir.insert(dir.to_string(), (listed, group));
-            }
-            let (listed, group) = &per_dir[dir];
-            if listed
-                .as_ref()
-                .is_some_and(|l| l.contains(OsStr::new(name)))
-                && fs.exists(&at(spelled))
-            {
-                if is_pch {
-                    return Err(Uncacheable::new(
-                        "precompiled header",
-                        format!("{c} exists"),
-                    ));
-                }
-                continue;
-            }
-            match group {
-                Some((anc, rest_dir)) => {
-                    let rest = rest_dir.join(name).into_os_string().into_vec();
-                    match groups.get_mut(anc) {
-                        Some(v) => v.push(rest),
-                        None => {
-                            groups.insert(anc.clone(), vec![rest]);
-                        }
-                    }
-                }
-                None => absent.push(c.into_bytes()),
-            }
-        }
-        for (dir, names) in groups {
-            let abs = at(&dir);
-            let stamp = match fs.meta(&abs) {
-                Ok(Some(m))
-                    if m.is_dir
-                        && !fs.in_mount(&abs)
-                        && !start.too_new(m.stat.mtime, m.stat.dev, fs.clocks())
-                        && !start.too_new(m.stat.ctime, m.stat.dev, fs.clocks()) =>
-                {
-                    Some((m.stat.ino, m.stat.mtime, m.stat.ctime))
-                }
-                _ => None,
-            };
-            absent_under.push(AbsentUnder {
-                dir: dir.into_os_string().into_vec(),
-                stamp,
-                names,
-            });
-        }
-    }
-
-    tracing::trace!(
-        "collect {}: files {t_files:?}, search list {t_search:?}, candidates {t_cands:?}, \
-         absent {:?}",
-        job.describe(),
-        t0.elapsed()
-    );
-
-    // The outputs: required ones must be there; optional ones only count if this compile
-    // wrote them (not a stale file of an earlier compile).
-    let mut outputs = Vec::new();
-    for o in job.outputs() {
-        let p = at(&o.path);
-        match fs.meta(&p) {
-            Ok(Some(m)) if m.is_file => {
-                if !o.required && !start.too_new(m.stat.mtime, m.stat.dev, fs.clocks()) {
-                    continue;
-                }
-                if o.role == "o" && m.stat.size == 0 {
-                    return Err(Uncacheable::new("empty output", p.display().to_string()));
-                }
-                outputs.push((o.role, o.path.clone()));
-            }
-            _ if !o.required => {}
-            _ => {
-                return Err(Uncacheable::new(
-                    "missing output",
-                    format!("{} was not written", p.display()),
-                ));
-            }
-        }
-    }
-    if let Some(d) = outputs.iter().find(|(r, _)| *r == "d") {
-        // The stored dependency file must start with the keyed target (CD4).
-        let target = job.args.dep_target().unwrap_or_default();
-        let text = fs.read(&at(&d.1)).unwrap_or_default();
-        if !text.starts_with(format!("{target}:").as_bytes()) {
-            return Err(Uncacheable::new(
-                "dependency file",
-                format!("{} does not start with {target}:", d.1.display()),
-            ));
-        }
-    }
-    Ok(Collected {
-        inputs: Inputs {
-            files,
-            env,
-            absent,
-            absent_under,
-            bindings: Vec::new(),
-        },
-        outputs,
-    })
-}
-
-/// Runs the preprocessor for the complete dependency list (`-M`), after the compile.
-fn dependency_pass(job: &CcJob, out: &Path) -> Result<(), Uncacheable> {
-    let mut cmd = std::process::Command::new(&job.compiler);
-    cmd.args(job.preprocessor_args())
-        .args(["-x", job.lang.name()])
-        .arg(&job.args.input)
-        .args(["-M", "-MF"])
-        .arg(out)
-        .env_clear()
-        .envs(job.run_env().iter())
-        .current_dir(&job.cwd)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    crate::masquerade::guard(&mut cmd, job.compiler.as_os_str());
-    match cmd.status() {
-        Ok(s) if s.success() => Ok(()),
-        Ok(s) => Err(Uncacheable::new(
-            "dependency pass",
-            format!("-M run failed: {s}"),
-        )),
-        Err(e) => Err(Uncacheable::new("dependency pass", e.to_string())),
-    }
-}
-
-/// For a directory of include candidates: its listing (if it exists), and the deepest
-/// existing directory at or above it with the path from there.
-type DirCandidates = (Option<HashSet<OsString>>, Option<(PathBuf, PathBuf)>);
-
-/// Directory listings read once per store, for the many absent-path candidates.
-#[derive(Default)]
-struct Listings {
-    names: HashMap<PathBuf, Option<HashSet<OsString>>>,
-    /// Whether a path is a directory, asked once.
-    dirs: HashMap<PathBuf, bool>,
-}
-
-impl Listings {
-    fn exists(&mut self, fs: &dyn FsView, p: &Path) -> bool {
-        let (Some(dir), Some(name)) = (p.parent(), p.file_name()) else {
-            return fs.exists(p);
-        };
-        // `..` and `.` components: ask the filesystem.
-        if name == ".."
-            || name == "."
-            || p.components()
-                .any(|c| matches!(c, std::path::Component::ParentDir))
-        {
-            return fs.exists(p);
-        }
-        if !self.names.contains_key(dir) {
-            let names = if self.exists_dir(fs, dir) {
-                fs.list_dir(dir).ok().map(|v| v.into_iter().collect())
-            } else {
-                None
-            };
-            self.names.insert(dir.to_path_buf(), names);
-        }
-        match &self.names[dir] {
-            Some(names) => names.contains(name) && fs.exists(p),
-            None => false,
-        }
-    }
-
-    /// For a path that does not exist: the deepest prefix of it (as spelled) that is an
-    /// existing directory, and the rest. `None` for paths with `..` (not a prefix walk).
-    fn existing_ancestor(
-        &mut self,
-        fs: &dyn FsView,
-        spelled: &Path,
-        cwd: &Path,
-    ) -> Option<(PathBuf, PathBuf)> {
-        // A leading `./` names the cwd, as no prefix does (`components` drops inner ones).
-        let comps: Vec<std::path::Component> = spelled
-            .components()
-            .skip_while(|c| matches!(c, std::path::Component::CurDir))
-            .collect();
-        if comps
-            .iter()
-            .any(|c| matches!(c, std::path::Component::ParentDir))
-        {
-            return None;
-        }
-        for k in (0..comps.len()).rev() {
-            let prefix: PathBuf = comps[..k].iter().collect();
-            let rest: PathBuf = comps[k..].iter().collect();
-            if prefix.as_os_str().is_empty() {
-                return Some((PathBuf::from("."), rest));
-            }
-            if self.exists_dir(fs, &resolve(cwd, &prefix)) {
-                return Some((prefix, rest));
-            }
-        }
-        None
-    }
-
-    fn exists_dir(&mut self, fs: &dyn FsView, dir: &Path) -> bool {
-        if let Some(&known) = self.dirs.get(dir) {
-            return known;
-        }
-        let is = match dir.parent() {
-            Some(parent) if parent != dir && !parent.as_os_str().is_empty() => {
-                self.exists(fs, dir) && fs.is_dir(dir)
-            }
-            _ => fs.is_dir(dir),
-        };
-        self.dirs.insert(dir.to_path_buf(), is);
-        is
-    }
 }
 
 /// Today's date as `__DATE__` spells it (`Dec  1 2026`), in local time.
@@ -921,9 +587,18 @@ pub fn local_date() -> String {
     )
 }
 
+/// The value of [`DATE_VAR`] now: the daemon's local date and the time zone it is in
+/// (an entry made under one `TZ` says nothing of the date under another).
+pub fn date_value() -> String {
+    match std::env::var_os("TZ") {
+        Some(tz) => format!("{} TZ={}", local_date(), tz.to_string_lossy()),
+        None => format!("{} TZ unset", local_date()),
+    }
+}
+
 /// Whether an entry's pseudo-variable holds now.
 pub fn pseudo_env_holds(name: &str, value: Option<&str>) -> Option<bool> {
-    (name == DATE_VAR).then(|| value == Some(local_date().as_str()))
+    (name == DATE_VAR).then(|| value == Some(date_value().as_str()))
 }
 
 #[cfg(test)]
@@ -934,8 +609,12 @@ mod tests {
     fn ansi_sequences_are_stripped() {
         let coloured =
             b"\x1b[01m\x1b[Ka.c:1:\x1b[m\x1b[K \x1b]8;;https://x\x1b\\-Wall\x1b]8;;\x1b\\ w\n";
-        assert_eq!(strip_ansi(coloured), b"a.c:1: -Wall w\n");
-        assert_eq!(strip_ansi(b"plain\n"), b"plain\n");
+        assert_eq!(
+            strip_colours(coloured),
+            b"a.c:1: \x1b]8;;https://x\x1b\\-Wall\x1b]8;;\x1b\\ w\n"
+        );
+        assert_eq!(strip_colours(b"\x1b[0;1;31merror\x1b[0m\n"), b"error\n");
+        assert_eq!(strip_colours(b"plain\n"), b"plain\n");
     }
 
     #[test]

@@ -562,6 +562,7 @@ pub fn collect_inputs(
         absent_under: Vec::new(),
         // Decided once the outputs are known: see `bindings`.
         bindings: Vec::new(),
+        checks: Vec::new(),
     })
 }
 

@@ -1,0 +1,800 @@
+//! After a successful C or C++ compile: its outputs, and what its manifest entry records so
+//! that a later hit is exactly this compile (docs/c.md, "The manifest entry"):
+//!
+//! - every file the preprocessor read, by content, and every file a lookup found without
+//!   reading it (a `__has_include`, a second `#include` of a `#pragma once` file);
+//! - every place a header would have been found before the one used, which must stay
+//!   without a file (includes.rs), grouped under the directories that vouch for them;
+//! - the "same file" classes of `#pragma once` files, which the compilers judge by
+//!   identity, not content;
+//! - the date for `__DATE__`, in the caller's time zone.
+//!
+//! Anything it cannot model (computed `__has_include`, `.incbin`, `#pragma GCC dependency`,
+//! time macros pasted from pieces) makes the result unstorable, with the reason.
+
+use crate::os::OsStringExt;
+use std::collections::{HashMap, HashSet};
+use std::ffi::{OsStr, OsString};
+use std::path::{Path, PathBuf};
+
+use parking_lot::Mutex;
+
+use super::args::Lang;
+use super::identity::{CcFacts, Family};
+use super::includes::{self, Scan};
+use super::{CcJob, DATE_VAR, date_value};
+use crate::compiler::{Uncacheable, depinfo};
+use crate::fsclock::CompileStart;
+use crate::fsutil::resolve;
+use crate::fsview::FsView;
+use crate::hash::Digest;
+use crate::hashcache::FileStat;
+use crate::store::manifest::{AbsentUnder, Check, FileDep, Inputs};
+
+/// Scans of file contents by digest: headers are shared by many compiles.
+#[derive(Default)]
+pub struct ScanCache(Mutex<HashMap<Digest, std::sync::Arc<Scan>>>);
+
+impl ScanCache {
+    fn get(
+        &self,
+        d: &Digest,
+        read: impl FnOnce() -> std::io::Result<Vec<u8>>,
+    ) -> std::io::Result<std::sync::Arc<Scan>> {
+        if let Some(s) = self.0.lock().get(d) {
+            return Ok(s.clone());
+        }
+        let s = std::sync::Arc::new(includes::scan(&read()?));
+        let mut m = self.0.lock();
+        if m.len() > 200_000 {
+            m.clear();
+        }
+        m.insert(*d, s.clone());
+        Ok(s)
+    }
+}
+
+/// What a successful miss leaves to store.
+pub struct Collected {
+    pub inputs: Inputs,
+    /// (role, path as the compile sees it), in pack order.
+    pub outputs: Vec<(&'static str, PathBuf)>,
+}
+
+/// The files an entry records, with what was learned of each.
+#[derive(Default)]
+struct Files {
+    deps: Vec<FileDep>,
+    scans: Vec<Scan>,
+    stats: Vec<FileStat>,
+}
+
+impl Files {
+    /// Records a file (regular, the same for every reader) by content.
+    fn add(
+        &mut self,
+        fs: &dyn FsView,
+        scans: &ScanCache,
+        start: &CompileStart,
+        spelled: &str,
+        abs: &Path,
+    ) -> Result<(), Uncacheable> {
+        crate::fsutil::check_shared_file(abs)
+            .map_err(|e| Uncacheable::new("not a regular file", e))?;
+        let (digest, stat) = fs
+            .digest(abs)
+            .map_err(|e| Uncacheable::new("unreadable input", e.to_string()))?;
+        let too_new = |t| start.too_new(t, stat.dev, fs.clocks());
+        if too_new(stat.mtime) || too_new(stat.ctime) {
+            return Err(Uncacheable::new(
+                "input modified during compile",
+                format!("{} is newer than the compile's start", abs.display()),
+            ));
+        }
+        let s = scans
+            .get(&digest, || fs.read(abs))
+            .map_err(|e| Uncacheable::new("unreadable input", format!("{}: {e}", abs.display())))?;
+        self.deps.push(FileDep {
+            path: spelled.as_bytes().to_vec(),
+            size: stat.size,
+            digest,
+        });
+        self.scans.push((*s).clone());
+        self.stats.push(stat);
+        Ok(())
+    }
+}
+
+/// After a successful compile: the outputs to store and the inputs the entry records.
+/// `private_dep` is the dependency file zcfs asked for (when the user asked for none).
+pub fn collect(
+    job: &CcJob,
+    fs: &dyn FsView,
+    start: &CompileStart,
+    private_dep: &Path,
+    facts: &CcFacts,
+    scans: &ScanCache,
+) -> Result<Collected, Uncacheable> {
+    let cwd = &job.cwd;
+    let at = |p: &Path| resolve(cwd, p);
+    let t0 = std::time::Instant::now();
+
+    // The dependency list: the source and everything the preprocessor read.
+    let deps: Vec<String> = if !job.lang.preprocessed() {
+        vec![job.args.input.to_string_lossy().into_owned()]
+    } else {
+        let dep_path = if job.needs_dependency_pass() {
+            dependency_pass(job, private_dep)?;
+            private_dep.to_path_buf()
+        } else if job.args.dep.is_some() {
+            at(&job.args.dep_file().expect("dep options give a dep file"))
+        } else {
+            private_dep.to_path_buf()
+        };
+        let text = fs.read(&dep_path).map_err(|e| {
+            Uncacheable::new("missing output", format!("{}: {e}", dep_path.display()))
+        })?;
+        let text = String::from_utf8(text)
+            .map_err(|_| Uncacheable::new("non-utf8 dep-info", dep_path.display().to_string()))?;
+        depinfo::parse(&text, depinfo::Dialect::Make).deps
+    };
+    if deps.is_empty() {
+        return Err(Uncacheable::new("empty dependency list", job.describe()));
+    }
+    if let Some(p) = deps
+        .iter()
+        .find(|d| d.ends_with(".gch") || d.ends_with(".pch") || d.ends_with(".pcm"))
+    {
+        return Err(Uncacheable::new("precompiled header", p.clone()));
+    }
+
+    let mut files = Files::default();
+    for d in &deps {
+        files.add(fs, scans, start, d, &at(Path::new(d)))?;
+    }
+    check_scans(job, fs, &mut files, &deps)?;
+    let env = dates(job, &files.scans)?;
+
+    let t_files = t0.elapsed();
+    let mut absent = Vec::new();
+    let mut absent_under = Vec::new();
+    let mut checks = Vec::new();
+    if job.lang.preprocessed() {
+        let search = facts
+            .search_list(
+                &job.compiler,
+                job.search_key,
+                &job.preprocessor_args(),
+                job.lang.name(),
+                &job.run_env(),
+                cwd,
+            )
+            .map_err(|e| Uncacheable::new("include search list", format!("{e:#}")))?;
+        if search.header_map {
+            return Err(Uncacheable::new(
+                "header map",
+                "an -I names a clang header map",
+            ));
+        }
+        for m in &search.missing {
+            absent.push(m.as_bytes().to_vec());
+        }
+        // A search path that is a file: skipped with a warning while it stays one.
+        for f in &search.not_dirs {
+            files.add(fs, scans, start, f, &at(Path::new(f)))?;
+        }
+        let forced: Vec<String> = job
+            .args
+            .forced_includes
+            .iter()
+            .map(|f| f.to_string_lossy().into_owned())
+            .collect();
+        let mut cands = includes::candidates(&deps, &files.scans[..deps.len()], &search, &forced);
+        if job.identity.family == Family::Gcc {
+            // gcc tries `<path>.gch` before every header path it looks at, and a header
+            // read from a precompiled one is missing from the dependency list: each such
+            // name must be absent now (else pass) and stay absent for a hit (CU5).
+            let gch: Vec<String> = deps
+                .iter()
+                .skip(1)
+                .chain(cands.iter())
+                .map(|p| format!("{p}.gch"))
+                .collect();
+            cands.extend(gch);
+        } else {
+            // clang uses `<file>.pch` or `<file>.gch` for a forced include (`-include`),
+            // wherever the search found it.
+            let forced: Vec<&OsStr> = job
+                .args
+                .forced_includes
+                .iter()
+                .filter_map(|f| f.file_name())
+                .collect();
+            let pch: Vec<String> = deps
+                .iter()
+                .skip(1)
+                .filter(|d| {
+                    Path::new(d)
+                        .file_name()
+                        .is_some_and(|n| forced.contains(&n))
+                })
+                .flat_map(|d| [format!("{d}.pch"), format!("{d}.gch")])
+                .collect();
+            cands.extend(pch);
+        }
+        let mut place = Placement {
+            fs,
+            cwd,
+            listing: Listings::default(),
+            per_dir: HashMap::new(),
+            groups: Default::default(),
+        };
+        // Precompiled headers first: one that exists is the reason not to store.
+        let mut cands: Vec<String> = cands.into_iter().collect();
+        cands.sort_by_key(|c| !(c.ends_with(".gch") || c.ends_with(".pch")));
+        for c in cands {
+            match place.candidate(&c)? {
+                Candidate::Absent => {}
+                Candidate::Single => absent.push(c.into_bytes()),
+                Candidate::Directory => checks.push(Check::NoFile(c.into_bytes())),
+                Candidate::File => {
+                    // Found by a lookup but not read (a `__has_include`, a `#pragma once`
+                    // file included again under another name): its content counts.
+                    files.add(fs, scans, start, &c, &at(Path::new(&c)))?;
+                }
+            }
+        }
+        for (dir, names) in place.groups {
+            let abs = at(&dir);
+            let stamp = match fs.meta(&abs) {
+                Ok(Some(m))
+                    if m.is_dir
+                        && !fs.in_mount(&abs)
+                        && !start.too_new(m.stat.mtime, m.stat.dev, fs.clocks())
+                        && !start.too_new(m.stat.ctime, m.stat.dev, fs.clocks()) =>
+                {
+                    Some((m.stat.ino, m.stat.mtime, m.stat.ctime))
+                }
+                _ => None,
+            };
+            absent_under.push(AbsentUnder {
+                dir: dir.into_os_string().into_vec(),
+                stamp,
+                names,
+            });
+        }
+    }
+    if let Some(c) = same_files(job.identity.family, &files) {
+        checks.push(c);
+    }
+
+    tracing::trace!(
+        "collect {}: files {t_files:?}, absent {:?}",
+        job.describe(),
+        t0.elapsed()
+    );
+
+    Ok(Collected {
+        inputs: Inputs {
+            files: files.deps,
+            env,
+            absent,
+            absent_under,
+            bindings: Vec::new(),
+            checks,
+        },
+        outputs: outputs(job, fs, start)?,
+    })
+}
+
+/// What the files' text asks for that zcfs cannot model, and the lookups through
+/// `__has_include` wrapper macros.
+fn check_scans(
+    job: &CcJob,
+    fs: &dyn FsView,
+    files: &mut Files,
+    deps: &[String],
+) -> Result<(), Uncacheable> {
+    let assembly = matches!(job.lang, Lang::Asm | Lang::AsmCpp);
+    for (d, s) in deps.iter().zip(&files.scans) {
+        if (assembly && s.asm_reads) || (!assembly && s.c_reads) {
+            return Err(Uncacheable::new(
+                "unsupported code directive",
+                format!("{d}: .incbin, .include or #embed"),
+            ));
+        }
+        if s.timestamp {
+            return Err(Uncacheable::new(
+                "time macros",
+                format!("{d}: __TIMESTAMP__"),
+            ));
+        }
+        if s.pragma_dependency {
+            return Err(Uncacheable::new(
+                "pragma GCC dependency",
+                format!("{d}: its warning depends on file times"),
+            ));
+        }
+        if s.computed_has_include {
+            return Err(Uncacheable::new(
+                "computed include",
+                format!("{d}: __has_include of a computed name"),
+            ));
+        }
+    }
+    let scans = &files.scans;
+    let mut pasted_time = false;
+    if scans.iter().any(|s| s.pastes) && !scans.iter().any(|s| s.time) {
+        // A time macro may be pasted together from pieces: if it can be, ask the
+        // preprocessor whether the output depends on the time.
+        let pieces: HashSet<&str> = scans
+            .iter()
+            .flat_map(|s| s.date_pieces.iter().map(String::as_str))
+            .collect();
+        let formable: Vec<&str> = includes::TIME_MACRO_NAMES
+            .into_iter()
+            .filter(|n| includes::pasteable(n, &pieces))
+            .collect();
+        if !formable.is_empty() && job.lang.preprocessed() && depends_on_time(job)? {
+            if formable.contains(&"__TIMESTAMP__") {
+                return Err(Uncacheable::new(
+                    "time macros",
+                    "a time macro pasted together from pieces",
+                ));
+            }
+            pasted_time = true;
+        }
+    }
+    if pasted_time {
+        // As if it used `__TIME__` (and `__DATE__`).
+        files.scans[0].time = true;
+        files.scans[0].date = true;
+    }
+    let scans = &files.scans;
+    // Uses of macros that wrap `__has_include` are lookups too; a macro that passes its
+    // parameter to a wrapper is one in turn.
+    let mut wrappers: Vec<String> = scans
+        .iter()
+        .flat_map(|s| s.has_include_wrappers.iter().cloned())
+        .collect();
+    if wrappers.is_empty() {
+        return Ok(());
+    }
+    let texts: Vec<Vec<u8>> = deps
+        .iter()
+        .map(|d| fs.read(&resolve(&job.cwd, Path::new(d))))
+        .collect::<Result<_, _>>()
+        .map_err(|e| Uncacheable::new("unreadable input", e.to_string()))?;
+    for _ in 0..8 {
+        let uses: Vec<includes::WrapperUses> = texts
+            .iter()
+            .map(|t| includes::wrapper_uses(t, &wrappers))
+            .collect();
+        let new: Vec<String> = uses.iter().flat_map(|u| u.new_wrappers.clone()).collect();
+        if new.is_empty() {
+            for (i, u) in uses.into_iter().enumerate() {
+                if u.computed {
+                    return Err(Uncacheable::new(
+                        "computed include",
+                        format!("{}: __has_include of a computed name", deps[i]),
+                    ));
+                }
+                files.scans[i].quote.extend(u.quote);
+                files.scans[i].bracket.extend(u.bracket);
+            }
+            return Ok(());
+        }
+        wrappers.extend(new);
+    }
+    Err(Uncacheable::new(
+        "computed include",
+        "__has_include wrapped too deeply",
+    ))
+}
+
+/// Whether the preprocessed text differs between two time zones 26 hours apart (so that
+/// both the date and the time of day differ), `SOURCE_DATE_EPOCH` unset.
+fn depends_on_time(job: &CcJob) -> Result<bool, Uncacheable> {
+    let run = |tz: &str| -> Result<Vec<u8>, Uncacheable> {
+        let mut cmd = std::process::Command::new(&job.compiler);
+        cmd.args(job.preprocessor_args())
+            .args(["-x", job.lang.name()])
+            .arg(&job.args.input)
+            .args(["-E", "-o", "-"])
+            .env_clear()
+            .envs(job.run_env().iter())
+            .env("TZ", tz)
+            .env_remove("SOURCE_DATE_EPOCH")
+            .current_dir(&job.cwd)
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        crate::masquerade::guard(&mut cmd, job.compiler.as_os_str());
+        match cmd.output() {
+            Ok(o) if o.status.success() => Ok(o.stdout),
+            Ok(o) => Err(Uncacheable::new(
+                "time macros",
+                format!("the preprocessor check failed: {}", o.status),
+            )),
+            Err(e) => Err(Uncacheable::new("time macros", e.to_string())),
+        }
+    };
+    Ok(run("UTC-14")? != run("UTC+12")?)
+}
+
+/// What the time macros depend on: `SOURCE_DATE_EPOCH` where the compiler takes them from
+/// it, else the date in the caller's time zone (`__DATE__`, holds for the day); `__TIME__`
+/// without it is never the same twice (CK10).
+fn dates(job: &CcJob, scans: &[Scan]) -> Result<Vec<(String, Option<String>)>, Uncacheable> {
+    let uses_date = scans.iter().any(|s| s.date);
+    let uses_time = scans.iter().any(|s| s.time);
+    let mut env = Vec::new();
+    if !uses_date && !uses_time {
+        return Ok(env);
+    }
+    let var = |k: &str| {
+        job.env
+            .get(OsStr::new(k))
+            .map(|v| v.to_string_lossy().into_owned())
+    };
+    let sde = var("SOURCE_DATE_EPOCH").filter(|_| job.identity.honours_sde);
+    match sde {
+        Some(v) => env.push(("SOURCE_DATE_EPOCH".to_string(), Some(v))),
+        None if uses_time => {
+            return Err(Uncacheable::new(
+                "time macros",
+                if job.identity.honours_sde {
+                    "__TIME__ without SOURCE_DATE_EPOCH"
+                } else {
+                    "__TIME__ (this compiler ignores SOURCE_DATE_EPOCH)"
+                },
+            ));
+        }
+        None => {
+            // The daemon knows the date in its own time zone only.
+            let tz = var("TZ");
+            if job.env.get(OsStr::new("TZ")) != std::env::var_os("TZ").as_ref() {
+                return Err(Uncacheable::new(
+                    "time macros",
+                    "__DATE__ in another time zone than the daemon's",
+                ));
+            }
+            if job.identity.honours_sde {
+                env.push(("SOURCE_DATE_EPOCH".to_string(), None));
+            }
+            env.push(("TZ".to_string(), tz));
+            env.push((DATE_VAR.to_string(), Some(date_value())));
+        }
+    }
+    Ok(env)
+}
+
+/// `#pragma once` (and `#import`) skip a file that is the same as one included before, by
+/// inode (clang) or by mtime in seconds, size and content (gcc): the classes of those
+/// files, so that a hit requires the same ones.
+fn same_files(family: Family, files: &Files) -> Option<Check> {
+    let all = files.scans.iter().any(|s| s.imports);
+    let members: Vec<u32> = (0..files.deps.len())
+        .filter(|&i| all || files.scans[i].once)
+        .map(|i| i as u32)
+        .collect();
+    if members.len() < 2 {
+        return None;
+    }
+    let by_inode = family == Family::Clang;
+    let keys: Vec<(i128, i128, u64, Digest)> = members
+        .iter()
+        .map(|&i| {
+            let (s, d) = (&files.stats[i as usize], files.deps[i as usize].digest);
+            identity_key(by_inode, s, &d)
+        })
+        .collect();
+    Some(Check::SameFiles {
+        by_inode,
+        files: members,
+        classes: classes(&keys),
+    })
+}
+
+/// What `#pragma once` compares files by.
+pub fn identity_key(by_inode: bool, s: &FileStat, d: &Digest) -> (i128, i128, u64, Digest) {
+    if by_inode {
+        (s.dev as i128, s.ino as i128, 0, Digest([0; 32]))
+    } else {
+        (s.mtime.div_euclid(1_000_000_000), 0, s.size, *d)
+    }
+}
+
+/// For each key, the first position with an equal key.
+pub fn classes<K: PartialEq>(keys: &[K]) -> Vec<u32> {
+    keys.iter()
+        .map(|k| keys.iter().position(|o| o == k).unwrap_or(0) as u32)
+        .collect()
+}
+
+/// The outputs: required ones must be there; optional ones only count if this compile
+/// wrote them (not a stale file of an earlier compile).
+fn outputs(
+    job: &CcJob,
+    fs: &dyn FsView,
+    start: &CompileStart,
+) -> Result<Vec<(&'static str, PathBuf)>, Uncacheable> {
+    let at = |p: &Path| resolve(&job.cwd, p);
+    let mut outputs = Vec::new();
+    for o in job.outputs() {
+        let p = at(&o.path);
+        match fs.meta(&p) {
+            Ok(Some(m)) if m.is_file => {
+                if !o.required && !start.too_new(m.stat.mtime, m.stat.dev, fs.clocks()) {
+                    continue;
+                }
+                if o.role == "o" && m.stat.size == 0 {
+                    return Err(Uncacheable::new("empty output", p.display().to_string()));
+                }
+                outputs.push((o.role, o.path.clone()));
+            }
+            _ if !o.required => {}
+            _ => {
+                return Err(Uncacheable::new(
+                    "missing output",
+                    format!("{} was not written", p.display()),
+                ));
+            }
+        }
+    }
+    if let Some(d) = outputs.iter().find(|(r, _)| *r == "d") {
+        // The stored dependency file must start with the keyed target (CD4).
+        let target = job.args.dep_target().unwrap_or_default();
+        let text = fs.read(&at(&d.1)).unwrap_or_default();
+        if !text.starts_with(format!("{target}:").as_bytes()) {
+            return Err(Uncacheable::new(
+                "dependency file",
+                format!("{} does not start with {target}:", d.1.display()),
+            ));
+        }
+    }
+    Ok(outputs)
+}
+
+/// Runs the preprocessor for the complete dependency list (`-M`), after the compile.
+fn dependency_pass(job: &CcJob, out: &Path) -> Result<(), Uncacheable> {
+    let mut cmd = std::process::Command::new(&job.compiler);
+    cmd.args(job.preprocessor_args())
+        .args(["-x", job.lang.name()])
+        .arg(&job.args.input)
+        .args(["-M", "-MF"])
+        .arg(out)
+        .env_clear()
+        .envs(job.run_env().iter())
+        .current_dir(&job.cwd)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    crate::masquerade::guard(&mut cmd, job.compiler.as_os_str());
+    match cmd.status() {
+        Ok(s) if s.success() => Ok(()),
+        Ok(s) => Err(Uncacheable::new(
+            "dependency pass",
+            format!("-M run failed: {s}"),
+        )),
+        Err(e) => Err(Uncacheable::new("dependency pass", e.to_string())),
+    }
+}
+
+/// What a header candidate is now.
+enum Candidate {
+    /// Nothing there; recorded under the deepest existing directory (see `groups`).
+    Absent,
+    /// Nothing there that a directory's stamp can vouch for (a dangling symlink, a path
+    /// through a symlink or with `..`): checked by itself.
+    Single,
+    /// A directory, which a search skips: it must not become a file.
+    Directory,
+    /// A file the compile did not read.
+    File,
+}
+
+/// For a directory of include candidates: its listing (if it exists), and the deepest
+/// existing directory at or above it with the path from there (`None`: not groupable).
+type DirCandidates = (Option<HashSet<OsString>>, Option<(PathBuf, PathBuf)>);
+
+struct Placement<'a> {
+    fs: &'a dyn FsView,
+    cwd: &'a Path,
+    listing: Listings,
+    per_dir: HashMap<String, DirCandidates>,
+    /// Absent names by the deepest existing directory above them (as spelled).
+    groups: std::collections::BTreeMap<PathBuf, Vec<Vec<u8>>>,
+}
+
+impl Placement<'_> {
+    fn candidate(&mut self, c: &str) -> Result<Candidate, Uncacheable> {
+        let fs = self.fs;
+        let spelled = Path::new(c);
+        let abs = resolve(self.cwd, spelled);
+        let is_pch = c.ends_with(".gch") || c.ends_with(".pch");
+        let found = |m: Option<crate::fsview::Meta>| -> Result<Candidate, Uncacheable> {
+            match m {
+                Some(_) if is_pch => Err(Uncacheable::new(
+                    "precompiled header",
+                    format!("{c} exists"),
+                )),
+                Some(m) if m.is_dir => Ok(Candidate::Directory),
+                Some(m) if m.is_file => Ok(Candidate::File),
+                Some(_) => Err(Uncacheable::new(
+                    "not a regular file",
+                    format!("{c}: an include candidate that is neither file nor directory"),
+                )),
+                // Listed but not reachable: a dangling symlink, whose target may appear.
+                None => Ok(Candidate::Single),
+            }
+        };
+        if c.split('/').any(|p| p == "..") {
+            // Not a prefix walk: asked of the filesystem, recorded as is.
+            return match fs.meta(&abs).ok().flatten() {
+                None => Ok(Candidate::Single),
+                m => found(m),
+            };
+        }
+        let (dir, name) = match c.rfind('/') {
+            Some(0) => ("/", &c[1..]),
+            Some(i) => (&c[..i], &c[i + 1..]),
+            None => ("", c),
+        };
+        if !self.per_dir.contains_key(dir) {
+            let dabs = resolve(self.cwd, Path::new(if dir.is_empty() { "." } else { dir }));
+            let listed = if self.listing.exists_dir(fs, &dabs) {
+                fs.list_dir(&dabs).ok().map(|v| v.into_iter().collect())
+            } else {
+                None
+            };
+            let group = self
+                .listing
+                .existing_ancestor(fs, spelled, self.cwd)
+                .map(|(anc, rest)| {
+                    (
+                        anc,
+                        rest.parent().map(Path::to_path_buf).unwrap_or_default(),
+                    )
+                });
+            self.per_dir.insert(dir.to_string(), (listed, group));
+        }
+        let (listed, group) = &self.per_dir[dir];
+        if listed
+            .as_ref()
+            .is_some_and(|l| l.contains(OsStr::new(name)))
+        {
+            return found(fs.meta(&abs).ok().flatten());
+        }
+        match group {
+            Some((anc, rest_dir)) => {
+                let rest = rest_dir.join(name).into_os_string().into_vec();
+                self.groups.entry(anc.clone()).or_default().push(rest);
+                Ok(Candidate::Absent)
+            }
+            None => Ok(Candidate::Single),
+        }
+    }
+}
+
+/// Directory listings read once per store, for the many absent-path candidates.
+#[derive(Default)]
+struct Listings {
+    names: HashMap<PathBuf, Option<HashSet<OsString>>>,
+    /// Whether a path is a directory, asked once.
+    dirs: HashMap<PathBuf, bool>,
+}
+
+impl Listings {
+    /// Whether `name` is an entry of the directory `dir` (whatever it is or points to).
+    fn listed(&mut self, fs: &dyn FsView, dir: &Path, name: &OsStr) -> bool {
+        if !self.names.contains_key(dir) {
+            let names = if self.exists_dir(fs, dir) {
+                fs.list_dir(dir).ok().map(|v| v.into_iter().collect())
+            } else {
+                None
+            };
+            self.names.insert(dir.to_path_buf(), names);
+        }
+        self.names[dir].as_ref().is_some_and(|n| n.contains(name))
+    }
+
+    fn exists(&mut self, fs: &dyn FsView, p: &Path) -> bool {
+        let (Some(dir), Some(name)) = (p.parent(), p.file_name()) else {
+            return fs.exists(p);
+        };
+        // `..` and `.` components: ask the filesystem.
+        if name == ".."
+            || name == "."
+            || p.components()
+                .any(|c| matches!(c, std::path::Component::ParentDir))
+        {
+            return fs.exists(p);
+        }
+        self.listed(fs, dir, name) && fs.exists(p)
+    }
+
+    /// For a path that does not exist: the deepest prefix of it (as spelled) that is an
+    /// existing directory, and the rest. `None` for paths with `..` (not a prefix walk),
+    /// and where the rest's first name is an entry of that directory (a symlink that
+    /// leads nowhere yet, or to something else: what it points to can change without the
+    /// directory changing).
+    fn existing_ancestor(
+        &mut self,
+        fs: &dyn FsView,
+        spelled: &Path,
+        cwd: &Path,
+    ) -> Option<(PathBuf, PathBuf)> {
+        // A leading `./` names the cwd, as no prefix does (`components` drops inner ones).
+        let comps: Vec<std::path::Component> = spelled
+            .components()
+            .skip_while(|c| matches!(c, std::path::Component::CurDir))
+            .collect();
+        if comps
+            .iter()
+            .any(|c| matches!(c, std::path::Component::ParentDir))
+        {
+            return None;
+        }
+        for k in (0..comps.len()).rev() {
+            let prefix: PathBuf = comps[..k].iter().collect();
+            let rest: PathBuf = comps[k..].iter().collect();
+            let (anc, abs) = if prefix.as_os_str().is_empty() {
+                (PathBuf::from("."), cwd.to_path_buf())
+            } else {
+                (prefix.clone(), resolve(cwd, &prefix))
+            };
+            if prefix.as_os_str().is_empty() || self.exists_dir(fs, &abs) {
+                // The name itself (the last component) is the caller's to judge.
+                if k + 1 < comps.len() && self.listed(fs, &abs, comps[k].as_os_str()) {
+                    return None;
+                }
+                return Some((anc, rest));
+            }
+        }
+        None
+    }
+
+    fn exists_dir(&mut self, fs: &dyn FsView, dir: &Path) -> bool {
+        if let Some(&known) = self.dirs.get(dir) {
+            return known;
+        }
+        let is = match dir.parent() {
+            Some(parent) if parent != dir && !parent.as_os_str().is_empty() => {
+                self.exists(fs, dir) && fs.is_dir(dir)
+            }
+            _ => fs.is_dir(dir),
+        };
+        self.dirs.insert(dir.to_path_buf(), is);
+        is
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_file_classes() {
+        assert_eq!(classes(&[1, 2, 1, 3, 2]), vec![0, 1, 0, 3, 1]);
+        let s = |ino, mtime| FileStat {
+            dev: 1,
+            ino,
+            size: 3,
+            mtime,
+            ctime: 0,
+        };
+        let d = Digest([7; 32]);
+        // clang: by inode; gcc: by whole seconds of mtime, size and content.
+        assert_eq!(
+            identity_key(true, &s(5, 1), &d),
+            identity_key(true, &s(5, 9), &d)
+        );
+        assert_ne!(
+            identity_key(true, &s(5, 1), &d),
+            identity_key(true, &s(6, 1), &d)
+        );
+        let g = |ino, mtime| identity_key(false, &s(ino, mtime), &d);
+        assert_eq!(g(5, 1_000_000_001), g(6, 1_999_999_999));
+        assert_ne!(g(5, 1_000_000_001), g(5, 2_000_000_000));
+    }
+}
