@@ -2,10 +2,17 @@
 # C benchmark: Lua's core (from the lua-src crate) built with make -j2 through each cache.
 # Cold = empty cache, objects deleted; warm = cache full, objects deleted. Interleaved
 # rounds; prints medians and ratios against no cache and the peers measured in the same
-# run. Usage: bench/c_warm.sh [ROUNDS] (default 3); BENCH_CC=emcc for Emscripten (flags
-# -O2 -Wall; gcc: -O2 -Wall -DLUA_USE_LINUX). Needs zcfs on PATH (scripts/install.sh);
-# ccache, sccache and zccache are used when installed (bench/install-peers.sh).
+# run. Usage: bench/c_warm.sh [--baseline EXE] [ROUNDS] (default 3); BENCH_CC=emcc for
+# Emscripten (flags -O2 -Wall; gcc: -O2 -Wall -DLUA_USE_LINUX). Needs zcfs on PATH
+# (scripts/install.sh); ccache, sccache and zccache are used when installed
+# (bench/install-peers.sh). --baseline EXE measures another zcfs build in the same run as
+# `base` (its own cache and daemon): an A/B of two versions.
 set -euo pipefail
+baseline=
+if [ "${1:-}" = "--baseline" ]; then
+  baseline=$(readlink -f "$2")
+  shift 2
+fi
 rounds=${1:-3}
 work=${ZCFS_BENCH_DIR:-/var/tmp/zcfs-bench-c}
 mkdir -p "$work"
@@ -38,11 +45,17 @@ command -v ccache >/dev/null && CCS[ccache]="ccache $cc"
 command -v sccache >/dev/null && CCS[sccache]="sccache $cc"
 command -v zccache >/dev/null && CCS[zccache]="zccache $cc"
 export ZCFS_DIR=$work/zcfs-cache CCACHE_DIR=$work/ccache SCCACHE_DIR=$work/sccache ZCCACHE_DIR=$work/zccache
+base_env="env ZCFS_DIR=$work/zcfs-base-cache ZCFS_RUNTIME_DIR=$work/zcfs-base-run"
+if [ -n "$baseline" ]; then
+  CCS[base]="$base_env $baseline $cc"
+  $base_env "$baseline" stats --zero >/dev/null 2>&1 || true
+fi
 zcfs stats --zero >/dev/null 2>&1 || true   # the closing stats line covers this run
 
 clear_cache() {
   case $1 in
     zcfs) zcfs clear >/dev/null 2>&1 || true ;;
+    base) $base_env "$baseline" clear >/dev/null 2>&1 || true ;;
     ccache) ccache -C >/dev/null 2>&1 || true ;;
     sccache) sccache --stop-server >/dev/null 2>&1 || true; rm -rf "$SCCACHE_DIR" ;;
     zccache) zccache clear >/dev/null 2>&1 || rm -rf "$ZCCACHE_DIR" ;;
@@ -71,14 +84,19 @@ echo "Lua $(basename "$(ls -d "$work"/unpack/lua-5.4*/ | tail -1)"), $nfiles fil
 printf '%-8s %8s %8s %10s %10s\n' cache cold warm cold/none warm/none
 base_cold=$(echo "${cold[none]}" | median)
 base_warm=$(echo "${warm[none]}" | median)
-for k in none zcfs ccache sccache zccache; do
+for k in none zcfs base ccache sccache zccache; do
   [ -n "${CCS[$k]:-}" ] || continue
   c=$(echo "${cold[$k]}" | median); w=$(echo "${warm[$k]}" | median)
   printf '%-8s %8.3f %8.3f %10.2f %10.2f\n' "$k" "$c" "$w" "$(echo "$c / $base_cold" | bc -l)" "$(echo "$w / $base_warm" | bc -l)"
 done
 zw=$(echo "${warm[zcfs]}" | median)
-for k in ccache sccache zccache; do
+for k in base ccache sccache zccache; do
   [ -n "${CCS[$k]:-}" ] || continue
   printf 'zcfs warm / %s warm: %.2f\n' "$k" "$(echo "$zw / $(echo "${warm[$k]}" | median)" | bc -l)"
 done
-zcfs stats | grep -E "Hit latency|Language"
+zcfs stats | grep -E "Hit latency|Hit service|Language"
+if [ -n "$baseline" ]; then
+  echo "base ($baseline):"
+  $base_env "$baseline" stats | grep -E "Hit latency|Hit service|Language"
+  $base_env "$baseline" stop >/dev/null 2>&1 || true
+fi

@@ -212,13 +212,22 @@ fn c44_cc_rs_build_scripts_under_zcfs_cargo() {
     // Three objects and cc-rs's flag probe (`is_flag_supported` compiles a file).
     assert_eq!(h, 0);
     assert!(cold >= 4, "the C/C++ compiles went through zcfs: {cold}");
+    // cc-rs writes its probe's source just before compiling it: when both fall in one
+    // tick of the file clock the result is not stored (it could have been edited unseen).
+    let racy = env.stats()["not_stored"]["input modified during compile"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(
+        racy <= 2,
+        "only the probes are written as they are compiled"
+    );
     cargo(&["clean"]);
     cargo(&["build"]);
     let (h, m, _) = c_counts(&env);
     assert_eq!(
         (h, m),
-        (cold, cold),
-        "after a clean every C compile is a hit"
+        (cold - racy, cold + racy),
+        "after a clean every C compile stored is a hit"
     );
     let out = std::process::Command::new(dir.join("target/debug/ccrs"))
         .output()
@@ -226,5 +235,5 @@ fn c44_cc_rs_build_scripts_under_zcfs_cargo() {
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "42");
     let t = cargo(&["build"]);
     assert!(!t.contains("Compiling"), "the next build is a no-op: {t}");
-    assert_eq!(c_counts(&env).0, cold);
+    assert_eq!(c_counts(&env).0, cold - racy);
 }

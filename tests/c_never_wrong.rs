@@ -292,6 +292,17 @@ both! {
         t.same(cc, &args, &["a.o"]);
     }
 
+    has_include_in_a_macro_looks_where_the_macro_is_used(cc) {
+        let t = T::new();
+        t.write("h/defs.h", "#define HAVE_CFG __has_include(\"cfg.h\")\n");
+        t.write("src/a.c", "#include <defs.h>\n#if HAVE_CFG\nint v = 1;\n#else\nint v = 2;\n#endif\n");
+        let args = ["-Ih", "-c", "src/a.c", "-o", "a.o"];
+        ok(&t.run(cc, &args));
+        ok(&t.run(cc, &args));
+        t.write("src/cfg.h", "\n");
+        t.same(cc, &args, &["a.o"]);
+    }
+
     a_file_has_include_found_then_deleted(cc) {
         let t = T::new();
         t.write("opt.h", "\n");

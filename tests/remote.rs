@@ -337,7 +337,11 @@ fn r6_r7_r18_damaged_objects_are_discarded_recompiled_and_repaired() {
         let man = zcfs::store::manifest::Manifest::decode(&std::fs::read(&m).unwrap()).unwrap();
         for e in &man.entries {
             let hex = e.pack.to_hex();
-            let p = data.join("zcfs1/p").join(&hex[..2]).join(&hex);
+            let p = data
+                .join(zcfs::remote::LAYOUT)
+                .join("p")
+                .join(&hex[..2])
+                .join(&hex);
             let pack = zcfs::store::pack::Pack::open(&p)
                 .unwrap_or_else(|e| panic!("{} names {hex}: {e}", m.display()));
             assert!(
@@ -377,7 +381,11 @@ fn r8_hostile_entry_names_are_rejected() {
     )
     .unwrap();
     let hex = w.id.to_hex();
-    let dest = data.join("zcfs1/p").join(&hex[..2]).join(&hex);
+    let dest = data
+        .join(zcfs::remote::LAYOUT)
+        .join("p")
+        .join(&hex[..2])
+        .join(&hex);
     std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
     std::fs::copy(&tmp, &dest).unwrap();
     // Every manifest now names it.

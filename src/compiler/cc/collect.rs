@@ -380,6 +380,7 @@ fn check_scans(
                     ));
                 }
                 files.scans[i].quote.extend(u.quote);
+                files.scans[i].quote_anywhere.extend(u.quote_anywhere);
                 files.scans[i].bracket.extend(u.bracket);
             }
             return Ok(());

@@ -96,7 +96,8 @@ fn run(
 /// Environment variables that change what the compiler does or prints beyond its
 /// arguments (CK5): include paths, its programs, the language and width of its messages
 /// (`LANGUAGE`, `LC_*`, `COLUMNS`), their colours and links, gcc's own variables
-/// (`GCC_EXTRA_DIAGNOSTIC_OUTPUT` adds fix-it hints to them), clang's driver overrides.
+/// (`GCC_EXTRA_DIAGNOSTIC_OUTPUT` adds fix-it hints to them), clang's (`CCC_*` driver
+/// overrides, `CLANG_*` configuration files).
 pub fn is_keyed_env(name: &str) -> bool {
     matches!(
         name,
@@ -105,8 +106,6 @@ pub fn is_keyed_env(name: &str) -> bool {
             | "CPLUS_INCLUDE_PATH"
             | "OBJC_INCLUDE_PATH"
             | "OBJCPLUS_INCLUDE_PATH"
-            | "CLANG_CONFIG_FILE_SYSTEM_DIR"
-            | "CLANG_CONFIG_FILE_USER_DIR"
             | "COMPILER_PATH"
             | "LIBRARY_PATH"
             | "LANG"
@@ -118,6 +117,7 @@ pub fn is_keyed_env(name: &str) -> bool {
         || name.starts_with("LC_")
         || name.starts_with("GCC_")
         || name.starts_with("CCC_")
+        || name.starts_with("CLANG_")
         || name.ends_with("_DEPLOYMENT_TARGET")
 }
 

@@ -22,6 +22,9 @@ pub struct Scan {
     pub quote: Vec<String>,
     /// The same with `<x>`.
     pub bracket: Vec<String>,
+    /// `__has_include("x")` in a macro definition: looked up where the macro is used, from
+    /// the directory of whichever file that is.
+    pub quote_anywhere: Vec<String>,
     /// An include whose name is computed by macros.
     pub computed: bool,
     /// A `__has_include` whose name is computed by macros (not a parameter of a macro that
@@ -203,6 +206,13 @@ fn directive_at(text: &[u8], at: usize) -> Option<bool> {
     Some(rest.get(j) == Some(&b'"'))
 }
 
+/// Whether a line is a `#define`.
+fn is_define(line: &[u8]) -> bool {
+    trim_start(line)
+        .strip_prefix(b"#")
+        .is_some_and(|t| trim_start(t).starts_with(b"define"))
+}
+
 /// A `#define NAME(params...)` line: its name and parameters.
 fn define_params(line: &[u8]) -> Option<(String, Vec<String>)> {
     let t = trim_start(line).strip_prefix(b"#")?;
@@ -248,6 +258,7 @@ fn call_arg(rest: &[u8]) -> CallArg<'_> {
 
 /// Reads the include directives and time-dependent constructs of a source or header.
 pub fn scan(text: &[u8]) -> Scan {
+    let text = text.strip_prefix(b"\xef\xbb\xbf").unwrap_or(text);
     let text = splice(text);
     let text = &text[..];
     let mut s = Scan {
@@ -325,6 +336,12 @@ pub fn scan(text: &[u8]) -> Scan {
                 continue;
             };
             match call_arg(r) {
+                CallArg::Name(r) if is_define(line) => {
+                    let mut d = Scan::default();
+                    take_name(r, &mut d);
+                    s.quote_anywhere.extend(d.quote);
+                    s.bracket.extend(d.bracket);
+                }
                 CallArg::Name(r) => take_name(r, &mut s),
                 CallArg::Ident(id) => match define_params(line) {
                     Some((name, params)) if params.iter().any(|p| p.as_bytes() == id) => {
@@ -357,6 +374,8 @@ fn pragma(text: &[u8], s: &mut Scan) {
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct WrapperUses {
     pub quote: Vec<String>,
+    /// Uses inside macro definitions: looked up from wherever those are used.
+    pub quote_anywhere: Vec<String>,
     pub bracket: Vec<String>,
     pub new_wrappers: Vec<String>,
     /// A use whose name is computed.
@@ -386,6 +405,12 @@ pub fn wrapper_uses(text: &[u8], wrappers: &[String]) -> WrapperUses {
                     continue; // `defined(W)`, `#ifdef W`
                 };
                 match call_arg(r) {
+                    CallArg::Name(r) if is_define(line) => {
+                        let mut d = Scan::default();
+                        take_name(r, &mut d);
+                        out.quote_anywhere.extend(d.quote);
+                        s.bracket.extend(d.bracket);
+                    }
                     CallArg::Name(r) => take_name(r, &mut s),
                     CallArg::Ident(id) => match &def {
                         Some((name, params)) if params.iter().any(|p| p.as_bytes() == id) => {
@@ -632,6 +657,12 @@ pub fn candidates(
     for f in forced {
         quote_askers.entry(f).or_default().push("");
     }
+    let all_dirs: Vec<&str> = deps.iter().map(|d| dir_of(d)).collect();
+    for s in scans {
+        for q in &s.quote_anywhere {
+            quote_askers.entry(q).or_default().extend(&all_dirs);
+        }
+    }
     for (dep, s) in deps.iter().zip(scans) {
         for q in &s.quote {
             quote_askers.entry(q).or_default().push(dir_of(dep));
@@ -847,6 +878,10 @@ mod tests {
         assert_eq!(u.quote, vec!["cfg.h"]);
         assert_eq!(u.new_wrappers, vec!["HAS2"]);
         assert!(!u.computed);
+        let s = scan(b"\xef\xbb\xbf#pragma once\n#define HAVE_CFG __has_include(\"cfg.h\")\n");
+        assert!(s.once);
+        assert_eq!(s.quote_anywhere, vec!["cfg.h"]);
+        assert!(s.quote.is_empty());
         assert!(wrapper_uses(b"#if HAS(NAME)\n#endif\n", &w).computed);
     }
 
