@@ -303,6 +303,29 @@ both! {
         t.same(cc, &args, &["a.o"]);
     }
 
+    has_include_next_of_a_name_that_appears(cc) {
+        let t = T::new();
+        t.write("a/x.h", "#if __has_include_next(<x.h>)\n#include_next <x.h>\n#else\n#define X 0\n#endif\n");
+        t.mkdir("b");
+        t.write("a.c", "#include <x.h>\nint v = X;\n");
+        let args = ["-Ia", "-Ib", "-c", "a.c", "-o", "a.o"];
+        ok(&t.run(cc, &args));
+        ok(&t.run(cc, &args));
+        t.write("b/x.h", "#define X 5\n");
+        t.same(cc, &args, &["a.o"]);
+    }
+
+    a_forced_include_with_a_directory_that_appears_in_the_cwd(cc) {
+        let t = T::new();
+        t.write("src/a.c", "int v = CFG;\n");
+        t.write("inc/sub/cfg.h", "#define CFG 1\n");
+        let args = ["-Iinc", "-include", "sub/cfg.h", "-c", "src/a.c", "-o", "a.o"];
+        ok(&t.run(cc, &args));
+        ok(&t.run(cc, &args));
+        t.write("sub/cfg.h", "#define CFG 2\n");
+        t.same(cc, &args, &["a.o"]);
+    }
+
     a_file_has_include_found_then_deleted(cc) {
         let t = T::new();
         t.write("opt.h", "\n");

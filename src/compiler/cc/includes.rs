@@ -25,6 +25,10 @@ pub struct Scan {
     /// `__has_include("x")` in a macro definition: looked up where the macro is used, from
     /// the directory of whichever file that is.
     pub quote_anywhere: Vec<String>,
+    /// Names of `#include_next` and `__has_include_next` (either form): looked up in the
+    /// search directories after the one the asking file was found in, whatever other file
+    /// of that name the compile read.
+    pub next: Vec<String>,
     /// An include whose name is computed by macros.
     pub computed: bool,
     /// A `__has_include` whose name is computed by macros (not a parameter of a macro that
@@ -295,7 +299,14 @@ pub fn scan(text: &[u8]) -> Scan {
                 Some("pragma") => pragma(trim_start(&rest[6..]), &mut s),
                 Some(d) => {
                     s.imports |= d == "import";
-                    take_name(trim_start(&rest[d.len()..]), &mut s);
+                    let mut n = Scan::default();
+                    take_name(trim_start(&rest[d.len()..]), &mut n);
+                    if d == "include_next" {
+                        s.next.extend(n.quote.iter().chain(&n.bracket).cloned());
+                    }
+                    s.computed |= n.computed;
+                    s.quote.extend(n.quote);
+                    s.bracket.extend(n.bracket);
                 }
                 None => {}
             }
@@ -324,8 +335,9 @@ pub fn scan(text: &[u8]) -> Scan {
                 continue;
             }
             let mut rest = &line[at + b"__has_include".len()..];
-            if let Some(r) = rest.strip_prefix(b"_next") {
-                rest = r;
+            let next = rest.starts_with(b"_next");
+            if next {
+                rest = &rest[5..];
             }
             if rest.first().is_some_and(|&b| is_ident(b)) {
                 continue;
@@ -336,13 +348,19 @@ pub fn scan(text: &[u8]) -> Scan {
                 continue;
             };
             match call_arg(r) {
-                CallArg::Name(r) if is_define(line) => {
+                CallArg::Name(r) => {
                     let mut d = Scan::default();
                     take_name(r, &mut d);
-                    s.quote_anywhere.extend(d.quote);
+                    if next {
+                        s.next.extend(d.quote.iter().chain(&d.bracket).cloned());
+                    }
+                    if is_define(line) {
+                        s.quote_anywhere.extend(d.quote);
+                    } else {
+                        s.quote.extend(d.quote);
+                    }
                     s.bracket.extend(d.bracket);
                 }
-                CallArg::Name(r) => take_name(r, &mut s),
                 CallArg::Ident(id) => match define_params(line) {
                     Some((name, params)) if params.iter().any(|p| p.as_bytes() == id) => {
                         if !s.has_include_wrappers.contains(&name) {
@@ -739,6 +757,21 @@ pub fn candidates(
         }
     }
 
+    // `#include_next` names: looked up after the asking file's directory, which any
+    // directory may be (the files the compile read are removed below).
+    for (dep, s) in deps.iter().zip(scans) {
+        for n in &s.next {
+            if n.starts_with('/') {
+                continue;
+            }
+            for dir in std::iter::once(dir_of(dep))
+                .chain(search.quote.iter().map(String::as_str))
+                .chain(search.bracket.iter().map(String::as_str))
+            {
+                out.insert(join(dir, n));
+            }
+        }
+    }
     // Names asked for and found nowhere: absent everywhere they were looked for.
     for (r, askers) in &quote_askers {
         if resolved.contains(r) || r.starts_with('/') {
@@ -780,6 +813,7 @@ mod tests {
         );
         assert_eq!(s.quote, vec!["a.h", "opt.h"]);
         assert_eq!(s.bracket, vec!["b/c.h", "d.h"]);
+        assert_eq!(s.next, vec!["d.h"]);
         assert!(s.computed);
         assert!(s.time);
         assert!(!s.date, "__DATE__x is another identifier");
