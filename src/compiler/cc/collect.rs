@@ -229,6 +229,20 @@ pub fn collect(
             per_dir: HashMap::new(),
             groups: Default::default(),
         };
+        // A file a lookup found but the compile did not read matters when a `__has_include`
+        // asked for it, or when `#pragma once` may have skipped it (another name of a file
+        // read); other such files are named in branches not taken.
+        let once = files.scans.iter().any(|s| s.once || s.imports);
+        let asked: Vec<String> = files
+            .scans
+            .iter()
+            .flat_map(|s| s.has_include_names.iter().map(|n| format!("/{n}")))
+            .collect();
+        let matters = |c: &str| {
+            once || asked
+                .iter()
+                .any(|n| c.ends_with(n.as_str()) || c == &n[1..])
+        };
         // Precompiled headers first: one that exists is the reason not to store.
         let mut cands: Vec<String> = cands.into_iter().collect();
         cands.sort_by_key(|c| !(c.ends_with(".gch") || c.ends_with(".pch")));
@@ -237,11 +251,12 @@ pub fn collect(
                 Candidate::Absent => {}
                 Candidate::Single => absent.push(c.into_bytes()),
                 Candidate::Directory => checks.push(Check::NoFile(c.into_bytes())),
-                Candidate::File => {
+                Candidate::File if matters(&c) => {
                     // Found by a lookup but not read (a `__has_include`, a `#pragma once`
                     // file included again under another name): its content counts.
                     files.add(fs, scans, start, &c, &at(Path::new(&c)))?;
                 }
+                Candidate::File => {}
             }
         }
         for (dir, names) in place.groups {
@@ -382,6 +397,7 @@ fn check_scans(
                 files.scans[i].quote.extend(u.quote);
                 files.scans[i].quote_anywhere.extend(u.quote_anywhere);
                 files.scans[i].bracket.extend(u.bracket);
+                files.scans[i].has_include_names.extend(u.names);
             }
             return Ok(());
         }

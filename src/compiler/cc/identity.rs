@@ -174,10 +174,13 @@ impl CcFacts {
             k.probes.hold()
                 && (!external_as || k.as_probes.hold())
                 && k.path_lookups.iter().all(|(name, at)| {
-                    crate::compiler::rustc::identity::resolve_program(
+                    // Where PATH leads now (no need to ask whether that is zcfs: a file
+                    // that appeared anywhere before `at` is a change either way).
+                    crate::compiler::rustc::identity::which(
                         Path::new(name),
                         env,
                         Path::new("/"),
+                        false,
                     )
                     .as_ref()
                         == Some(at)
@@ -409,6 +412,13 @@ fn learn(compiler: &Path, canonical: &Path, env: &HashMap<OsString, OsString>) -
         }
     }
     let honours_sde = honours_sde(compiler, env);
+    tracing::debug!(
+        "learnt {}: {} programs, {} directories watched, {} found on PATH",
+        compiler.display(),
+        programs.len(),
+        probes.len(),
+        path_lookups.len()
+    );
     Ok(Known {
         family,
         programs,

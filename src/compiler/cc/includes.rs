@@ -25,6 +25,9 @@ pub struct Scan {
     /// `__has_include("x")` in a macro definition: looked up where the macro is used, from
     /// the directory of whichever file that is.
     pub quote_anywhere: Vec<String>,
+    /// Names `__has_include` (or a wrapper) asks about: a file found there is not read, but
+    /// its existence decides the result.
+    pub has_include_names: Vec<String>,
     /// Names of `#include_next` and `__has_include_next` (either form): looked up in the
     /// search directories after the one the asking file was found in, whatever other file
     /// of that name the compile read.
@@ -354,6 +357,8 @@ pub fn scan(text: &[u8]) -> Scan {
                     if next {
                         s.next.extend(d.quote.iter().chain(&d.bracket).cloned());
                     }
+                    s.has_include_names
+                        .extend(d.quote.iter().chain(&d.bracket).cloned());
                     if is_define(line) {
                         s.quote_anywhere.extend(d.quote);
                     } else {
@@ -394,6 +399,8 @@ pub struct WrapperUses {
     pub quote: Vec<String>,
     /// Uses inside macro definitions: looked up from wherever those are used.
     pub quote_anywhere: Vec<String>,
+    /// Every name asked about.
+    pub names: Vec<String>,
     pub bracket: Vec<String>,
     pub new_wrappers: Vec<String>,
     /// A use whose name is computed.
@@ -444,6 +451,13 @@ pub fn wrapper_uses(text: &[u8], wrappers: &[String]) -> WrapperUses {
         }
     }
     out.computed |= s.computed;
+    out.names = s
+        .quote
+        .iter()
+        .chain(&s.bracket)
+        .chain(&out.quote_anywhere)
+        .cloned()
+        .collect();
     out.quote = s.quote;
     out.bracket = s.bracket;
     out
