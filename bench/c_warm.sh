@@ -45,12 +45,17 @@ command -v ccache >/dev/null && CCS[ccache]="ccache $cc"
 command -v sccache >/dev/null && CCS[sccache]="sccache $cc"
 command -v zccache >/dev/null && CCS[zccache]="zccache $cc"
 export ZCFS_DIR=$work/zcfs-cache CCACHE_DIR=$work/ccache SCCACHE_DIR=$work/sccache ZCCACHE_DIR=$work/zccache
+# The baseline runs with its own cache and runtime dirs, exported around its rounds (an
+# `env` in front of each compile would cost it a process per compile).
 base_env="env ZCFS_DIR=$work/zcfs-base-cache ZCFS_RUNTIME_DIR=$work/zcfs-base-run"
 if [ -n "$baseline" ]; then
-  CCS[base]="$base_env $baseline $cc"
+  CCS[base]="$baseline $cc"
   $base_env "$baseline" stats --zero >/dev/null 2>&1 || true
 fi
-zcfs stats --zero >/dev/null 2>&1 || true   # the closing stats line covers this run
+# A daemon of an earlier install would step aside for this one during the first compiles
+# (they run uncached): stop it first. Then the closing stats line covers this run.
+zcfs stop >/dev/null 2>&1 || true
+zcfs stats --zero >/dev/null 2>&1 || true
 
 clear_cache() {
   case $1 in
@@ -66,7 +71,11 @@ timed_make() {
   rm -f ./*.o
   local t0 t1
   t0=$(date +%s.%N)
-  make -s -j2 CC="$1" >/dev/null 2>&1
+  if [ "$2" = base ]; then
+    ZCFS_DIR=$work/zcfs-base-cache ZCFS_RUNTIME_DIR=$work/zcfs-base-run make -s -j2 CC="$1" >/dev/null 2>&1
+  else
+    make -s -j2 CC="$1" >/dev/null 2>&1
+  fi
   t1=$(date +%s.%N)
   echo "$t1 - $t0" | bc
 }
@@ -75,8 +84,8 @@ declare -A cold warm
 for r in $(seq "$rounds"); do
   for k in "${!CCS[@]}"; do
     clear_cache "$k"
-    cold[$k]+="$(timed_make "${CCS[$k]}") "
-    warm[$k]+="$(timed_make "${CCS[$k]}") "
+    cold[$k]+="$(timed_make "${CCS[$k]}" "$k") "
+    warm[$k]+="$(timed_make "${CCS[$k]}" "$k") "
   done
 done
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }

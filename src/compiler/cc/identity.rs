@@ -60,8 +60,8 @@ type LearntList = (Arc<SearchList>, Probes);
 /// Variables that change where the driver finds its programs and `specs` file.
 const PROGRAM_ENV: &[&str] = &["PATH", "COMPILER_PATH", "GCC_EXEC_PREFIX", "LIBRARY_PATH"];
 
-/// The executable (canonical path and stat) and the variables its sub-programs are found
-/// by.
+/// The executable (as invoked, and the stat of what that leads to) and the variables its
+/// sub-programs are found by (and the invoked path's own entry).
 type KnownKey = (PathBuf, [i128; 5], Digest);
 
 #[derive(Default)]
@@ -143,10 +143,13 @@ impl CcFacts {
         env: &HashMap<OsString, OsString>,
         hashes: &HashCache,
     ) -> Result<CcIdentity> {
-        let canonical = compiler
-            .canonicalize()
+        // Known by the path as invoked, the entry there (a symlink re-pointed) and what it
+        // leads to (resolving the whole chain each time would cost a readlink per link).
+        let stat = FileStat::of_path(compiler, None)
             .with_context(|| format!("cannot find the compiler {}", compiler.display()))?;
-        let stat = FileStat::of_path(&canonical, None)?;
+        let link = std::fs::symlink_metadata(compiler)
+            .map(|m| crate::os::file_stat(&m))
+            .with_context(|| format!("cannot find the compiler {}", compiler.display()))?;
         let mut vars = KeyHasher::new("zcfs-cc-program-env-v1");
         for v in PROGRAM_ENV {
             match env.get(OsStr::new(v)) {
@@ -158,8 +161,10 @@ impl CcFacts {
                 }
             }
         }
+        vars.field("link", &link.ino.to_le_bytes());
+        vars.field("link-ctime", &link.ctime.to_le_bytes());
         let k = (
-            canonical.clone(),
+            compiler.to_path_buf(),
             [
                 stat.dev as i128,
                 stat.ino as i128,
@@ -189,6 +194,9 @@ impl CcFacts {
         let known = match known {
             Some(k) if holds(&k) => k,
             _ => {
+                let canonical = compiler
+                    .canonicalize()
+                    .with_context(|| format!("cannot find the compiler {}", compiler.display()))?;
                 let learned = Arc::new(learn(compiler, &canonical, env)?);
                 self.known.lock().insert(k, learned.clone());
                 learned

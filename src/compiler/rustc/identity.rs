@@ -396,7 +396,13 @@ pub fn which(
         return Some(crate::fsutil::resolve(cwd, program));
     }
     let path = env.get(&OsString::from("PATH"))?;
+    let mut seen: Vec<PathBuf> = Vec::new();
     for dir in std::env::split_paths(path) {
+        // A directory listed twice answers the same twice.
+        if seen.contains(&dir) {
+            continue;
+        }
+        seen.push(dir.clone());
         for cand in crate::os::program_candidates(&dir, program.as_os_str()) {
             let cand = crate::fsutil::resolve(cwd, &cand);
             if std::fs::metadata(&cand).is_ok_and(|m| crate::os::is_executable(&m))
