@@ -326,6 +326,49 @@ both! {
         t.same(cc, &args, &["a.o"]);
     }
 
+    has_include_from_another_directory_than_the_include_of_the_name(cc) {
+        let t = T::new();
+        t.write("src/config.h", "#define C 1\n");
+        t.write("src/util/log.h", "#if __has_include(\"config.h\")\n#define L 1\n#else\n#define L 2\n#endif\n");
+        t.write("src/main.c", "#include \"config.h\"\n#include \"util/log.h\"\nint v = C + L;\n");
+        let args = ["-c", "src/main.c", "-o", "main.o"];
+        ok(&t.run(cc, &args));
+        ok(&t.run(cc, &args));
+        t.write("src/util/config.h", "\n");
+        t.same(cc, &args, &["main.o"]);
+    }
+
+    a_header_created_earlier_on_the_path_while_the_compile_runs(cc) {
+        let t = T::new();
+        t.write("x.c", "#include \"x.h\"\nint v = X;\n");
+        t.write("old/x.h", "#define X 1\n");
+        t.mkdir("new");
+        // A compiler that, once done, finds a rule of the build created a header.
+        let real = common::which(cc);
+        let shim = t.path(&format!("shim/{cc}"));
+        std::fs::create_dir_all(shim.parent().unwrap()).unwrap();
+        std::fs::write(
+            &shim,
+            format!(
+                "#!/bin/sh\n{} \"$@\" || exit $?\nprintf '#define X 2\\n' > {}\n",
+                real.display(),
+                t.path("new/x.h").display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&shim, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let args = ["-Inew", "-Iold", "-c", "x.c", "-o", "x.o"];
+        let shim = shim.to_str().unwrap();
+        ok(&t.run(shim, &args));
+        // The same compiler again: it would read new/x.h now.
+        ok(&t.run(shim, &args));
+        let got = std::fs::read(t.path("x.o")).unwrap();
+        let mut plain = t.env.command(cc);
+        plain.args(args).current_dir(&t.dir);
+        ok(&plain.output().unwrap());
+        assert!(got == std::fs::read(t.path("x.o")).unwrap(), "same as plain");
+    }
+
     a_file_has_include_found_then_deleted(cc) {
         let t = T::new();
         t.write("opt.h", "\n");
@@ -417,6 +460,7 @@ both! {
         let args = ["-Inotdir", "-Iold", "-c", "x.c", "-o", "x.o"];
         ok(&t.run(cc, &args));
         ok(&t.run(cc, &args));
+        assert_eq!(t.counts(), (1, 1), "cached while it stays a file");
         std::fs::remove_file(t.path("notdir")).unwrap();
         t.write("notdir/x.h", "#define X 2\n");
         t.same(cc, &args, &["x.o"]);
@@ -683,6 +727,14 @@ both! {
         let args = ["-c", "-o", "a.o", "--", "a.c"];
         t.same(cc, &args, &["a.o"]);
         t.same(cc, &args, &["a.o"]);
+    }
+
+    a_double_dash_as_an_options_value(cc) {
+        let t = T::new();
+        t.write("a.c", "int f(void) { return 1; }\n");
+        let args = ["-MD", "-MT", "--", "-c", "a.c", "-o", "a.o"];
+        t.same(cc, &args, &["a.o", "a.d"]);
+        t.same(cc, &args, &["a.o", "a.d"]);
     }
 
     two_outputs_the_last_wins(cc) {

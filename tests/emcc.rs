@@ -462,3 +462,13 @@ fn response_files_and_setting_files_as_emcc_reads_them() {
     let out = em.same_as_plain("emcc", &args, &[]);
     assert!(!out.status.success());
 }
+
+#[test]
+fn a_failed_compile_reads_as_emccs_own_with_a_dependency_file_given() {
+    let em = Em::warmed();
+    em.write("e.c", "int f(void) { return nope; }\n");
+    // zcfs adds only a colour option here; emcc's message quotes clang's command line.
+    let args = ["-MD", "-MF", "e.d", "-c", "e.c", "-o", "e.o"];
+    let out = em.same_as_plain("emcc", &args, &[]);
+    assert!(!out.status.success());
+}

@@ -95,9 +95,12 @@ impl Engine {
         };
         let extra_args: Vec<Bytes> = job.miss_args(&private_dep).into_iter().map(Bytes).collect();
         // emcc's message for a failed compile shows clang's command line, with what zcfs
-        // added: such a compile is run again as it was given.
+        // added: such a compile is run again as it was given (any failure: the empty
+        // marker is in every stderr).
         let emcc = job.language() == crate::compiler::Language::Emcc;
-        let rerun_if_failed_with = emcc.then(|| Bytes(private_dep.as_os_str().as_bytes().to_vec()));
+        let rerun_if_failed_with = emcc.then(|| Bytes(Vec::new()));
+        let mut job = job;
+        job.date_at_start = Some(cc::date_value());
         let insert_at = job.insert_at.map(|i| i as u32);
         let strip_colour = job.strip_colour();
         debug!("miss {} key {}", job.describe(), job.key.short());

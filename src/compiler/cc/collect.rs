@@ -177,7 +177,13 @@ pub fn collect(
             ));
         }
         for m in &search.missing {
-            absent.push(m.as_bytes().to_vec());
+            // clang says "nonexistent" of a file too: while it stays one, it is skipped.
+            match fs.meta(&at(Path::new(m))) {
+                Ok(Some(meta)) if !meta.is_dir => {
+                    files.add(fs, scans, start, m, &at(Path::new(m)))?
+                }
+                _ => absent.push(m.as_bytes().to_vec()),
+            }
         }
         // A search path that is a file: skipped with a warning while it stays one.
         for f in &search.not_dirs {
@@ -189,7 +195,10 @@ pub fn collect(
             .iter()
             .map(|f| f.to_string_lossy().into_owned())
             .collect();
-        let mut cands = includes::candidates(&deps, &files.scans[..deps.len()], &search, &forced);
+        let includes::Candidates {
+            all: mut cands,
+            preceding,
+        } = includes::candidates(&deps, &files.scans[..deps.len()], &search, &forced);
         if job.identity.family == Family::Gcc {
             // gcc tries `<path>.gch` before every header path it looks at, and a header
             // read from a precompiled one is missing from the dependency list: each such
@@ -239,9 +248,10 @@ pub fn collect(
             .flat_map(|s| s.has_include_names.iter().map(|n| format!("/{n}")))
             .collect();
         let matters = |c: &str| {
-            once || asked
-                .iter()
-                .any(|n| c.ends_with(n.as_str()) || c == &n[1..])
+            once || preceding.contains(c)
+                || asked
+                    .iter()
+                    .any(|n| c.ends_with(n.as_str()) || c == &n[1..])
         };
         // Precompiled headers first: one that exists is the reason not to store.
         let mut cands: Vec<String> = cands.into_iter().collect();
@@ -251,12 +261,24 @@ pub fn collect(
                 Candidate::Absent => {}
                 Candidate::Single => absent.push(c.into_bytes()),
                 Candidate::Directory => checks.push(Check::NoFile(c.into_bytes())),
-                Candidate::File if matters(&c) => {
+                Candidate::File(_) if matters(&c) => {
                     // Found by a lookup but not read (a `__has_include`, a `#pragma once`
-                    // file included again under another name): its content counts.
+                    // file included again under another name), or where a lookup passed
+                    // before finding what it read: its content counts.
                     files.add(fs, scans, start, &c, &at(Path::new(&c)))?;
                 }
-                Candidate::File => {}
+                Candidate::File(m) => {
+                    // Named in a branch not taken: it does not count, unless it is new
+                    // (then it may have appeared while a lookup ran).
+                    if start.too_new(m.stat.mtime, m.stat.dev, fs.clocks())
+                        || start.too_new(m.stat.ctime, m.stat.dev, fs.clocks())
+                    {
+                        return Err(Uncacheable::new(
+                            "input modified during compile",
+                            format!("{c} appeared during the compile"),
+                        ));
+                    }
+                }
             }
         }
         for (dir, names) in place.groups {
@@ -380,6 +402,19 @@ fn check_scans(
         .map(|d| fs.read(&resolve(&job.cwd, Path::new(d))))
         .collect::<Result<_, _>>()
         .map_err(|e| Uncacheable::new("unreadable input", e.to_string()))?;
+    // The same bytes as were hashed and scanned.
+    if let Some((d, _)) = deps
+        .iter()
+        .zip(&texts)
+        .zip(&files.deps)
+        .find(|((_, t), f)| Digest::of(t) != f.digest)
+        .map(|(dt, _)| dt)
+    {
+        return Err(Uncacheable::new(
+            "input modified during compile",
+            format!("{d} changed while it was read"),
+        ));
+    }
     for _ in 0..8 {
         let uses: Vec<includes::WrapperUses> = texts
             .iter()
@@ -467,8 +502,16 @@ fn dates(job: &CcJob, scans: &[Scan]) -> Result<Vec<(String, Option<String>)>, U
             ));
         }
         None => {
-            // The daemon knows the date in its own time zone only.
+            // The daemon knows the date in its own time zone only; the compile saw the
+            // date of its start.
             let tz = var("TZ");
+            let now = date_value();
+            if job.date_at_start.as_ref() != Some(&now) {
+                return Err(Uncacheable::new(
+                    "time macros",
+                    "__DATE__: the date changed while the compile ran",
+                ));
+            }
             if job.env.get(OsStr::new("TZ")) != std::env::var_os("TZ").as_ref() {
                 return Err(Uncacheable::new(
                     "time macros",
@@ -479,7 +522,7 @@ fn dates(job: &CcJob, scans: &[Scan]) -> Result<Vec<(String, Option<String>)>, U
                 env.push(("SOURCE_DATE_EPOCH".to_string(), None));
             }
             env.push(("TZ".to_string(), tz));
-            env.push((DATE_VAR.to_string(), Some(date_value())));
+            env.push((DATE_VAR.to_string(), Some(now)));
         }
     }
     Ok(env)
@@ -522,9 +565,11 @@ pub fn identity_key(by_inode: bool, s: &FileStat, d: &Digest) -> (i128, i128, u6
 }
 
 /// For each key, the first position with an equal key.
-pub fn classes<K: PartialEq>(keys: &[K]) -> Vec<u32> {
+pub fn classes<K: Eq + std::hash::Hash>(keys: &[K]) -> Vec<u32> {
+    let mut first: HashMap<&K, u32> = HashMap::with_capacity(keys.len());
     keys.iter()
-        .map(|k| keys.iter().position(|o| o == k).unwrap_or(0) as u32)
+        .enumerate()
+        .map(|(i, k)| *first.entry(k).or_insert(i as u32))
         .collect()
 }
 
@@ -607,12 +652,20 @@ enum Candidate {
     /// A directory, which a search skips: it must not become a file.
     Directory,
     /// A file the compile did not read.
-    File,
+    File(crate::fsview::Meta),
 }
 
 /// For a directory of include candidates: its listing (if it exists), and the deepest
 /// existing directory at or above it with the path from there (`None`: not groupable).
-type DirCandidates = (Option<HashSet<OsString>>, Option<(PathBuf, PathBuf)>);
+type DirCandidates = (Option<Listed>, Option<(PathBuf, PathBuf)>);
+
+/// What a directory that exists holds.
+#[derive(Debug, Clone)]
+enum Listed {
+    Names(HashSet<OsString>),
+    /// It exists but cannot be listed.
+    Unreadable,
+}
 
 struct Placement<'a> {
     fs: &'a dyn FsView,
@@ -636,7 +689,7 @@ impl Placement<'_> {
                     format!("{c} exists"),
                 )),
                 Some(m) if m.is_dir => Ok(Candidate::Directory),
-                Some(m) if m.is_file => Ok(Candidate::File),
+                Some(m) if m.is_file => Ok(Candidate::File(m)),
                 Some(_) => Err(Uncacheable::new(
                     "not a regular file",
                     format!("{c}: an include candidate that is neither file nor directory"),
@@ -659,11 +712,7 @@ impl Placement<'_> {
         };
         if !self.per_dir.contains_key(dir) {
             let dabs = resolve(self.cwd, Path::new(if dir.is_empty() { "." } else { dir }));
-            let listed = if self.listing.exists_dir(fs, &dabs) {
-                fs.list_dir(&dabs).ok().map(|v| v.into_iter().collect())
-            } else {
-                None
-            };
+            let listed = self.listing.names_of(fs, &dabs).cloned();
             let group = self
                 .listing
                 .existing_ancestor(fs, spelled, self.cwd)
@@ -676,11 +725,17 @@ impl Placement<'_> {
             self.per_dir.insert(dir.to_string(), (listed, group));
         }
         let (listed, group) = &self.per_dir[dir];
-        if listed
-            .as_ref()
-            .is_some_and(|l| l.contains(OsStr::new(name)))
-        {
-            return found(fs.meta(&abs).ok().flatten());
+        match listed {
+            Some(Listed::Names(l)) if l.contains(OsStr::new(name)) => {
+                return found(fs.meta(&abs).ok().flatten());
+            }
+            // A directory that cannot be listed: ask for the name itself.
+            Some(Listed::Unreadable) => {
+                if let Some(m) = fs.meta(&abs).ok().flatten() {
+                    return found(Some(m));
+                }
+            }
+            _ => {}
         }
         match group {
             Some((anc, rest_dir)) => {
@@ -696,23 +751,32 @@ impl Placement<'_> {
 /// Directory listings read once per store, for the many absent-path candidates.
 #[derive(Default)]
 struct Listings {
-    names: HashMap<PathBuf, Option<HashSet<OsString>>>,
+    names: HashMap<PathBuf, Option<Listed>>,
     /// Whether a path is a directory, asked once.
     dirs: HashMap<PathBuf, bool>,
 }
 
 impl Listings {
-    /// Whether `name` is an entry of the directory `dir` (whatever it is or points to).
-    fn listed(&mut self, fs: &dyn FsView, dir: &Path, name: &OsStr) -> bool {
+    /// The listing of `dir`, `None` if it is not a directory.
+    fn names_of(&mut self, fs: &dyn FsView, dir: &Path) -> Option<&Listed> {
         if !self.names.contains_key(dir) {
-            let names = if self.exists_dir(fs, dir) {
-                fs.list_dir(dir).ok().map(|v| v.into_iter().collect())
-            } else {
-                None
-            };
+            let names = self.exists_dir(fs, dir).then(|| match fs.list_dir(dir) {
+                Ok(v) => Listed::Names(v.into_iter().collect()),
+                Err(_) => Listed::Unreadable,
+            });
             self.names.insert(dir.to_path_buf(), names);
         }
-        self.names[dir].as_ref().is_some_and(|n| n.contains(name))
+        self.names[dir].as_ref()
+    }
+
+    /// Whether `name` is an entry of the directory `dir` (whatever it is or points to); a
+    /// directory that cannot be listed may hold anything.
+    fn listed(&mut self, fs: &dyn FsView, dir: &Path, name: &OsStr) -> bool {
+        match self.names_of(fs, dir) {
+            Some(Listed::Names(n)) => n.contains(name),
+            Some(Listed::Unreadable) => fs.exists(&dir.join(name)),
+            None => false,
+        }
     }
 
     fn exists(&mut self, fs: &dyn FsView, p: &Path) -> bool {

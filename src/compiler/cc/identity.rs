@@ -80,7 +80,14 @@ fn run(
     cwd: &Path,
 ) -> Result<(bool, String, String)> {
     let mut cmd = Command::new(program);
-    cmd.args(args).env_clear().envs(env);
+    // What zcfs reads of the compiler's messages is in English whatever the caller's
+    // locale (gcc translates "ignoring nonexistent directory" and the search list's
+    // headings); nothing these runs learn depends on it.
+    cmd.args(args)
+        .env_clear()
+        .envs(env)
+        .env_remove("LANGUAGE")
+        .env("LC_ALL", "C");
     let out = crate::masquerade::guard(&mut cmd, program.as_os_str())
         .current_dir(cwd)
         .stdin(Stdio::null())
@@ -396,8 +403,9 @@ fn learn(compiler: &Path, canonical: &Path, env: &HashMap<OsString, OsString>) -
         }
     } else {
         // clang prints the assembler's path wherever it found it (its program
-        // directories, then PATH).
-        if let Some((p, _)) = find("as")? {
+        // directories, then PATH). Needed only for `-no-integrated-as`: a lookup that
+        // fails leaves those compiles uncached, not the others.
+        if let Some((p, _)) = find("as").ok().flatten() {
             for d in &program_dirs {
                 as_probes.listing(d);
             }

@@ -671,6 +671,17 @@ fn under<'a>(path: &'a str, dir: &str) -> Option<&'a str> {
     (!rest.is_empty()).then_some(rest)
 }
 
+/// Where lookups could have found a file other than the one the compile read.
+#[derive(Debug, Default)]
+pub struct Candidates {
+    /// Every such path (the caller keeps those that do not exist as "must stay absent").
+    pub all: BTreeSet<String>,
+    /// Those that come before a file the compile read in one lookup's order: a file there
+    /// now was not there when the lookup passed it (or the lookup was not made), so its
+    /// content must be recorded and it must not be newer than the compile.
+    pub preceding: HashSet<String>,
+}
+
 /// The paths that must stay absent for the result to hold (candidates only; the caller
 /// keeps those that do not exist). `deps[0]` is the source; `scans[i]` belongs to
 /// `deps[i]`. `forced`: the `-include`/`-imacros` files, looked up from the working
@@ -680,7 +691,7 @@ pub fn candidates(
     scans: &[Scan],
     search: &SearchList,
     forced: &[String],
-) -> BTreeSet<String> {
+) -> Candidates {
     let mut out = BTreeSet::new();
     let computed = scans.iter().any(|s| s.computed);
     // Who asks for which name with quotes; who asks at all.
@@ -710,14 +721,12 @@ pub fn candidates(
             .copied()
             .chain(search.quote.iter().map(String::as_str))
     };
-    let mut resolved: HashSet<&str> = HashSet::new();
 
     for p in deps.iter().skip(1) {
         let mut interpreted = false;
         for (k, d) in search.bracket.iter().enumerate() {
             let Some(r) = under(p, d) else { continue };
             interpreted = true;
-            resolved.insert(r);
             let before = &search.bracket[..k];
             let quoted = quote_askers.get(r);
             if quoted.is_some() || computed || !bracket_names.contains(r) {
@@ -740,7 +749,6 @@ pub fn candidates(
         for (k, d) in search.quote.iter().enumerate() {
             let Some(r) = under(p, d) else { continue };
             interpreted = true;
-            resolved.insert(r);
             let askers: Vec<&str> = match quote_askers.get(r) {
                 Some(a) if !computed => a.clone(),
                 _ => includer_dirs.iter().copied().collect(),
@@ -753,14 +761,13 @@ pub fn candidates(
                 out.insert(join(dir, r));
             }
         }
-        // Found in an includer's own directory: nothing is searched before it, but the
-        // name is resolved.
+        // Found in an includer's own directory: nothing is searched before it (the
+        // lookups below record what other askers of the name passed).
         for dir in &includer_dirs {
             if let Some(r) = under(p, dir)
                 && quote_askers.contains_key(r)
             {
                 interpreted = true;
-                resolved.insert(r);
             }
         }
         if !interpreted && !p.starts_with('/') && computed {
@@ -786,33 +793,57 @@ pub fn candidates(
             }
         }
     }
-    // Names asked for and found nowhere: absent everywhere they were looked for.
+    // Each lookup a file asks for, in the compiler's order: every place before the first
+    // file the compile read (all of them when it read none of them: found nowhere, or
+    // found and not read by a `__has_include` or a `#pragma once` skip).
+    let read: HashSet<&str> = deps.iter().map(String::as_str).collect();
+    let mut preceding = HashSet::new();
+    let mut lookup = |order: Vec<String>| match order.iter().position(|c| read.contains(c.as_str()))
+    {
+        Some(i) => {
+            for c in &order[..i] {
+                preceding.insert(c.clone());
+                out.insert(c.clone());
+            }
+        }
+        None => out.extend(order),
+    };
+    let quote_dirs = || search.quote.iter().map(String::as_str);
+    let bracket_dirs = || search.bracket.iter().map(String::as_str);
     for (r, askers) in &quote_askers {
-        if resolved.contains(r) || r.starts_with('/') {
+        if r.starts_with('/') {
+            lookup(vec![r.to_string()]);
             continue;
         }
-        for dir in askers
-            .iter()
-            .copied()
-            .chain(search.quote.iter().map(String::as_str))
-            .chain(search.bracket.iter().map(String::as_str))
-        {
-            out.insert(join(dir, r));
+        let mut askers = askers.clone();
+        askers.sort_unstable();
+        askers.dedup();
+        for asker in askers {
+            lookup(
+                std::iter::once(asker)
+                    .chain(quote_dirs())
+                    .chain(bracket_dirs())
+                    .map(|d| join(d, r))
+                    .collect(),
+            );
         }
     }
     for r in &bracket_names {
-        if resolved.contains(r) || r.starts_with('/') {
+        if r.starts_with('/') {
+            lookup(vec![r.to_string()]);
             continue;
         }
-        for dir in &search.bracket {
-            out.insert(join(dir, r));
-        }
+        lookup(bracket_dirs().map(|d| join(d, r)).collect());
     }
     // The files themselves are never candidates.
     for d in deps {
         out.remove(d);
+        preceding.remove(d);
     }
-    out
+    Candidates {
+        all: out,
+        preceding,
+    }
 }
 
 #[cfg(test)]
@@ -981,7 +1012,7 @@ mod tests {
             Scan::default(),
             Scan::default(),
         ];
-        let c = candidates(&deps, &scans, &list(&["new", "old", "/usr/include"]), &[]);
+        let c = candidates(&deps, &scans, &list(&["new", "old", "/usr/include"]), &[]).all;
         // C5: new/x.h; C6: src/x.h (beside the includer); y.h in every dir before.
         for p in ["new/x.h", "src/x.h", "new/y.h", "old/y.h"] {
             assert!(c.contains(p), "{p} missing from {c:?}");
@@ -998,7 +1029,7 @@ mod tests {
             quote: strings(&["cfg.h"]),
             ..Scan::default()
         }];
-        let c = candidates(&deps, &scans, &list(&["inc"]), &[]);
+        let c = candidates(&deps, &scans, &list(&["inc"]), &[]).all;
         assert!(c.contains("cfg.h") && c.contains("inc/cfg.h"), "{c:?}");
     }
 
@@ -1012,7 +1043,7 @@ mod tests {
             },
             Scan::default(),
         ];
-        let c = candidates(&deps, &scans, &list(&["inc"]), &[]);
+        let c = candidates(&deps, &scans, &list(&["inc"]), &[]).all;
         assert!(c.is_empty(), "{c:?}");
     }
 }

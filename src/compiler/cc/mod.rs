@@ -52,6 +52,9 @@ pub struct CcJob {
     search_key: Digest,
     /// An Emscripten compile: emcc's own options as given (kept from the option table).
     emcc: Option<Vec<String>>,
+    /// [`date_value`] when a miss started (a `__DATE__` then is the date the compile saw,
+    /// unless midnight passed while it ran).
+    pub date_at_start: Option<String>,
 }
 
 /// One output of a compile: its role (the pack entry's name) and where it goes.
@@ -323,12 +326,24 @@ pub fn prepare(inp: &KeyInputs<'_>) -> Result<CcJob, KeyError> {
     };
     let lang = a.lang.expect("parse sets the language of its input");
 
-    // Extra arguments go before a `--` (after it they would be inputs); one that came
-    // from a response file has no place on the command line to go before.
-    let insert_at = raw.iter().position(|r| r == "--");
-    if a.dashdash.is_some() && insert_at.is_none() {
-        return Err(Uncacheable::new("unsupported option", "`--` inside a response file").into());
-    }
+    // Extra arguments go before a `--` that ends the options (after it they would be
+    // inputs; a `--` that is an option's value is no such place). Where response files or
+    // emcc's own arguments moved it, there is no place on the command line to go before.
+    let insert_at = match a.dashdash {
+        None => None,
+        Some(i)
+            if !is_emcc && raw.get(i).is_some_and(|r| r == "--") && raw.len() == a.args.len() =>
+        {
+            Some(i)
+        }
+        Some(_) => {
+            return Err(Uncacheable::new(
+                "unsupported option",
+                "`--` with response files or emcc's options",
+            )
+            .into());
+        }
+    };
 
     // A precompiled header beside a forced include would be used instead of it (CU5).
     for f in &a.forced_includes {
@@ -458,6 +473,7 @@ pub fn prepare(inp: &KeyInputs<'_>) -> Result<CcJob, KeyError> {
         insert_at,
         search_key: Digest([0; 32]),
         emcc: emcc_own,
+        date_at_start: None,
     };
     for arg in search_relevant(&job.preprocessor_args()) {
         sk.field("arg", arg.as_bytes());
