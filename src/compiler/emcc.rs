@@ -491,7 +491,7 @@ pub fn expand_response_files(args: Vec<String>, cwd: &Path) -> Result<Vec<String
                 format!("@{file}: encoded as {suffix}"),
             ));
         }
-        let text = crate::compiler::cc::args::read_response_file(cwd, &file)?;
+        let text = crate::compiler::cc::rsp::read_response_file(cwd, &file)?;
         let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
         for w in shell_split(text)? {
             if w.starts_with('@') {

@@ -21,7 +21,8 @@ use parking_lot::Mutex;
 
 use super::args::Lang;
 use super::identity::{CcFacts, Family};
-use super::includes::{self, Scan};
+use super::includes;
+use super::scan::{self, Scan};
 use super::{CcJob, DATE_VAR, date_value};
 use crate::compiler::{Uncacheable, depinfo};
 use crate::fsclock::CompileStart;
@@ -44,7 +45,7 @@ impl ScanCache {
         if let Some(s) = self.0.lock().get(d) {
             return Ok(s.clone());
         }
-        let s = std::sync::Arc::new(includes::scan(&read()?));
+        let s = std::sync::Arc::new(scan::scan(&read()?));
         let mut m = self.0.lock();
         if m.len() > 200_000 {
             m.clear();
@@ -368,9 +369,9 @@ fn check_scans(
             .iter()
             .flat_map(|s| s.date_pieces.iter().map(String::as_str))
             .collect();
-        let formable: Vec<&str> = includes::TIME_MACRO_NAMES
+        let formable: Vec<&str> = scan::TIME_MACRO_NAMES
             .into_iter()
-            .filter(|n| includes::pasteable(n, &pieces))
+            .filter(|n| scan::pasteable(n, &pieces))
             .collect();
         if !formable.is_empty() && job.lang.preprocessed() && depends_on_time(job)? {
             if formable.contains(&"__TIMESTAMP__") {
@@ -416,9 +417,9 @@ fn check_scans(
         ));
     }
     for _ in 0..8 {
-        let uses: Vec<includes::WrapperUses> = texts
+        let uses: Vec<scan::WrapperUses> = texts
             .iter()
-            .map(|t| includes::wrapper_uses(t, &wrappers))
+            .map(|t| scan::wrapper_uses(t, &wrappers))
             .collect();
         let new: Vec<String> = uses.iter().flat_map(|u| u.new_wrappers.clone()).collect();
         if new.is_empty() {

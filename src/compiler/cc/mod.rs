@@ -8,6 +8,9 @@ pub mod collect;
 pub mod identity;
 pub mod includes;
 pub mod probes;
+pub mod rsp;
+pub mod scan;
+mod subopts;
 
 pub use collect::{Collected, ScanCache, collect};
 
@@ -314,10 +317,10 @@ pub fn prepare(inp: &KeyInputs<'_>) -> Result<CcJob, KeyError> {
         };
         let first = id(false)?;
         let syntax = match first.family {
-            Family::Gcc => args::RspSyntax::Gcc,
-            Family::Clang => args::RspSyntax::Clang,
+            Family::Gcc => rsp::RspSyntax::Gcc,
+            Family::Clang => rsp::RspSyntax::Clang,
         };
-        let expanded = args::expand_response_files(&raw, inp.cwd, syntax)?;
+        let expanded = rsp::expand_response_files(&raw, inp.cwd, syntax)?;
         let identity = match external_as(&expanded) {
             true if first.family == Family::Clang => id(true)?,
             _ => first,
