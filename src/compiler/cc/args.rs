@@ -7,7 +7,10 @@
 
 use std::path::{Path, PathBuf};
 
-use super::subopts::{check_assembler_option, check_wp, check_xclang, parse_f_option};
+use super::subopts::{
+    NAMED_FILE_OPTIONS, NOT_A_FILE, PATH_LIKE_NAME_PARTS, check_assembler_option, check_wp,
+    check_xclang, unsupported,
+};
 use crate::compiler::Uncacheable;
 
 /// The language of the input, as the driver decides it (CK2).
@@ -266,10 +269,6 @@ pub fn quote_make(s: &str) -> String {
         }
     }
     out
-}
-
-pub(super) fn unsupported(what: impl Into<String>) -> Uncacheable {
-    Uncacheable::new("unsupported option", what)
 }
 
 /// Options whose value is the next argument (or joined: `-Ifoo`), keyed and passed to the
@@ -831,6 +830,63 @@ fn is_header_ext(arg: &str) -> bool {
         .and_then(|e| e.to_str())
         .unwrap_or("");
     matches!(ext, "h" | "hh" | "hpp" | "hxx" | "H" | "h++" | "tcc")
+}
+
+fn parse_f_option(a: &mut CcArgs, arg: &str, rest: &str) -> Result<(), Uncacheable> {
+    let (name, value) = match rest.split_once('=') {
+        Some((n, v)) => (n, Some(v)),
+        None => (rest, None),
+    };
+    if let Some(v) = value
+        && NAMED_FILE_OPTIONS.contains(&name)
+    {
+        a.named_files.push(PathBuf::from(v));
+        return Ok(());
+    }
+    if rest.starts_with("profile-") && !rest.starts_with("profile-arcs") {
+        return Err(unsupported(format!("{arg} (profile option)")));
+    }
+    if let Some(m) = rest
+        .strip_prefix("debug-prefix-map=")
+        .or_else(|| rest.strip_prefix("file-prefix-map="))
+    {
+        if let Some((from, to)) = m.split_once('=') {
+            a.prefix_maps.push((from.to_string(), to.to_string()));
+        }
+        return Ok(());
+    }
+    if rest.starts_with("debug-compilation-dir") || rest.starts_with("file-compilation-dir") {
+        a.compilation_dir = true;
+        return Ok(());
+    }
+    if let Some(v) = rest.strip_prefix("opt-info")
+        && v.contains('=')
+    {
+        return Err(unsupported(format!("{arg} (writes a file)")));
+    }
+    if rest.starts_with("callgraph-info") {
+        a.callgraph_info = true;
+        return Ok(());
+    }
+    if rest.starts_with("stack-usage") {
+        a.stack_usage = true;
+    }
+    if name.starts_with("time-report") || name.starts_with("mem-report") {
+        return Err(unsupported(format!("{arg} (timings in the diagnostics)")));
+    }
+    if value.is_some()
+        && !NOT_A_FILE.contains(&name)
+        && PATH_LIKE_NAME_PARTS.iter().any(|p| name.contains(p))
+    {
+        return Err(unsupported(format!("{arg} (names a file)")));
+    }
+    if let Some(v) = value
+        && name.starts_with("basic-block-sections")
+        && v.starts_with("list=")
+    {
+        return Err(unsupported(format!("{arg} (names a file)")));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

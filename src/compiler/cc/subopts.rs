@@ -2,13 +2,14 @@
 //! zcfs does not key), and what the driver hands to other programs unseen (`-Wa,` and
 //! `-Xassembler` for the assembler, `-Wp,` for the preprocessor, `-Xclang` for cc1).
 
-use std::path::PathBuf;
-
-use super::args::{CcArgs, unsupported};
 use crate::compiler::Uncacheable;
 
+pub(super) fn unsupported(what: impl Into<String>) -> Uncacheable {
+    Uncacheable::new("unsupported option", what)
+}
+
 /// `-f<name>=<file>` options whose file's content the output depends on (CK13).
-const NAMED_FILE_OPTIONS: &[&str] = &[
+pub(super) const NAMED_FILE_OPTIONS: &[&str] = &[
     "sanitize-ignorelist",
     "sanitize-blacklist",
     "sanitize-system-ignorelist",
@@ -26,10 +27,11 @@ const NAMED_FILE_OPTIONS: &[&str] = &[
 
 /// `-f<name>=<value>` options whose name says the value is a path zcfs does not model:
 /// refused unless listed above or below.
-const PATH_LIKE_NAME_PARTS: &[&str] = &["list", "file", "path", "dir", "instrument", "report"];
+pub(super) const PATH_LIKE_NAME_PARTS: &[&str] =
+    &["list", "file", "path", "dir", "instrument", "report"];
 
 /// `-f<name>=` options with a path-like name whose value is not a file (or is handled).
-const NOT_A_FILE: &[&str] = &[
+pub(super) const NOT_A_FILE: &[&str] = &[
     "instrument-functions-exclude-file-list",
     "instrument-functions-exclude-function-list",
     "debug-compilation-dir",
@@ -38,63 +40,6 @@ const NOT_A_FILE: &[&str] = &[
     "file-prefix-map",
     "macro-prefix-map",
 ];
-
-pub(super) fn parse_f_option(a: &mut CcArgs, arg: &str, rest: &str) -> Result<(), Uncacheable> {
-    let (name, value) = match rest.split_once('=') {
-        Some((n, v)) => (n, Some(v)),
-        None => (rest, None),
-    };
-    if let Some(v) = value
-        && NAMED_FILE_OPTIONS.contains(&name)
-    {
-        a.named_files.push(PathBuf::from(v));
-        return Ok(());
-    }
-    if rest.starts_with("profile-") && !rest.starts_with("profile-arcs") {
-        return Err(unsupported(format!("{arg} (profile option)")));
-    }
-    if let Some(m) = rest
-        .strip_prefix("debug-prefix-map=")
-        .or_else(|| rest.strip_prefix("file-prefix-map="))
-    {
-        if let Some((from, to)) = m.split_once('=') {
-            a.prefix_maps.push((from.to_string(), to.to_string()));
-        }
-        return Ok(());
-    }
-    if rest.starts_with("debug-compilation-dir") || rest.starts_with("file-compilation-dir") {
-        a.compilation_dir = true;
-        return Ok(());
-    }
-    if let Some(v) = rest.strip_prefix("opt-info")
-        && v.contains('=')
-    {
-        return Err(unsupported(format!("{arg} (writes a file)")));
-    }
-    if rest.starts_with("callgraph-info") {
-        a.callgraph_info = true;
-        return Ok(());
-    }
-    if rest.starts_with("stack-usage") {
-        a.stack_usage = true;
-    }
-    if name.starts_with("time-report") || name.starts_with("mem-report") {
-        return Err(unsupported(format!("{arg} (timings in the diagnostics)")));
-    }
-    if value.is_some()
-        && !NOT_A_FILE.contains(&name)
-        && PATH_LIKE_NAME_PARTS.iter().any(|p| name.contains(p))
-    {
-        return Err(unsupported(format!("{arg} (names a file)")));
-    }
-    if let Some(v) = value
-        && name.starts_with("basic-block-sections")
-        && v.starts_with("list=")
-    {
-        return Err(unsupported(format!("{arg} (names a file)")));
-    }
-    Ok(())
-}
 
 /// `-Wp,...` reaches the preprocessor unseen by the driver: only macro definitions are
 /// understood (CU2).
