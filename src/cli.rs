@@ -369,7 +369,7 @@ fn run(cli: Cli) -> Result<i32> {
                 &config,
                 &paths,
                 &dir,
-                crate::mount::MountOptions { allow_other },
+                crate::proto::MountOptions { allow_other },
             )?;
             if m.already {
                 println!("{} is already mounted", m.dir);

@@ -214,7 +214,7 @@ pub fn log(paths: &Paths, msg: &str) {
     use std::fs::OpenOptions;
     let line = format!(
         "{} pid={} {msg}\n",
-        lifecycle::fmt_utc(crate::store::unix_now()),
+        crate::util::fmt_utc(crate::util::unix_now()),
         std::process::id()
     );
     let append = |p: &std::path::Path| -> io::Result<()> {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Default size cap of the store: 10 GiB.
 pub const DEFAULT_MAX_SIZE: u64 = 10 << 30;
@@ -41,7 +41,7 @@ pub struct Config {
     /// The file the settings came from, if any.
     pub config_file: Option<PathBuf>,
     /// The remote tier (`ZCFS_REMOTE*`, docs/remote.md).
-    pub remote: crate::remote::RemoteConfig,
+    pub remote: RemoteConfig,
 }
 
 /// The TOML file's shape. Unknown keys are an error, so typos are caught.
@@ -308,13 +308,12 @@ impl Config {
 /// The remote tier's settings: environment over file over defaults. The URL is checked when
 /// the daemon starts (a bad one turns the remote off with a logged reason; the local cache
 /// keeps working).
-fn remote_config(env: &dyn EnvSource, file: &FileConfig) -> Result<crate::remote::RemoteConfig> {
-    use crate::remote::{Mode, RemoteConfig};
+fn remote_config(env: &dyn EnvSource, file: &FileConfig) -> Result<RemoteConfig> {
     let mut r = RemoteConfig::default();
     let var = |k: &str| env.var(k).filter(|s| !s.trim().is_empty());
     r.url = var("ZCFS_REMOTE").or_else(|| file.remote.clone());
     if let Some(m) = var("ZCFS_REMOTE_MODE").or_else(|| file.remote_mode.clone()) {
-        r.mode = Mode::parse(&m).map_err(anyhow::Error::msg)?;
+        r.mode = RemoteMode::parse(&m).map_err(anyhow::Error::msg)?;
     }
     let duration = |name: &str, from_file: &Option<DurationValue>| -> Result<Option<Duration>> {
         match var(name) {
@@ -473,6 +472,90 @@ fn shared_tmp_runtime_dir() -> PathBuf {
     ));
 }
 
+/// Who may do what with the remote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RemoteMode {
+    /// Read and write.
+    Rw,
+    /// Read only (untrusted clients: pull requests, developers' machines).
+    Ro,
+    Off,
+}
+
+impl RemoteMode {
+    pub fn parse(s: &str) -> Result<RemoteMode, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "rw" | "read-write" => Ok(RemoteMode::Rw),
+            "ro" | "read-only" => Ok(RemoteMode::Ro),
+            "off" => Ok(RemoteMode::Off),
+            other => Err(format!("unknown remote mode {other:?} (rw, ro or off)")),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            RemoteMode::Rw => "rw",
+            RemoteMode::Ro => "ro",
+            RemoteMode::Off => "off",
+        }
+    }
+}
+
+/// The remote's settings (docs/config.md).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RemoteConfig {
+    /// The store's URL; `None`: no remote.
+    pub url: Option<String>,
+    pub mode: RemoteMode,
+    pub timeouts: RemoteTimeouts,
+    /// Largest object read.
+    pub max_object: u64,
+    /// Uploads waiting at most; more are dropped (and counted).
+    pub upload_queue: usize,
+    /// How long the breaker skips a failing remote at first (doubling to 5 min).
+    pub breaker_open: Duration,
+    /// PEM certificates to trust for https stores instead of the public roots.
+    pub ca_file: Option<std::path::PathBuf>,
+}
+
+impl Default for RemoteConfig {
+    fn default() -> RemoteConfig {
+        RemoteConfig {
+            url: None,
+            mode: RemoteMode::Rw,
+            timeouts: RemoteTimeouts::default(),
+            max_object: 2 << 30,
+            upload_queue: 256,
+            breaker_open: Duration::from_secs(30),
+            ca_file: None,
+        }
+    }
+}
+
+/// Deadlines of one operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RemoteTimeouts {
+    pub connect: Duration,
+    /// Manifests, HEAD, small writes: the whole operation.
+    pub op: Duration,
+    /// Packs: no byte for this long ends the transfer.
+    pub stall: Duration,
+    /// Packs: the whole transfer.
+    pub transfer: Duration,
+}
+
+impl Default for RemoteTimeouts {
+    fn default() -> RemoteTimeouts {
+        RemoteTimeouts {
+            connect: Duration::from_millis(500),
+            op: Duration::from_secs(2),
+            stall: Duration::from_secs(5),
+            transfer: Duration::from_secs(30),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -582,7 +665,7 @@ mod tests {
     #[test]
     fn remote_settings_from_env_and_file() {
         let c = Config::load_from(&env_of(&[("HOME", "/h")])).unwrap();
-        assert_eq!(c.remote, crate::remote::RemoteConfig::default());
+        assert_eq!(c.remote, RemoteConfig::default());
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("c.toml");
         std::fs::write(
@@ -599,7 +682,7 @@ mod tests {
         ]))
         .unwrap();
         assert_eq!(c.remote.url.as_deref(), Some("file:///srv/c"));
-        assert_eq!(c.remote.mode, crate::remote::Mode::Ro);
+        assert_eq!(c.remote.mode, RemoteMode::Ro);
         assert_eq!(c.remote.timeouts.op, Duration::from_millis(300));
         assert_eq!(c.remote.timeouts.stall, Duration::from_millis(750));
         assert_eq!(c.remote.timeouts.connect, Duration::from_millis(100));

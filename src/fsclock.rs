@@ -27,6 +27,10 @@ use parking_lot::Mutex;
 use crate::fsutil::{NanoTime, mtime_ns};
 use crate::os::{DirHandle, NoUnnamed};
 
+/// `st_dev` reported for projected files (they have no lower inode): zcfs's own,
+/// immutable, their times set by the daemon from the kernel clock.
+pub const PROJECTED_DEV: u64 = u64::MAX;
+
 /// Assumed when a filesystem cannot be measured: FAT's two seconds, the coarsest common one.
 pub const UNMEASURED_GRANULARITY: NanoTime = 2_000_000_000;
 /// Added for filesystems whose times come from another machine's clock.
@@ -88,7 +92,7 @@ impl FsClocks {
     /// The slack of device `dev`: measured, or the unmeasured default. Projected files
     /// (zcfs's own, immutable, times set by the daemon from the kernel clock) have none.
     pub fn slack(&self, dev: u64) -> NanoTime {
-        if dev == crate::mount::fs::PROJECTED_DEV {
+        if dev == PROJECTED_DEV {
             return 1;
         }
         self.known(dev)

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use crate::os::FileAt;
 
 /// A file timestamp in nanoseconds since the epoch, as the kernel records it.
-pub type NanoTime = i128;
+pub use crate::os::NanoTime;
 
 pub fn mtime_ns(meta: &fs::Metadata) -> NanoTime {
     crate::os::file_stat(meta).mtime
@@ -72,13 +72,7 @@ pub fn set_times(file: &File, mtime: NanoTime) -> io::Result<()> {
     file.set_times(fs::FileTimes::new().set_accessed(t).set_modified(t))
 }
 
-/// How a byte range was copied.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CopyMethod {
-    Reflink,
-    CopyFileRange,
-    ReadWrite,
-}
+pub use crate::os::CopyMethod;
 
 /// Copies `len` bytes at `src_off` of `src` into the start of the empty file `dst`.
 ///

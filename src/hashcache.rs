@@ -25,33 +25,7 @@ pub const RACY_WINDOW_NS: NanoTime = 20_000_000;
 /// Upper bound on remembered files; beyond it the cache is cleared and refilled.
 const MAX_ENTRIES: usize = 500_000;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct FileStat {
-    pub dev: u64,
-    pub ino: u64,
-    pub size: u64,
-    pub mtime: NanoTime,
-    pub ctime: NanoTime,
-}
-
-impl FileStat {
-    /// From metadata (on Windows without identity or change time: see `os::file_stat`).
-    pub fn of(meta: &fs::Metadata) -> FileStat {
-        crate::os::file_stat(meta)
-    }
-
-    /// Of the file at `path` (following symlinks), with its identity and change time on
-    /// every OS: what deciding "unchanged" needs. `meta`: its metadata if at hand (on
-    /// Unix that is all it takes).
-    pub fn of_path(path: &Path, meta: Option<&fs::Metadata>) -> io::Result<FileStat> {
-        crate::os::path_stat(path, meta)
-    }
-
-    /// Of an open file, as [`FileStat::of_path`].
-    pub fn of_file(file: &File, meta: &fs::Metadata) -> io::Result<FileStat> {
-        crate::os::handle_stat(file, meta)
-    }
-}
+pub use crate::os::FileStat;
 
 #[derive(Debug, Clone, Copy)]
 struct Record {

@@ -31,6 +31,7 @@ pub mod route;
 pub mod run_cmd;
 pub mod stats;
 pub mod store;
+pub mod util;
 pub mod version;
 #[cfg(target_os = "linux")]
 pub mod vfs;

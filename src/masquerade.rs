@@ -7,6 +7,7 @@
 //! looping, and that nested compile passes through uncounted.
 
 use crate::os::OsStrExt;
+use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -99,4 +100,45 @@ pub fn guard<'a>(cmd: &'a mut Command, program: &OsStr) -> &'a mut Command {
         Ok(v) if !v.is_empty() => cmd.env(SKIP_VAR, v),
         _ => cmd.env(SKIP_VAR, OsString::from("-")),
     }
+}
+
+/// Resolves a program name through `PATH` as the wrapper's child would run it: zcfs standing
+/// in for a compiler (a masquerade link) runs the next one on `PATH`, so it is skipped.
+pub fn resolve_program(
+    program: &Path,
+    env: &HashMap<OsString, OsString>,
+    cwd: &Path,
+) -> Option<PathBuf> {
+    which(program, env, cwd, true)
+}
+
+/// Resolves a program name through `PATH`, zcfs included.
+pub fn which(
+    program: &Path,
+    env: &HashMap<OsString, OsString>,
+    cwd: &Path,
+    skip_zcfs: bool,
+) -> Option<PathBuf> {
+    use crate::os::OsStrExt;
+    if crate::os::names_a_path(program.as_os_str().as_bytes()) {
+        return Some(crate::fsutil::resolve(cwd, program));
+    }
+    let path = env.get(&OsString::from("PATH"))?;
+    let mut seen: Vec<PathBuf> = Vec::new();
+    for dir in std::env::split_paths(path) {
+        // A directory listed twice answers the same twice.
+        if seen.contains(&dir) {
+            continue;
+        }
+        seen.push(dir.clone());
+        for cand in crate::os::program_candidates(&dir, program.as_os_str()) {
+            let cand = crate::fsutil::resolve(cwd, &cand);
+            if std::fs::metadata(&cand).is_ok_and(|m| crate::os::is_executable(&m))
+                && !(skip_zcfs && is_zcfs(&cand))
+            {
+                return Some(cand);
+            }
+        }
+    }
+    None
 }

@@ -139,7 +139,7 @@ pub enum Request {
     /// Mount a zcfs filesystem over `dir` (absolute).
     Mount {
         dir: Bytes,
-        opts: crate::mount::MountOptions,
+        opts: MountOptions,
     },
     Unmount {
         dir: Bytes,
@@ -225,8 +225,8 @@ pub enum Reply {
         stored: bool,
     },
     Status(StatusInfo),
-    Mounted(crate::mount::Mounted),
-    Unmounted(crate::mount::Unmounted),
+    Mounted(Mounted),
+    Unmounted(Unmounted),
     /// A JSON document (stats, gc report).
     Json(String),
     Ok,
@@ -250,7 +250,52 @@ pub struct StatusInfo {
     pub socket: String,
     pub cache_dir: String,
     pub log_file: String,
-    pub mounts: Vec<crate::mount::MountInfo>,
+    pub mounts: Vec<MountInfo>,
+}
+
+/// What a client learns about a mount.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MountInfo {
+    pub dir: String,
+    pub projections: u64,
+    pub projected_bytes: u64,
+    /// The kernel accepted FUSE passthrough for this mount.
+    pub passthrough: bool,
+    pub opens_passthrough: u64,
+    pub opens_cached: u64,
+    pub copy_ups: u64,
+    pub bytes_served: u64,
+    /// Disk space of the real files in the mount (`du` of the lower dir, hard links once).
+    pub real_bytes: u64,
+    /// Requests received from the kernel, by kind.
+    pub requests: std::collections::BTreeMap<String, u64>,
+    pub since: u64,
+}
+
+/// The result of a mount request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mounted {
+    pub dir: String,
+    pub already: bool,
+    pub cleaned_stale: u64,
+    pub restored: u64,
+    pub dropped: u64,
+}
+
+/// Options of `zcfs mount`.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct MountOptions {
+    pub allow_other: bool,
+}
+
+/// The result of an unmount request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unmounted {
+    pub dir: String,
+    pub materialized: u64,
+    pub lazy: bool,
+    /// Dead mounts removed (when the daemon that served them is gone).
+    pub stale: u64,
 }
 
 pub fn encode_frame<T: Serialize>(version: Version, kind: u16, msg: Option<&T>) -> Vec<u8> {

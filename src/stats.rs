@@ -207,7 +207,7 @@ impl Stats {
             .ok()
             .and_then(|b| serde_json::from_slice::<StatsData>(&b).ok())
             .unwrap_or_else(|| StatsData {
-                since: crate::store::unix_now(),
+                since: crate::util::unix_now(),
                 ..StatsData::default()
             });
         Stats {
@@ -286,7 +286,7 @@ impl Stats {
     pub fn zero(&self) {
         self.update(|d| {
             *d = StatsData {
-                since: crate::store::unix_now(),
+                since: crate::util::unix_now(),
                 ..StatsData::default()
             }
         });

@@ -150,7 +150,7 @@ fn strip_self(args: &mut Vec<OsString>) {
             return;
         }
         let me_c = me_canonical.get_or_insert_with(|| me.canonicalize().ok());
-        let resolved = crate::compiler::rustc::identity::which(
+        let resolved = crate::masquerade::which(
             first,
             &std::env::vars_os().collect(),
             &std::env::current_dir().unwrap_or_else(|_| "/".into()),

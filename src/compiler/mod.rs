@@ -3,7 +3,6 @@
 
 pub mod cc;
 pub mod depinfo;
-pub mod emcc;
 pub mod rustc;
 
 use std::fmt;
@@ -28,6 +27,22 @@ impl Uncacheable {
 impl fmt::Display for Uncacheable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.reason, self.detail)
+    }
+}
+
+/// Why a key could not be computed: the invocation is not cacheable (the compiler runs,
+/// the reason is counted), or zcfs failed (the compiler runs, the error is logged).
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("{0}")]
+    Uncacheable(Uncacheable),
+    #[error("{0:#}")]
+    Internal(anyhow::Error),
+}
+
+impl From<Uncacheable> for KeyError {
+    fn from(u: Uncacheable) -> Self {
+        KeyError::Uncacheable(u)
     }
 }
 
@@ -68,7 +83,7 @@ pub fn classify(program: &std::path::Path) -> Language {
     if is_c_driver_name(name) {
         return Language::C;
     }
-    if emcc::is_emcc_name(name) {
+    if is_emcc_name(name) {
         return Language::Emcc;
     }
     Language::Other
@@ -76,7 +91,13 @@ pub fn classify(program: &std::path::Path) -> Language {
 
 /// A name zcfs answers to in place of a compiler (a masquerade link, `zcfs <name> ...`).
 pub fn is_masquerade_name(name: &str) -> bool {
-    is_c_driver_name(name) || emcc::is_emcc_name(name)
+    is_c_driver_name(name) || is_emcc_name(name)
+}
+
+/// `emcc`, `em++` and their Python entry points (an Emscripten compile: a dialect of
+/// clang's, `compiler/cc/emcc.rs`).
+pub fn is_emcc_name(name: &str) -> bool {
+    matches!(name, "emcc" | "em++" | "emcc.py" | "em++.py")
 }
 
 /// `gcc`, `g++`, `cc`, `c++`, `clang`, `clang++`, with an optional `<triple>-` prefix and

@@ -48,7 +48,7 @@ pub fn is_locked(path: &Path) -> bool {
 pub fn open_log(paths: &Paths) -> (File, PathBuf) {
     let name = format!(
         "daemon-{:012}-{}.log",
-        crate::store::unix_now(),
+        crate::util::unix_now(),
         std::process::id()
     );
     let dir = paths.logs_dir();
@@ -102,7 +102,7 @@ fn prune_logs(dir: &Path) {
 pub fn lifecycle(paths: &Paths, event: &str) {
     let line = format!(
         "{} pid={} version={} {event}\n",
-        fmt_utc(crate::store::unix_now()),
+        crate::util::fmt_utc(crate::util::unix_now()),
         std::process::id(),
         crate::version::current()
     );
@@ -121,38 +121,9 @@ pub fn lifecycle(paths: &Paths, event: &str) {
     }
 }
 
-/// `YYYY-MM-DDTHH:MM:SSZ` for unix seconds (UTC).
-pub fn fmt_utc(secs: u64) -> String {
-    let days = (secs / 86400) as i64;
-    let rem = secs % 86400;
-    // Civil-from-days (proleptic Gregorian).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn utc_format() {
-        assert_eq!(fmt_utc(0), "1970-01-01T00:00:00Z");
-        assert_eq!(fmt_utc(1_795_271_720), "2026-11-21T14:35:20Z");
-        assert_eq!(fmt_utc(951_782_400), "2000-02-29T00:00:00Z");
-    }
 
     #[test]
     fn lock_is_exclusive() {

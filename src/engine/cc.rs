@@ -22,7 +22,7 @@ use crate::mount::fs::MountedFs;
 use crate::proto::{Bytes, OnWriteError, Reply};
 use crate::store::manifest::{Check, Entry, Inputs};
 use crate::store::pack::{self, WriteError};
-use crate::store::unix_now;
+use crate::util::unix_now;
 
 /// Who asks for a C compile, as the compiler would see it.
 pub(super) struct Caller<'a> {
@@ -366,7 +366,7 @@ impl Engine {
         .to_string()
         .into_bytes();
         let stderr = if job.language() == crate::compiler::Language::Emcc {
-            crate::compiler::emcc::replayable_stderr(&stderr)
+            crate::compiler::cc::emcc::replayable_stderr(&stderr)
         } else {
             stderr
         };

@@ -18,7 +18,7 @@ use crate::mount::fs::MountedFs;
 use crate::projection::KeptReal;
 use crate::store::manifest::Entry;
 use crate::store::pack::{self, WriteError};
-use crate::store::unix_now;
+use crate::util::unix_now;
 
 /// A stored result on its way to the store.
 pub(super) struct PublishJob {

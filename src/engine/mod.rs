@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 
 use tracing::{debug, info, warn};
 
-use crate::compiler::rustc::{self, KeyError, KeyInputs, RustcJob};
+use crate::compiler::KeyError;
+use crate::compiler::rustc::{self, KeyInputs, RustcJob};
 use crate::compiler::{Language, classify};
 use crate::config::Config;
 use crate::deliver::Deliver;

@@ -10,11 +10,11 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 
 use super::backend::{Backend, ReleaseError};
-use super::{MountOptions, Mounted, Unmounted};
 use crate::client::{self, ClientError};
 use crate::config::Config;
 use crate::paths::Paths;
 use crate::proto::{Bytes, Reply, Request};
+use crate::proto::{MountOptions, Mounted, Unmounted};
 
 const TIMEOUT: Duration = Duration::from_secs(120);
 

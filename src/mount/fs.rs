@@ -12,8 +12,7 @@ use crate::fsview::{FsView, Meta, host_meta};
 use crate::hash::Digest;
 use crate::hashcache::{FileStat, HashCache, HashError};
 
-/// `st_dev` reported for projected files (they have no lower inode).
-pub const PROJECTED_DEV: u64 = u64::MAX;
+pub use crate::fsclock::PROJECTED_DEV;
 
 pub struct MountedFs<'a> {
     pub mounts: &'a Mounts,

@@ -14,42 +14,13 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use parking_lot::Mutex;
-use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
 use crate::paths::Paths;
 use crate::projection::PackSource;
+use crate::proto::{MountInfo, MountOptions, Mounted, Unmounted};
 use backend::{AttachSpec, ReleaseError, Session};
 pub use backend::{Backend, MountCore, PathTarget, RealAt};
-
-/// What a client learns about a mount.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MountInfo {
-    pub dir: String,
-    pub projections: u64,
-    pub projected_bytes: u64,
-    /// The kernel accepted FUSE passthrough for this mount.
-    pub passthrough: bool,
-    pub opens_passthrough: u64,
-    pub opens_cached: u64,
-    pub copy_ups: u64,
-    pub bytes_served: u64,
-    /// Disk space of the real files in the mount (`du` of the lower dir, hard links once).
-    pub real_bytes: u64,
-    /// Requests received from the kernel, by kind.
-    pub requests: std::collections::BTreeMap<String, u64>,
-    pub since: u64,
-}
-
-/// The result of a mount request.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Mounted {
-    pub dir: String,
-    pub already: bool,
-    pub cleaned_stale: u64,
-    pub restored: u64,
-    pub dropped: u64,
-}
 
 pub struct LiveMount {
     pub dir: PathBuf,
@@ -84,12 +55,6 @@ impl LiveMount {
             since: self.since,
         }
     }
-}
-
-/// Options of `zcfs mount`.
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct MountOptions {
-    pub allow_other: bool,
 }
 
 pub struct Mounts {
@@ -302,7 +267,7 @@ impl Mounts {
             Arc::new(LiveMount {
                 dir: dir.to_path_buf(),
                 core: attached.core,
-                since: crate::store::unix_now(),
+                since: crate::util::unix_now(),
                 session: Mutex::new(Some(attached.session)),
             }),
         );
@@ -410,14 +375,4 @@ impl Mounts {
             self.live.lock().remove(&m.dir);
         }
     }
-}
-
-/// The result of an unmount request.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Unmounted {
-    pub dir: String,
-    pub materialized: u64,
-    pub lazy: bool,
-    /// Dead mounts removed (when the daemon that served them is gone).
-    pub stale: u64,
 }

@@ -14,6 +14,46 @@ pub use self::windows::*;
 
 use std::path::{Path, PathBuf};
 
+/// A time as a file records it: nanoseconds since the Unix epoch.
+pub type NanoTime = i128;
+
+/// The identity, size and times of a file: what deciding "unchanged" needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FileStat {
+    pub dev: u64,
+    pub ino: u64,
+    pub size: u64,
+    pub mtime: NanoTime,
+    pub ctime: NanoTime,
+}
+
+impl FileStat {
+    /// From metadata (on Windows without identity or change time: see `os::file_stat`).
+    pub fn of(meta: &std::fs::Metadata) -> FileStat {
+        file_stat(meta)
+    }
+
+    /// Of the file at `path` (following symlinks), with its identity and change time on
+    /// every OS: what deciding "unchanged" needs. `meta`: its metadata if at hand (on
+    /// Unix that is all it takes).
+    pub fn of_path(path: &Path, meta: Option<&std::fs::Metadata>) -> std::io::Result<FileStat> {
+        path_stat(path, meta)
+    }
+
+    /// Of an open file, as [`FileStat::of_path`].
+    pub fn of_file(file: &std::fs::File, meta: &std::fs::Metadata) -> std::io::Result<FileStat> {
+        handle_stat(file, meta)
+    }
+}
+
+/// How a byte range was copied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CopyMethod {
+    Reflink,
+    CopyFileRange,
+    ReadWrite,
+}
+
 /// Whether a program name given to run is a path (has a separator) rather than a name to
 /// look up on `PATH`.
 pub fn names_a_path(program: &[u8]) -> bool {

@@ -3,7 +3,7 @@ use std::io;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
-use crate::hashcache::FileStat;
+use super::FileStat;
 
 /// A handle of a directory, used for `*at` calls and to learn its filesystem.
 pub type DirHandle = std::os::fd::OwnedFd;
@@ -156,8 +156,8 @@ pub fn kernel_copy(
     len: u64,
     clone_len: Option<u64>,
     dst: &File,
-) -> io::Result<Option<crate::fsutil::CopyMethod>> {
-    use crate::fsutil::CopyMethod;
+) -> io::Result<Option<super::CopyMethod>> {
+    use super::CopyMethod;
     use std::os::fd::AsFd;
     if let Some(padded) = clone_len
         && ficlonerange(src, src_off, padded, dst).is_ok()

@@ -3,7 +3,7 @@ use std::io;
 use std::os::windows::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
-use crate::hashcache::FileStat;
+use super::FileStat;
 
 /// A handle of a directory (opened with `FILE_FLAG_BACKUP_SEMANTICS`).
 pub type DirHandle = File;
@@ -214,7 +214,7 @@ pub fn kernel_copy(
     len: u64,
     clone_len: Option<u64>,
     dst: &File,
-) -> io::Result<Option<crate::fsutil::CopyMethod>> {
+) -> io::Result<Option<super::CopyMethod>> {
     use std::os::windows::io::AsRawHandle;
     use windows_sys::Win32::System::IO::DeviceIoControl;
     use windows_sys::Win32::System::Ioctl::{
@@ -254,7 +254,7 @@ pub fn kernel_copy(
         return Ok(None);
     }
     dst.set_len(len)?;
-    Ok(Some(crate::fsutil::CopyMethod::Reflink))
+    Ok(Some(super::CopyMethod::Reflink))
 }
 
 /// Fills `buf` with unpredictable bytes from std's randomly keyed hasher (seeded from the

@@ -222,7 +222,7 @@ pub fn parse(bytes: &[u8]) -> (State, u64) {
 
 /// Reads a journal file into a state; returns the state and the length of the valid prefix.
 pub fn read(path: &Path) -> io::Result<(State, u64)> {
-    match crate::store::read_capped(path, MAX_BYTES) {
+    match crate::util::read_capped(path, MAX_BYTES) {
         Ok(Some(bytes)) => Ok(parse(&bytes)),
         Ok(None) => Ok((State::default(), 0)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok((State::default(), 0)),

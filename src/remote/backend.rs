@@ -2,7 +2,6 @@
 //! names zcfs computed (hex digests under a fixed layout); it never interprets them.
 
 use std::io::Write;
-use std::time::Duration;
 
 /// Why a remote operation failed, as counted in stats and fed to the circuit breaker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -76,29 +75,6 @@ pub enum Put {
     Existed,
 }
 
-/// Deadlines of one operation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Timeouts {
-    pub connect: Duration,
-    /// Manifests, HEAD, small writes: the whole operation.
-    pub op: Duration,
-    /// Packs: no byte for this long ends the transfer.
-    pub stall: Duration,
-    /// Packs: the whole transfer.
-    pub transfer: Duration,
-}
-
-impl Default for Timeouts {
-    fn default() -> Timeouts {
-        Timeouts {
-            connect: Duration::from_millis(500),
-            op: Duration::from_secs(2),
-            stall: Duration::from_secs(5),
-            transfer: Duration::from_secs(30),
-        }
-    }
-}
-
 /// How big an operation is: decides its deadline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Size {
@@ -109,7 +85,7 @@ pub enum Size {
 }
 
 /// A remote store. Names are `/`-separated relative paths built by zcfs from hex digests.
-/// Every call ends by its deadline (see [`Timeouts`]); no call retries a read.
+/// Every call ends by its deadline (see [`RemoteTimeouts`]); no call retries a read.
 pub trait Backend: Send + Sync {
     /// Streams an object of at most `max` bytes into `out`. `Ok(None)`: no such object.
     /// A larger object is an error of kind [`ErrorKind::TooLarge`], found before or while

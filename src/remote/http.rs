@@ -6,12 +6,13 @@ use std::time::Duration;
 
 use ureq::http::Response;
 
-use super::backend::{ErrorKind, Put, RemoteError, Size, Timeouts, copy_capped};
+use super::backend::{ErrorKind, Put, RemoteError, Size, copy_capped};
+use crate::config::RemoteTimeouts;
 
 /// An agent and the deadlines it applies.
 pub struct Http {
     agent: ureq::Agent,
-    timeouts: Timeouts,
+    timeouts: RemoteTimeouts,
 }
 
 /// What a request sends, besides its URL and method.
@@ -25,7 +26,7 @@ pub type Roots = Option<std::sync::Arc<Vec<ureq::tls::Certificate<'static>>>>;
 
 /// Reads the certificates of a PEM file (`ZCFS_REMOTE_CA_FILE`).
 pub fn load_roots(path: &std::path::Path) -> Result<Vec<ureq::tls::Certificate<'static>>, String> {
-    let pem = crate::store::read_capped(path, 4 << 20)
+    let pem = crate::util::read_capped(path, 4 << 20)
         .map_err(|e| format!("reading {}: {e}", path.display()))?
         .ok_or_else(|| format!("{} is larger than 4 MiB", path.display()))?;
     let mut certs = Vec::new();
@@ -43,7 +44,7 @@ pub fn load_roots(path: &std::path::Path) -> Result<Vec<ureq::tls::Certificate<'
 }
 
 impl Http {
-    pub fn new(timeouts: Timeouts, roots: &Roots) -> Http {
+    pub fn new(timeouts: RemoteTimeouts, roots: &Roots) -> Http {
         let mut tls = ureq::tls::TlsConfig::builder();
         if let Some(certs) = roots {
             tls = tls.root_certs(ureq::tls::RootCerts::Specific(certs.clone()));

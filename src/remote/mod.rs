@@ -27,12 +27,12 @@ mod webdav;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use serde::Serialize;
 use tracing::warn;
 
+pub use crate::config::{RemoteConfig, RemoteMode, RemoteTimeouts};
 use crate::hash::Digest;
 use crate::store::manifest::{self, Entry, Manifest};
-pub use backend::{Backend, ErrorKind, Put, RemoteError, Size, Timeouts};
+pub use backend::{Backend, ErrorKind, Put, RemoteError, Size};
 use breaker::Breaker;
 
 /// The layout's version: changes with the pack format, the manifest encoding or the key's
@@ -46,67 +46,6 @@ pub const LAYOUT_FORMATS: (&[u8; 8], u32, &[u8; 8]) = (
 );
 /// Remote manifests larger than this are not read (and uploads drop old entries to fit).
 pub const MAX_MANIFEST: u64 = 8 << 20;
-
-/// Who may do what with the remote.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Mode {
-    /// Read and write.
-    Rw,
-    /// Read only (untrusted clients: pull requests, developers' machines).
-    Ro,
-    Off,
-}
-
-impl Mode {
-    pub fn parse(s: &str) -> Result<Mode, String> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "rw" | "read-write" => Ok(Mode::Rw),
-            "ro" | "read-only" => Ok(Mode::Ro),
-            "off" => Ok(Mode::Off),
-            other => Err(format!("unknown remote mode {other:?} (rw, ro or off)")),
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Mode::Rw => "rw",
-            Mode::Ro => "ro",
-            Mode::Off => "off",
-        }
-    }
-}
-
-/// The remote's settings (docs/config.md).
-#[derive(Debug, Clone, PartialEq)]
-pub struct RemoteConfig {
-    /// The store's URL; `None`: no remote.
-    pub url: Option<String>,
-    pub mode: Mode,
-    pub timeouts: Timeouts,
-    /// Largest object read.
-    pub max_object: u64,
-    /// Uploads waiting at most; more are dropped (and counted).
-    pub upload_queue: usize,
-    /// How long the breaker skips a failing remote at first (doubling to 5 min).
-    pub breaker_open: Duration,
-    /// PEM certificates to trust for https stores instead of the public roots.
-    pub ca_file: Option<std::path::PathBuf>,
-}
-
-impl Default for RemoteConfig {
-    fn default() -> RemoteConfig {
-        RemoteConfig {
-            url: None,
-            mode: Mode::Rw,
-            timeouts: Timeouts::default(),
-            max_object: 2 << 30,
-            upload_queue: 256,
-            breaker_open: Duration::from_secs(30),
-            ca_file: None,
-        }
-    }
-}
 
 /// A URL with any credentials and query values hidden, for logs, stats and `zcfs config`.
 pub fn redact(url: &str) -> String {
@@ -168,7 +107,7 @@ pub struct Remote {
     pub scheme: &'static str,
     /// `<prefix>/zcfs2/`.
     root: String,
-    pub configured: Mode,
+    pub configured: RemoteMode,
     reads_off: AtomicBool,
     writes_off: AtomicBool,
     pub read: Breaker,
@@ -186,7 +125,7 @@ impl Remote {
         let Some(raw) = cfg.url.as_deref().map(str::trim).filter(|u| !u.is_empty()) else {
             return Ok(None);
         };
-        if cfg.mode == Mode::Off {
+        if cfg.mode == RemoteMode::Off {
             return Ok(None);
         }
         let url = url::Url::parse(raw).map_err(|e| format!("invalid remote URL: {e}"))?;
@@ -289,7 +228,7 @@ impl Remote {
             root,
             configured: cfg.mode,
             reads_off: AtomicBool::new(false),
-            writes_off: AtomicBool::new(cfg.mode != Mode::Rw),
+            writes_off: AtomicBool::new(cfg.mode != RemoteMode::Rw),
             read: Breaker::new(cfg.breaker_open, Duration::from_secs(300)),
             write: Breaker::new(cfg.breaker_open, Duration::from_secs(300)),
             max_object: cfg.max_object,
@@ -316,11 +255,11 @@ impl Remote {
 
     /// The mode in effect (writes turn off after an auth failure, reads too after one on a
     /// read).
-    pub fn mode(&self) -> Mode {
+    pub fn mode(&self) -> RemoteMode {
         match (self.can_read(), self.can_write()) {
-            (true, true) => Mode::Rw,
-            (true, false) => Mode::Ro,
-            _ => Mode::Off,
+            (true, true) => RemoteMode::Rw,
+            (true, false) => RemoteMode::Ro,
+            _ => RemoteMode::Off,
         }
     }
 
@@ -555,7 +494,7 @@ mod tests {
         let off = Remote::open(
             &RemoteConfig {
                 url: Some("file:///x".into()),
-                mode: Mode::Off,
+                mode: RemoteMode::Off,
                 ..Default::default()
             },
             &env,

@@ -8,14 +8,15 @@ use std::io::Write;
 use parking_lot::Mutex;
 use redis::IntoConnectionInfo;
 
-use super::backend::{Backend, ErrorKind, Put, RemoteError, Size, Timeouts};
+use super::backend::{Backend, ErrorKind, Put, RemoteError, Size};
+use crate::config::RemoteTimeouts;
 
 const KEEP_CONNECTIONS: usize = 4;
 
 pub struct Redis {
     client: redis::Client,
     idle: Mutex<Vec<redis::Connection>>,
-    timeouts: Timeouts,
+    timeouts: RemoteTimeouts,
 }
 
 fn kind(e: &redis::RedisError) -> ErrorKind {
@@ -42,7 +43,7 @@ impl Redis {
     pub fn new(
         url: &str,
         env: &dyn Fn(&str) -> Option<String>,
-        timeouts: Timeouts,
+        timeouts: RemoteTimeouts,
     ) -> Result<Redis, String> {
         let info = url
             .into_connection_info()

@@ -161,7 +161,7 @@ impl S3 {
             .collect();
         if let Some(creds) = &self.credentials {
             let hash = payload.map_or_else(|| EMPTY_SHA256.to_string(), sigv4::sha256_hex);
-            let date = sigv4::amz_date(crate::store::unix_now());
+            let date = sigv4::amz_date(crate::util::unix_now());
             headers = sigv4::sign(
                 &sigv4::Request {
                     method,

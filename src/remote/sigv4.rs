@@ -97,7 +97,7 @@ pub fn sign(req: &Request<'_>, creds: &Credentials) -> Vec<(String, String)> {
 
 /// `YYYYMMDDTHHMMSSZ` for a Unix time.
 pub fn amz_date(unix: u64) -> String {
-    crate::daemon::lifecycle::fmt_utc(unix).replace(['-', ':'], "")
+    crate::util::fmt_utc(unix).replace(['-', ':'], "")
 }
 
 #[cfg(test)]

@@ -158,7 +158,7 @@ fn base64(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::remote::backend::Timeouts;
+    use crate::config::RemoteTimeouts;
 
     #[test]
     fn base64_matches_the_rfc_vectors() {
@@ -183,7 +183,7 @@ mod tests {
             "ZCFS_REMOTE_PASSWORD" => Some("p".to_string()),
             _ => None,
         };
-        let w = WebDav::new(&u, true, &env, Http::new(Timeouts::default(), &None));
+        let w = WebDav::new(&u, true, &env, Http::new(RemoteTimeouts::default(), &None));
         assert_eq!(w.url("zcfs1/p/ab/x"), "http://h/c/zcfs1/p/ab/x");
         assert_eq!(w.auth.as_deref(), Some("Basic dTpw"));
     }

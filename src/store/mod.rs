@@ -18,6 +18,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use parking_lot::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::util::{read_capped, unix_now};
+
 use dashmap::DashMap;
 use serde::{Deserialize, Serialize};
 use tracing::{debug, info, warn};
@@ -34,13 +36,6 @@ const OPEN_PACKS: usize = 512;
 const CACHED_MANIFESTS: usize = 100_000;
 /// After eviction the store holds at most this share of the cap.
 const EVICT_TO: f64 = 0.9;
-
-pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 struct PackInfo {
@@ -678,16 +673,6 @@ impl Store {
     pub fn set_max_size(&self, max: u64) {
         self.max_size.store(max, Ordering::Relaxed);
     }
-}
-
-/// Reads a file of at most `max` bytes; `Ok(None)` if it is larger (a hostile or broken
-/// file is not read into memory).
-pub fn read_capped(path: &std::path::Path, max: u64) -> io::Result<Option<Vec<u8>>> {
-    use std::io::Read;
-    let f = fs::File::open(path)?;
-    let mut bytes = Vec::new();
-    f.take(max + 1).read_to_end(&mut bytes)?;
-    Ok((bytes.len() as u64 <= max).then_some(bytes))
 }
 
 impl crate::projection::PackSource for Store {

@@ -5,14 +5,18 @@
 
 pub mod args;
 pub mod collect;
+pub mod diag;
+pub mod emcc;
 pub mod identity;
 pub mod includes;
 pub mod probes;
+mod programs;
 pub mod rsp;
 pub mod scan;
 mod subopts;
 
 pub use collect::{Collected, ScanCache, collect};
+pub use diag::strip_colours;
 
 use crate::os::OsStrExt;
 use std::collections::HashMap;
@@ -21,7 +25,7 @@ use std::path::{Path, PathBuf};
 
 use self::args::{CcArgs, Lang};
 use self::identity::{CcFacts, CcIdentity, Family};
-use crate::compiler::rustc::KeyError;
+use crate::compiler::KeyError;
 use crate::compiler::{Language, Uncacheable};
 use crate::fsutil::resolve;
 use crate::fsview::FsView;
@@ -276,13 +280,13 @@ pub fn prepare(inp: &KeyInputs<'_>) -> Result<CcJob, KeyError> {
     let compiler = PathBuf::from(&inp.argv[0]);
     let invoked = compiler.file_name().unwrap_or_default().as_bytes().to_vec();
     let invoked_str = String::from_utf8_lossy(&invoked).into_owned();
-    let is_emcc = crate::compiler::emcc::is_emcc_name(&invoked_str);
+    let is_emcc = crate::compiler::is_emcc_name(&invoked_str);
     let (a, identity, emcc_own, emcc_files) = if is_emcc {
         // emcc appends EMCC_CFLAGS, then replaces response files, then consumes its own
         // options before clang sees the rest.
-        let all = crate::compiler::emcc::with_cflags(raw.clone(), inp.env)?;
-        let all = crate::compiler::emcc::expand_response_files(all, inp.cwd)?;
-        let split = crate::compiler::emcc::split_args(&all)?;
+        let all = emcc::with_cflags(raw.clone(), inp.env)?;
+        let all = emcc::expand_response_files(all, inp.cwd)?;
+        let split = emcc::split_args(&all)?;
         let a = args::parse(split.clang.clone())?;
         let id = inp.facts.emcc.identity(
             &compiler,
@@ -562,26 +566,6 @@ fn mapped_cwd(cwd: &Path, maps: &[(String, String)]) -> String {
     }
 }
 
-/// Removes the colour sequences (ANSI CSI: `ESC [ ... m`, `ESC [K`) from diagnostics, and
-/// only those: links (OSC 8), which the compiler emits by other rules than colours, stay.
-pub fn strip_colours(text: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(text.len());
-    let mut i = 0;
-    while i < text.len() {
-        if text[i] == 0x1b && text.get(i + 1) == Some(&b'[') {
-            let mut j = i + 2;
-            while j < text.len() && !(0x40..=0x7e).contains(&text[j]) {
-                j += 1;
-            }
-            i = j + 1;
-            continue;
-        }
-        out.push(text[i]);
-        i += 1;
-    }
-    out
-}
-
 /// Today's date as `__DATE__` spells it (`Dec  1 2026`), in local time.
 pub fn local_date() -> String {
     // SAFETY: localtime_r writes into the struct we own.
@@ -623,18 +607,6 @@ pub fn pseudo_env_holds(name: &str, value: Option<&str>) -> Option<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ansi_sequences_are_stripped() {
-        let coloured =
-            b"\x1b[01m\x1b[Ka.c:1:\x1b[m\x1b[K \x1b]8;;https://x\x1b\\-Wall\x1b]8;;\x1b\\ w\n";
-        assert_eq!(
-            strip_colours(coloured),
-            b"a.c:1: \x1b]8;;https://x\x1b\\-Wall\x1b]8;;\x1b\\ w\n"
-        );
-        assert_eq!(strip_colours(b"\x1b[0;1;31merror\x1b[0m\n"), b"error\n");
-        assert_eq!(strip_colours(b"plain\n"), b"plain\n");
-    }
 
     #[test]
     fn cwd_mapping_is_unambiguous() {

@@ -22,7 +22,7 @@ use parking_lot::Mutex;
 
 use anyhow::{Context, Result, anyhow, bail};
 
-use super::KeyError;
+use crate::compiler::KeyError;
 use crate::compiler::Uncacheable;
 use crate::hash::{Digest, KeyHasher};
 use crate::hashcache::{FileStat, HashCache};
@@ -172,7 +172,7 @@ impl IdentityCache {
 
     /// Keeps identities in `file` from now on, starting with those it holds.
     pub fn keep_in(&self, file: PathBuf) {
-        if let Ok(Some(bytes)) = crate::store::read_capped(&file, 16 << 20)
+        if let Ok(Some(bytes)) = crate::util::read_capped(&file, 16 << 20)
             && let Some(kept) = bytes
                 .strip_prefix(KEPT_MAGIC)
                 .and_then(|b| postcard::from_bytes::<Vec<Kept>>(b).ok())
@@ -374,46 +374,7 @@ fn unchanged(files: &[(PathBuf, FileStat)]) -> bool {
         .all(|(p, s)| FileStat::of_path(p, None).is_ok_and(|now| now == *s))
 }
 
-/// Resolves a program name through `PATH` as the wrapper's child would run it: zcfs standing
-/// in for a compiler (a masquerade link) runs the next one on `PATH`, so it is skipped.
-pub fn resolve_program(
-    program: &Path,
-    env: &HashMap<OsString, OsString>,
-    cwd: &Path,
-) -> Option<PathBuf> {
-    which(program, env, cwd, true)
-}
-
-/// Resolves a program name through `PATH`, zcfs included.
-pub fn which(
-    program: &Path,
-    env: &HashMap<OsString, OsString>,
-    cwd: &Path,
-    skip_zcfs: bool,
-) -> Option<PathBuf> {
-    use crate::os::OsStrExt;
-    if crate::os::names_a_path(program.as_os_str().as_bytes()) {
-        return Some(crate::fsutil::resolve(cwd, program));
-    }
-    let path = env.get(&OsString::from("PATH"))?;
-    let mut seen: Vec<PathBuf> = Vec::new();
-    for dir in std::env::split_paths(path) {
-        // A directory listed twice answers the same twice.
-        if seen.contains(&dir) {
-            continue;
-        }
-        seen.push(dir.clone());
-        for cand in crate::os::program_candidates(&dir, program.as_os_str()) {
-            let cand = crate::fsutil::resolve(cwd, &cand);
-            if std::fs::metadata(&cand).is_ok_and(|m| crate::os::is_executable(&m))
-                && !(skip_zcfs && crate::masquerade::is_zcfs(&cand))
-            {
-                return Some(cand);
-            }
-        }
-    }
-    None
-}
+use crate::masquerade::resolve_program;
 
 /// Regular files under `dir` (recursively), sorted; nothing if it does not exist.
 fn files_under(dir: &Path, filter: &dyn Fn(&Path) -> bool) -> Vec<PathBuf> {

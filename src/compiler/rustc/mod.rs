@@ -11,7 +11,7 @@ use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::compiler::{Uncacheable, depinfo};
+use crate::compiler::{KeyError, Uncacheable, depinfo};
 use crate::fsclock::CompileStart;
 use crate::fsutil::{NanoTime, resolve};
 use crate::fsview::FsView;
@@ -164,20 +164,6 @@ pub struct KeyInputs<'a> {
     pub identities: &'a IdentityCache,
     /// The relaxations in force: they change what an entry may serve, so they are keyed.
     pub sloppiness: crate::config::Sloppiness,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum KeyError {
-    #[error("{0}")]
-    Uncacheable(Uncacheable),
-    #[error("{0:#}")]
-    Internal(anyhow::Error),
-}
-
-impl From<Uncacheable> for KeyError {
-    fn from(u: Uncacheable) -> Self {
-        KeyError::Uncacheable(u)
-    }
 }
 
 /// Environment variables that cargo sets for rustc and that therefore go into the key
@@ -366,12 +352,12 @@ pub fn prepare_parsed(inp: &KeyInputs<'_>, args: RustcArgs) -> Result<RustcJob, 
         // The linker's identity and environment (spec K5). Its inputs are recorded from its
         // dependency file after the compile.
         let linker = args.linker.clone().unwrap_or_else(|| PathBuf::from("cc"));
-        let resolved = identity::resolve_program(&linker, inp.env, inp.cwd)
+        let resolved = crate::masquerade::resolve_program(&linker, inp.env, inp.cwd)
             .ok_or_else(|| Uncacheable::new("linker not found", linker.display().to_string()))?;
         let digest = digest_only(inp.fs, &resolved).map_err(hash_err)?;
         h.field("linker", linker.as_os_str().as_bytes());
         h.digest("linker-digest", &digest);
-        if let Some(ld) = identity::resolve_program(Path::new("ld"), inp.env, inp.cwd)
+        if let Some(ld) = crate::masquerade::resolve_program(Path::new("ld"), inp.env, inp.cwd)
             && let Ok(d) = digest_only(inp.fs, &ld)
         {
             h.digest("ld-digest", &d);

@@ -1,6 +1,6 @@
 //! Emscripten's `emcc`/`em++` (spec CE): a shell launcher that starts Python, which checks
 //! its cache and runs one clang. zcfs caches its compile-only invocations with the C/C++
-//! machinery (`compiler/cc`), and learns everything it needs without running emcc, so a hit
+//! machinery (the rest of `compiler/cc`: emcc is a dialect of clang there), and learns everything it needs without running emcc, so a hit
 //! starts no Python:
 //!
 //! - the identity (CE1) is the launcher, `emcc.py`/`em++.py` and `emscripten-version.txt`
@@ -24,14 +24,9 @@ use std::path::{Path, PathBuf};
 
 use parking_lot::Mutex;
 
-use super::Uncacheable;
+use crate::compiler::Uncacheable;
 use crate::hash::{Digest, KeyHasher};
 use crate::hashcache::HashCache;
-
-/// `emcc`, `em++` and their Python entry points.
-pub fn is_emcc_name(name: &str) -> bool {
-    matches!(name, "emcc" | "em++" | "emcc.py" | "em++.py")
-}
 
 /// Environment variables that make an emcc compile uncacheable: debugging modes that write
 /// files and change what is printed, and emcc's own ccache hook.
@@ -403,8 +398,8 @@ impl EmccFacts {
             Some(l) => l,
             None => {
                 let l = (
-                    crate::compiler::cc::identity::compiler_libraries(&clang),
-                    crate::compiler::cc::identity::honours_sde(&clang, env),
+                    super::programs::compiler_libraries(&clang),
+                    super::programs::honours_sde(&clang, env),
                 );
                 self.clang_libs.lock().insert(clang_digest, l.clone());
                 l
@@ -444,7 +439,7 @@ impl EmccFacts {
 pub fn replayable_stderr(stderr: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(stderr.len());
     for line in stderr.split_inclusive(|&b| b == b'\n') {
-        let plain = crate::compiler::cc::strip_colours(line);
+        let plain = super::diag::strip_colours(line);
         if plain.starts_with(b"shared:INFO: ") || plain.starts_with(b"cache:INFO: ") {
             continue;
         }
@@ -491,7 +486,7 @@ pub fn expand_response_files(args: Vec<String>, cwd: &Path) -> Result<Vec<String
                 format!("@{file}: encoded as {suffix}"),
             ));
         }
-        let text = crate::compiler::cc::rsp::read_response_file(cwd, &file)?;
+        let text = super::rsp::read_response_file(cwd, &file)?;
         let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
         for w in shell_split(text)? {
             if w.starts_with('@') {
