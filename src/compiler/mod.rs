@@ -1,9 +1,13 @@
 //! Compiler front ends: one module per compiler family, each turning an invocation into a
-//! cache key and, after a miss, into the recorded inputs of a direct-mode manifest entry.
+//! cache key and, after a miss, into the recorded inputs of a direct-mode manifest entry,
+//! all behind one interface ([`family`]) that the engine's pipeline drives.
 
 pub mod cc;
 pub mod depinfo;
+pub mod family;
 pub mod rustc;
+
+pub use family::{Caller, Compile, Family, KeyContext, Views};
 
 use std::fmt;
 
@@ -46,7 +50,8 @@ impl From<Uncacheable> for KeyError {
     }
 }
 
-/// The language of an invocation, for per-language stats.
+/// The language of an invocation, for per-language stats. A new family adds its own
+/// variant (and name), so that its compiles are counted apart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Language {
     Rust,
@@ -68,25 +73,14 @@ impl Language {
     }
 }
 
-/// Which compiler family a program name belongs to. C and C++ drivers go by their usual
-/// names, also with a target prefix and a version suffix (`x86_64-linux-gnu-gcc-12`,
-/// `clang++-14`); their language is decided by the arguments ([`Language::C`] here).
-pub fn classify(program: &std::path::Path) -> Language {
-    let name = program
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or_default();
-    let name = name.strip_suffix(".exe").unwrap_or(name);
-    if name == "rustc" {
-        return Language::Rust;
-    }
-    if is_c_driver_name(name) {
-        return Language::C;
-    }
-    if is_emcc_name(name) {
-        return Language::Emcc;
-    }
-    Language::Other
+/// Every compiler family zcfs caches, in the order they are asked whether a program is
+/// theirs. A new family is one folder under `compiler/` and one line here
+/// (docs/architecture.md).
+pub fn families(paths: &crate::paths::Paths) -> Vec<Box<dyn Family>> {
+    vec![
+        Box::new(rustc::RustcFamily::new(paths.identity_cache_file())),
+        Box::new(cc::CcFamily::default()),
+    ]
 }
 
 /// A name zcfs answers to in place of a compiler (a masquerade link, `zcfs <name> ...`).

@@ -1,6 +1,7 @@
-//! The miss path after rustc succeeded: store its outputs as a pack, decide the entry's path
-//! bindings (spec X2), publish it in the background, and turn the outputs in a mount into
-//! projections of the stored pack (issue 4: target/ holds no second copy).
+//! The miss path after the compiler succeeded: store its outputs as a pack with the entry
+//! its family collected (for rustc with the path bindings, spec X2), publish it in the
+//! background, and turn the outputs in a mount into projections of the stored pack (issue 4:
+//! target/ holds no second copy).
 
 use std::fs::File;
 use std::path::PathBuf;
@@ -9,9 +10,9 @@ use std::time::{Duration, Instant};
 
 use tracing::{debug, info, warn};
 
-use super::{Engine, Job, Pending};
+use super::{Engine, Pending};
 use crate::compiler::Language;
-use crate::compiler::rustc::{self, bindings};
+use crate::compiler::family::{Done, ToStore};
 use crate::fsview::FsView;
 use crate::mount::LiveMount;
 use crate::mount::fs::MountedFs;
@@ -53,161 +54,112 @@ pub(super) struct Deferred {
 const DEFER_FOR: Duration = Duration::from_secs(20);
 
 impl Engine {
+    /// After a successful miss: the outputs stored as a pack, the entry (the inputs the
+    /// compile's family collected) published with it, and the outputs in a mount turned
+    /// into projections of the pack.
     pub(super) fn store_result(&self, p: &Pending, stdout: Vec<u8>, stderr: Vec<u8>) -> bool {
-        let Job::Rustc(job) = &p.job else {
-            return false;
-        };
+        let job = &*p.job;
+        let what = job.describe();
         let not_stored = |reason: &str, detail: String| {
-            info!("{}: not stored: {reason}: {detail}", rustc::describe(job));
+            info!("{what}: not stored: {reason}: {detail}");
             self.stats.not_stored(reason);
             false
         };
-        let fs = self.fs_with(p.aliases.clone());
-        let names = match rustc::output_names(job, &fs, &stderr, &p.start) {
-            Ok(n) => n,
+        let fs = self.fs_with(job.aliases().to_vec());
+        let t_collect = Instant::now();
+        let collected = match job.collect(&Done {
+            fs: &fs,
+            start: &p.start,
+            scratch: p.scratch.as_deref(),
+            stderr: &stderr,
+        }) {
+            Ok(c) => c,
             Err(u) => return not_stored(u.reason, u.detail),
         };
-        let mut inputs = match rustc::collect_inputs(job, &fs, &p.start, p.scratch.as_deref()) {
-            Ok(i) => i,
-            Err(u) => return not_stored(u.reason, u.detail),
-        };
-        let mut files: Vec<File> = Vec::with_capacity(names.len());
-        for n in &names {
-            match fs.open(&job.out_dir.join(n)) {
+        let collect_time = t_collect.elapsed();
+        let ToStore {
+            outputs,
+            mut inputs,
+            mut meta,
+            stderr: stored_stderr,
+        } = collected;
+        let mut files: Vec<File> = Vec::with_capacity(outputs.len());
+        for (_, path) in &outputs {
+            match fs.open(path) {
                 Ok(f) => files.push(f),
-                Err(e) => return not_stored("missing output", format!("{n}: {e}")),
+                Err(e) => return not_stored("missing output", format!("{}: {e}", path.display())),
             }
         }
         let temp = match self.store.pack_temp() {
             Ok(t) => t,
             Err(e) => {
-                warn!("cannot store {}: {e}", rustc::describe(job));
+                warn!("cannot store {what}: {e}");
                 self.stats.error(p.lang, super::store_error_kind(&e));
                 return false;
             }
         };
-        let sources: Vec<pack::Source<'_>> = names
+        let sources: Vec<pack::Source<'_>> = outputs
             .iter()
             .zip(&files)
-            .map(|(n, f)| pack::Source {
-                name: n.clone(),
+            .map(|((name, _), f)| pack::Source {
+                name: name.clone(),
                 file: f,
             })
             .collect();
-        let meta = serde_json::json!({
-            "compiler": "rustc",
-            "crate": job.args.crate_name,
-            "cwd": job.cwd,
-            "out_dir": job.out_dir,
-            "key": job.key.to_hex(),
-            "created": unix_now(),
-        })
-        .to_string()
-        .into_bytes();
-        let messages = bindings::without_artifact_lines(&stderr);
+        meta.insert("created".into(), unix_now().into());
+        let meta = serde_json::Value::Object(meta).to_string().into_bytes();
+        let stderr = stored_stderr.unwrap_or(stderr);
         let written = match pack::write(temp.as_file(), &sources, stdout, stderr, meta) {
             Ok(w) => w,
             Err(WriteError::SourceChanged(n)) => {
                 return not_stored("output modified during store", n);
             }
             Err(WriteError::Io(e)) => {
-                warn!("cannot store {}: {e}", rustc::describe(job));
+                warn!("cannot store {what}: {e}");
                 self.stats.error(p.lang, super::store_error_kind(&e));
                 return false;
             }
         };
-
-        // Which of the paths the compile ran under bind the entry (X2, docs/sharing.md):
-        // those its outputs or messages contain, all of them if an output hides bytes from
-        // the search (compressed sections), and those that reached it as values.
-        let place = job.place();
-        let needles = bindings::needles(&place, p.cargo_home.as_deref());
-        let search = match pack::find_in_payloads(
+        if let Err(e) = job.bind(
             temp.as_file(),
-            &written.header,
-            |name| !name.ends_with(".d"),
-            &[&messages, &written.header.stdout],
-            &needles
-                .iter()
-                .map(|(_, b)| b.as_slice())
-                .collect::<Vec<_>>(),
+            &written,
+            &mut inputs,
+            self.config.sloppiness,
         ) {
-            Ok(f) => f,
-            Err(e) => {
-                warn!("cannot scan {}: {e}", rustc::describe(job));
-                self.stats.error(p.lang, "store write failed");
-                return false;
-            }
-        };
-        let searched: Vec<&str> = needles.iter().map(|(n, _)| *n).collect();
-        let mut bound: Vec<&str> = needles
-            .iter()
-            .zip(&search.found)
-            .filter(|(_, f)| **f)
-            .map(|((n, _), _)| *n)
-            .collect();
-        if let Some(why) = &search.hidden {
-            debug!("{}: bound everywhere: {why}", rustc::describe(job));
-            bound = searched.clone();
+            warn!("cannot scan {what}: {e}");
+            self.stats.error(p.lang, "store write failed");
+            return false;
         }
-        tracing::trace!(
-            "{}: found in the outputs: {bound:?}; reached as values: {:?}",
-            rustc::describe(job),
-            job.paths_in_values
-        );
-        if !self.config.sloppiness.path_values {
-            let mut values = job.paths_in_values;
-            for (name, needle) in &needles {
-                let in_env_dep = inputs.env.iter().any(|(_, v)| {
-                    v.as_ref()
-                        .is_some_and(|v| bindings::contains_path(v.as_bytes(), needle))
-                });
-                match *name {
-                    "target" => values.target |= in_env_dep,
-                    "cwd" => values.cwd |= in_env_dep,
-                    "cargo-home" => values.cargo_home |= in_env_dep,
-                    _ => {}
-                }
-            }
-            for (name, on) in [
-                ("target", values.target),
-                ("cwd", values.cwd),
-                ("cargo-home", values.cargo_home),
-            ] {
-                if on && !bound.contains(&name) {
-                    bound.push(name);
-                }
-            }
-        }
-        inputs.bindings = bindings::bindings(&place, p.cargo_home.as_deref(), &searched, &bound);
-        debug!(
-            "{}: bound to {:?}",
-            rustc::describe(job),
-            inputs
-                .bindings
-                .iter()
-                .filter(|b| b.strict)
-                .map(|b| b.name.as_str())
-                .collect::<Vec<_>>()
-        );
-
-        // The outputs' bytes are known now: later keys that use them as externs need not
+        // The outputs' bytes are known now: later keys that use them as inputs need not
         // read them again.
-        for (i, name) in names.iter().enumerate() {
+        for (i, (_, path)) in outputs.iter().enumerate() {
             self.hashes.record_trusted(
-                &job.out_dir.join(name),
+                path,
                 written.source_stats[i],
                 written.header.entries[i].digest,
             );
         }
-        let outputs: Vec<PathBuf> = names.iter().map(|n| job.out_dir.join(n)).collect();
-        let convert = self.conversions(&fs, &outputs);
+        debug!(
+            "{what}: {} inputs, {} paths that must stay absent (collected in {collect_time:?}, \
+             stored in {:?})",
+            inputs.files.len(),
+            inputs.absent.len()
+                + inputs
+                    .absent_under
+                    .iter()
+                    .map(|g| g.names.len())
+                    .sum::<usize>(),
+            t_collect.elapsed() - collect_time
+        );
+        tracing::trace!("{what}: inputs {inputs:?}");
+        let paths: Vec<PathBuf> = outputs.into_iter().map(|(_, p)| p).collect();
+        let convert = self.conversions(&fs, &paths);
         let entry = Entry {
             inputs,
             pack: written.id,
             created: unix_now(),
         };
-        self.send_to_publisher(job.key, p.lang, temp, written, entry, convert)
+        self.send_to_publisher(job.key(), p.lang, temp, written, entry, convert)
     }
 
     /// The outputs (pack order) that lie in a mount and become projections once stored.

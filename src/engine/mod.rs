@@ -14,9 +14,7 @@ use std::time::{Duration, Instant};
 
 use tracing::{debug, info, warn};
 
-use crate::compiler::KeyError;
-use crate::compiler::rustc::{self, KeyInputs, RustcJob};
-use crate::compiler::{Language, classify};
+use crate::compiler::{Caller, Compile, Family, KeyContext, KeyError, Language, Views};
 use crate::config::Config;
 use crate::deliver::Deliver;
 use crate::fsclock::CompileStart;
@@ -34,36 +32,19 @@ use crate::store::pack::{self};
 /// Misses older than this are forgotten (their wrapper died).
 const PENDING_TTL: Duration = Duration::from_secs(6 * 3600);
 
-mod cc;
 mod hit;
 mod miss;
 mod remote;
 
-/// A compile in flight, of one family.
-enum Job {
-    Rustc(Box<RustcJob>),
-    Cc(Box<crate::compiler::cc::CcJob>),
-}
-
-impl Job {
-    fn describe(&self) -> String {
-        match self {
-            Job::Rustc(j) => rustc::describe(j),
-            Job::Cc(j) => j.describe(),
-        }
-    }
-}
-
+/// A miss in flight: the compiler runs, its wrapper reports back with the token.
 struct Pending {
-    job: Job,
+    job: Box<dyn Compile>,
     lang: Language,
     start: CompileStart,
     created: Instant,
     /// A file zcfs asked the compiler to write (rustc's linker dependency file, a C
     /// compile's dependency file); removed when the compile is done.
     scratch: Option<PathBuf>,
-    cargo_home: Option<PathBuf>,
-    aliases: Vec<(PathBuf, PathBuf)>,
 }
 
 pub struct Engine {
@@ -72,9 +53,8 @@ pub struct Engine {
     pub store: Store,
     pub mounts: Mounts,
     pub hashes: HashCache,
-    pub identities: rustc::IdentityCache,
-    pub cc_facts: crate::compiler::cc::identity::CcFacts,
-    cc_scans: crate::compiler::cc::ScanCache,
+    /// The compiler families (`compiler::families`), asked in order.
+    families: Vec<Box<dyn Family>>,
     pub stats: Stats,
     clock: KernelClock,
     deliver: Box<dyn Deliver>,
@@ -103,17 +83,16 @@ impl Engine {
         let stats = Stats::load(&paths.stats_file());
         let mounts = Mounts::new(&paths, backend);
         let (remote, remote_error) = remote::open(&config);
+        let families = crate::compiler::families(&paths);
         let engine = Arc::new(Engine {
             remote,
             remote_error,
             config,
-            paths,
             store,
             mounts,
             hashes: HashCache::new(),
-            identities: rustc::IdentityCache::new(),
-            cc_facts: Default::default(),
-            cc_scans: Default::default(),
+            families,
+            paths,
             stats,
             clock,
             deliver,
@@ -146,9 +125,6 @@ impl Engine {
         std::thread::Builder::new()
             .name("scan".into())
             .spawn(move || e.store.scan())?;
-        engine
-            .identities
-            .keep_in(engine.paths.identity_cache_file());
         engine.start_uploaders()?;
         Ok(engine)
     }
@@ -316,16 +292,20 @@ impl Engine {
         let Some(program) = argv.first() else {
             return Reply::Error("empty command line".into());
         };
-        let lang = classify(Path::new(program));
-        if !matches!(lang, Language::Rust | Language::C | Language::Emcc) {
-            self.stats.uncacheable(lang, "unsupported compiler");
+        let Some((family, lang)) = self
+            .families
+            .iter()
+            .find_map(|f| Some((f, f.language_of(Path::new(program))?)))
+        else {
+            self.stats
+                .uncacheable(Language::Other, "unsupported compiler");
             return Reply::PassThrough {
                 reason: format!(
                     "{} is not a compiler zcfs caches yet",
                     program.to_string_lossy()
                 ),
             };
-        }
+        };
         let cwd = PathBuf::from(OsString::from_vec(req.cwd));
         if !cwd.is_absolute() {
             return Reply::Error("cwd is not absolute".into());
@@ -335,112 +315,78 @@ impl Engine {
             .into_iter()
             .map(|(k, v)| (OsString::from_vec(k.0), OsString::from_vec(v.0)))
             .collect();
-        if lang != Language::Rust {
-            let caller = cc::Caller {
-                cwd: &cwd,
-                env: &env,
-                stderr_tty: req.stderr_tty,
-                umask: req.umask,
-            };
-            return self.compile_cc(&argv, &caller, lang, t0);
-        }
-
-        let parsed = match rustc::parse_invocation(&argv, &cwd, &env) {
-            Ok(a) => a,
-            Err(e) => return self.not_cached(lang, e),
+        let caller = Caller {
+            argv: &argv,
+            cwd: &cwd,
+            env: &env,
+            stderr_tty: req.stderr_tty,
+            umask: req.umask,
         };
-        // A target dir that is a symlink into a mount is read through the mount's core.
-        let out_dir = crate::fsutil::resolve(&cwd, &parsed.out_dir);
-        let aliases: Vec<(PathBuf, PathBuf)> = rustc::target_root(&parsed, &cwd)
-            .and_then(|root| self.mounts.alias(&root))
-            .or_else(|| self.mounts.alias(&out_dir))
-            .into_iter()
-            .collect();
-        let fs = self.fs_with(aliases.clone());
-        let job = match rustc::prepare_parsed(
-            &KeyInputs {
-                argv: &argv,
-                cwd: &cwd,
-                env: &env,
-                hashes: &self.hashes,
-                fs: &fs,
-                identities: &self.identities,
-                sloppiness: self.config.sloppiness,
-            },
-            parsed,
-        ) {
+        let ctx = KeyContext {
+            hashes: &self.hashes,
+            sloppiness: self.config.sloppiness,
+            views: self,
+        };
+        let mut job = match family.prepare(&caller, &ctx) {
             Ok(job) => job,
             Err(e) => return self.not_cached(lang, e),
         };
-
-        // rustc fails when its out-dir is missing; a hit must not hide that.
-        if !fs.is_dir(&job.out_dir) {
-            self.stats.uncacheable(lang, "out-dir missing");
-            return Reply::PassThrough {
-                reason: format!("out-dir {} does not exist", job.out_dir.display()),
-            };
+        let lang = job.language();
+        let fs = self.fs_with(job.aliases().to_vec());
+        // The compiler fails when a directory it writes into is missing; a hit must not
+        // hide that.
+        if let Err(u) = job.check_dirs(&fs) {
+            self.stats.uncacheable(lang, u.reason);
+            return Reply::PassThrough { reason: u.detail };
         }
-
-        let cargo_home = rustc::bindings::cargo_home(&env);
+        let key = job.key();
         if !self.config.recache {
-            self.wait_not_publishing(&job.key, Duration::from_secs(5));
-            let q = hit::HitQuery {
-                job: &job,
-                env: &env,
-                cargo_home: cargo_home.as_deref(),
-                lang,
-                key_time: t0.elapsed(),
-                fs: &fs,
-            };
-            if let Some(reply) = self.try_hit(&q) {
+            self.wait_not_publishing(&key, Duration::from_secs(5));
+            if let Some(reply) = self.try_hit(&*job, &caller, &fs, t0.elapsed()) {
                 return reply;
             }
         }
 
         // The start, on the kernel clock and as the filesystems of the checkout and the
-        // out-dir record time (crate::fsclock).
-        let start = match self.compile_start(&fs, &[&job.cwd, &job.out_dir], lang) {
+        // outputs record time (crate::fsclock).
+        let stamp_dirs = job.stamp_dirs();
+        let dirs: Vec<&Path> = stamp_dirs.iter().map(PathBuf::as_path).collect();
+        let start = match self.compile_start(&fs, &dirs, lang) {
             Ok(s) => s,
             Err(reply) => return *reply,
         };
         let token = self.new_token();
-        let mut extra_args = Vec::new();
-        let scratch = if job.args.runs_linker() {
-            let p = match self.scratch_file(token, "link.d", lang) {
-                Ok(p) => p,
+        let scratch = match job.scratch_suffix() {
+            Some(suffix) => match self.scratch_file(token, suffix, lang) {
+                Ok(p) => Some(p),
                 Err(reply) => return *reply,
-            };
-            extra_args = rustc::link_depfile_args(&p)
-                .into_iter()
-                .map(crate::proto::Bytes)
-                .collect();
-            Some(p)
-        } else {
-            None
+            },
+            None => None,
         };
-        debug!("miss {} key {}", rustc::describe(&job), job.key.short());
-        let buffer_stderr = scratch.is_some();
+        let plan = job.start_miss(scratch.as_deref());
+        debug!("miss {} key {}", job.describe(), key.short());
         self.pending.lock().insert(
             token,
             Pending {
-                job: Job::Rustc(Box::new(job)),
+                job,
                 lang,
                 start,
                 created: Instant::now(),
                 scratch,
-                cargo_home,
-                aliases,
             },
         );
         self.stats.miss(lang);
         Reply::Miss {
             token,
-            extra_args,
-            insert_at: None,
-            buffer_stderr,
-            rerun_if_failed_with: buffer_stderr
-                .then(|| crate::proto::Bytes(b"dependency-file".to_vec())),
-            strip_colour: false,
+            extra_args: plan
+                .extra_args
+                .into_iter()
+                .map(crate::proto::Bytes)
+                .collect(),
+            insert_at: plan.insert_at.map(|i| i as u32),
+            buffer_stderr: plan.buffer_stderr,
+            rerun_if_failed_with: plan.rerun_if_failed_with.map(crate::proto::Bytes),
+            strip_colour: plan.strip_colour,
         }
     }
 
@@ -520,10 +466,7 @@ impl Engine {
             return Reply::Done { stored: false };
         };
         let stored = match outcome {
-            CompileOutcome::Success { stdout, stderr } => match &p.job {
-                Job::Rustc(_) => self.store_result(&p, stdout, stderr),
-                Job::Cc(job) => self.store_cc(&p, job, stdout, stderr),
-            },
+            CompileOutcome::Success { stdout, stderr } => self.store_result(&p, stdout, stderr),
             CompileOutcome::Failed { code } => {
                 debug!("{} failed with {code}; not stored", p.job.describe());
                 self.stats.update(|d| d.failed_compiles += 1);
@@ -657,6 +600,16 @@ pub(super) fn store_error_kind(e: &std::io::Error) -> &'static str {
         StorageFull | QuotaExceeded => "store full",
         ReadOnlyFilesystem | PermissionDenied => "store read-only",
         _ => "store write failed",
+    }
+}
+
+impl Views for Engine {
+    fn alias(&self, path: &Path) -> Option<(PathBuf, PathBuf)> {
+        self.mounts.alias(path)
+    }
+
+    fn view(&self, aliases: Vec<(PathBuf, PathBuf)>) -> Box<dyn FsView + '_> {
+        Box::new(self.fs_with(aliases))
     }
 }
 

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use parking_lot::Mutex;
 
 use super::args::Lang;
-use super::identity::{CcFacts, Family};
+use super::identity::{CcFacts, Driver};
 use super::includes;
 use super::scan::{self, Scan};
 use super::{CcJob, DATE_VAR, date_value};
@@ -200,7 +200,7 @@ pub fn collect(
             all: mut cands,
             preceding,
         } = includes::candidates(&deps, &files.scans[..deps.len()], &search, &forced);
-        if job.identity.family == Family::Gcc {
+        if job.identity.family == Driver::Gcc {
             // gcc tries `<path>.gch` before every header path it looks at, and a header
             // read from a precompiled one is missing from the dependency list: each such
             // name must be absent now (else pass) and stay absent for a hit (CU5).
@@ -532,7 +532,7 @@ fn dates(job: &CcJob, scans: &[Scan]) -> Result<Vec<(String, Option<String>)>, U
 /// `#pragma once` (and `#import`) skip a file that is the same as one included before, by
 /// inode (clang) or by mtime in seconds, size and content (gcc): the classes of those
 /// files, so that a hit requires the same ones.
-fn same_files(family: Family, files: &Files) -> Option<Check> {
+fn same_files(family: Driver, files: &Files) -> Option<Check> {
     let all = files.scans.iter().any(|s| s.imports);
     let members: Vec<u32> = (0..files.deps.len())
         .filter(|&i| all || files.scans[i].once)
@@ -541,7 +541,7 @@ fn same_files(family: Family, files: &Files) -> Option<Check> {
     if members.len() < 2 {
         return None;
     }
-    let by_inode = family == Family::Clang;
+    let by_inode = family == Driver::Clang;
     let keys: Vec<(i128, i128, u64, Digest)> = members
         .iter()
         .map(|&i| {

@@ -19,8 +19,9 @@ use super::programs::{compiler_libraries, honours_sde, run};
 use crate::hash::{Digest, KeyHasher};
 use crate::hashcache::{FileStat, HashCache};
 
+/// Which driver a C compiler is (its options, messages and files follow it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Family {
+pub enum Driver {
     Gcc,
     Clang,
 }
@@ -28,7 +29,7 @@ pub enum Family {
 /// What was learned about one compiler executable.
 #[derive(Debug)]
 struct Known {
-    family: Family,
+    family: Driver,
     /// The executable and the programs it runs (and gcc's `specs` file, if it has one),
     /// absolute.
     programs: Vec<PathBuf>,
@@ -47,7 +48,7 @@ struct Known {
 
 #[derive(Debug, Clone)]
 pub struct CcIdentity {
-    pub family: Family,
+    pub family: Driver,
     /// The invoked name, the family and the content of every program.
     pub digest: Digest,
     /// `SOURCE_DATE_EPOCH` fixes `__DATE__` and `__TIME__`.
@@ -181,12 +182,12 @@ impl CcFacts {
         h.field(
             "family",
             match known.family {
-                Family::Gcc => b"gcc",
-                Family::Clang => b"clang",
+                Driver::Gcc => b"gcc",
+                Driver::Clang => b"clang",
             },
         );
         let assembler = match (external_as, known.family) {
-            (true, Family::Clang) => Some(known.assembler.as_ref().ok_or_else(|| {
+            (true, Driver::Clang) => Some(known.assembler.as_ref().ok_or_else(|| {
                 anyhow!(
                     "{} finds no assembler for -no-integrated-as",
                     compiler.display()
@@ -276,9 +277,9 @@ fn learn(compiler: &Path, canonical: &Path, env: &HashMap<OsString, OsString>) -
     let text = format!("{out}{err}");
     let first = text.lines().next().unwrap_or_default();
     let family = if text.contains("clang version") || first.contains("clang") {
-        Family::Clang
+        Driver::Clang
     } else if text.contains("Free Software Foundation") || first.contains("gcc") {
-        Family::Gcc
+        Driver::Gcc
     } else {
         return Err(anyhow!(
             "{} is neither gcc nor clang ({first:?})",
@@ -325,7 +326,7 @@ fn learn(compiler: &Path, canonical: &Path, env: &HashMap<OsString, OsString>) -
         Ok(crate::masquerade::resolve_program(&name, env, Path::new("/")).map(|p| (p, true)))
     };
     let mut assembler = None;
-    if family == Family::Gcc {
+    if family == Driver::Gcc {
         for d in program_dirs.iter().chain(&library_dirs) {
             probes.listing(d);
         }

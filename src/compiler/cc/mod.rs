@@ -7,6 +7,7 @@ pub mod args;
 pub mod collect;
 pub mod diag;
 pub mod emcc;
+mod family;
 pub mod identity;
 pub mod includes;
 pub mod probes;
@@ -17,6 +18,7 @@ mod subopts;
 
 pub use collect::{Collected, ScanCache, collect};
 pub use diag::strip_colours;
+pub use family::CcFamily;
 
 use crate::os::OsStrExt;
 use std::collections::HashMap;
@@ -24,7 +26,7 @@ use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 
 use self::args::{CcArgs, Lang};
-use self::identity::{CcFacts, CcIdentity, Family};
+use self::identity::{CcFacts, CcIdentity, Driver};
 use crate::compiler::KeyError;
 use crate::compiler::{Language, Uncacheable};
 use crate::fsutil::resolve;
@@ -209,8 +211,8 @@ impl CcJob {
             return None;
         }
         Some(match self.identity.family {
-            Family::Gcc => "-fdiagnostics-color=always",
-            Family::Clang => "-fcolor-diagnostics",
+            Driver::Gcc => "-fdiagnostics-color=always",
+            Driver::Clang => "-fcolor-diagnostics",
         })
     }
 
@@ -238,13 +240,13 @@ fn env_str<'a>(env: &'a HashMap<OsString, OsString>, k: &str) -> Option<&'a OsSt
 
 /// Whether the compiler would colour its diagnostics for this caller (CO3). clang's cc1
 /// takes `-Xclang -f[no-]color-diagnostics` over the driver's choice.
-fn colour_wanted(a: &CcArgs, family: Family, env: &HashMap<OsString, OsString>, tty: bool) -> bool {
+fn colour_wanted(a: &CcArgs, family: Driver, env: &HashMap<OsString, OsString>, tty: bool) -> bool {
     if let Some(c) = a.xclang_colour.or(a.colour) {
         return c;
     }
     let term_ok = env_str(env, "TERM").is_some_and(|t| !t.is_empty() && t != "dumb");
     let gcc_colors_off =
-        family == Family::Gcc && env_str(env, "GCC_COLORS").is_some_and(|v| v.is_empty());
+        family == Driver::Gcc && env_str(env, "GCC_COLORS").is_some_and(|v| v.is_empty());
     tty && term_ok && !gcc_colors_off
 }
 
@@ -297,7 +299,7 @@ pub fn prepare(inp: &KeyInputs<'_>) -> Result<CcJob, KeyError> {
             inp.hashes,
         )?;
         let identity = CcIdentity {
-            family: Family::Clang,
+            family: Driver::Clang,
             digest: id.digest,
             honours_sde: id.honours_sde,
         };
@@ -321,12 +323,12 @@ pub fn prepare(inp: &KeyInputs<'_>) -> Result<CcJob, KeyError> {
         };
         let first = id(false)?;
         let syntax = match first.family {
-            Family::Gcc => rsp::RspSyntax::Gcc,
-            Family::Clang => rsp::RspSyntax::Clang,
+            Driver::Gcc => rsp::RspSyntax::Gcc,
+            Driver::Clang => rsp::RspSyntax::Clang,
         };
         let expanded = rsp::expand_response_files(&raw, inp.cwd, syntax)?;
         let identity = match external_as(&expanded) {
-            true if first.family == Family::Clang => id(true)?,
+            true if first.family == Driver::Clang => id(true)?,
             _ => first,
         };
         (args::parse(expanded)?, identity, None, Vec::new())
@@ -370,7 +372,7 @@ pub fn prepare(inp: &KeyInputs<'_>) -> Result<CcJob, KeyError> {
     }
 
     let mut a = a;
-    a.mt_before_mq = identity.family == Family::Gcc;
+    a.mt_before_mq = identity.family == Driver::Gcc;
     a.named_files.extend(emcc_files);
 
     let mut h = KeyHasher::new(KEY_VERSION);
@@ -442,7 +444,7 @@ pub fn prepare(inp: &KeyInputs<'_>) -> Result<CcJob, KeyError> {
     // colour decision is keyed, and a terminal's colours cannot be captured at all.
     let colour_wanted = colour_wanted(&a, identity.family, inp.env, inp.stderr_is_tty);
     let forceable =
-        !(a.records_command_line || (identity.family == Family::Clang && lang == Lang::Asm));
+        !(a.records_command_line || (identity.family == Driver::Clang && lang == Lang::Asm));
     if !forceable {
         let explicit = a.xclang_colour.or(a.colour);
         if explicit.is_none() && colour_wanted {
@@ -488,7 +490,7 @@ pub fn prepare(inp: &KeyInputs<'_>) -> Result<CcJob, KeyError> {
     job.search_key = sk.finish();
     // clang picks the newest GCC installation it finds for its C++ library and startup
     // files: a new one appearing changes the compile.
-    if job.identity.family == Family::Clang && job.emcc.is_none() && job.lang.preprocessed() {
+    if job.identity.family == Driver::Clang && job.emcc.is_none() && job.lang.preprocessed() {
         let search = inp
             .facts
             .search_list(

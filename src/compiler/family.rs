@@ -1,0 +1,260 @@
+//! The interface every compiler family implements, and the only one the engine uses
+//! (docs/architecture.md, "Adding a compiler family").
+//!
+//! A [`Family`] recognises its programs and turns an invocation into a [`Compile`]: its key
+//! and everything the engine's one pipeline asks of it afterwards. For a hit: whether a
+//! manifest entry's recorded inputs hold for this caller ([`Compile::fit`]) and, with the
+//! pack open, where each stored output goes and what the compiler would have printed
+//! ([`Fit::serve`]). For a miss: what to add to the command line ([`Compile::start_miss`]),
+//! then the outputs to store and the inputs to record ([`Compile::collect`]).
+//!
+//! The engine does the rest for every family alike: the manifest lookup, the remote tier,
+//! opening and verifying packs, delivery (projection or real files), writing the pack,
+//! publishing, turning outputs in a mount into projections, and the stats.
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::{KeyError, Language, Uncacheable};
+use crate::deliver::Placed;
+use crate::fsclock::CompileStart;
+use crate::fsutil::NanoTime;
+use crate::fsview::FsView;
+use crate::hash::Digest;
+use crate::hashcache::HashCache;
+use crate::proto::OnWriteError;
+use crate::store::manifest::Inputs;
+use crate::store::pack::{Pack, Written};
+
+/// Who asks for a compile, as the compiler would see it.
+pub struct Caller<'a> {
+    /// The command line; `argv[0]` is the compiler.
+    pub argv: &'a [OsString],
+    /// Absolute.
+    pub cwd: &'a Path,
+    pub env: &'a HashMap<OsString, OsString>,
+    pub stderr_tty: bool,
+    pub umask: u32,
+}
+
+/// The engine's files, as a family may ask for them while it computes a key.
+pub trait Views {
+    /// If `path` reaches one of the daemon's mounts only through a symlink: the pair
+    /// (`path`, where it leads).
+    fn alias(&self, path: &Path) -> Option<(PathBuf, PathBuf)>;
+    /// The files as the engine sees them (inside its mounts through their cores), with
+    /// paths under the aliases' first halves read where they lead.
+    fn view(&self, aliases: Vec<(PathBuf, PathBuf)>) -> Box<dyn FsView + '_>;
+}
+
+/// What every key computation may use besides the caller.
+pub struct KeyContext<'a> {
+    /// Host files: the toolchain.
+    pub hashes: &'a HashCache,
+    /// The relaxations in force: they change what an entry may serve, so they are keyed.
+    pub sloppiness: crate::config::Sloppiness,
+    pub views: &'a dyn Views,
+}
+
+/// A compiler family: one folder under `compiler/`, one line in [`super::families`].
+pub trait Family: Send + Sync {
+    /// Whether `program` (argv\[0\]) is one of this family's compilers, and the language
+    /// its stats count under until the arguments decide.
+    fn language_of(&self, program: &Path) -> Option<Language>;
+    /// Parses and keys an invocation. An uncacheable one runs the compiler, its reason
+    /// counted.
+    fn prepare(
+        &self,
+        caller: &Caller<'_>,
+        ctx: &KeyContext<'_>,
+    ) -> Result<Box<dyn Compile>, KeyError>;
+}
+
+/// What the engine adds to a miss's command line and how the wrapper runs it.
+#[derive(Debug, Default)]
+pub struct MissPlan {
+    pub extra_args: Vec<Vec<u8>>,
+    /// Where in the command line (after the compiler) they go; `None`: at the end.
+    pub insert_at: Option<usize>,
+    /// Hold stderr until the compiler exits.
+    pub buffer_stderr: bool,
+    /// A failed compile whose stderr holds this is run again without `extra_args`.
+    pub rerun_if_failed_with: Option<Vec<u8>>,
+    /// Strip colours from what the compiler prints (they were forced for storage).
+    pub strip_colour: bool,
+}
+
+/// A successful miss, as the engine hands it to [`Compile::collect`].
+pub struct Done<'a> {
+    pub fs: &'a dyn FsView,
+    pub start: &'a CompileStart,
+    /// The file [`Compile::scratch_suffix`] asked for.
+    pub scratch: Option<&'a Path>,
+    pub stderr: &'a [u8],
+}
+
+/// What a successful miss leaves to store.
+pub struct ToStore {
+    /// (pack entry name, absolute path), in pack order.
+    pub outputs: Vec<(String, PathBuf)>,
+    pub inputs: Inputs,
+    /// The pack's description (the engine adds `created`).
+    pub meta: serde_json::Map<String, serde_json::Value>,
+    /// The diagnostics to store when not the ones the compiler printed.
+    pub stderr: Option<Vec<u8>>,
+}
+
+/// A keyed compile in flight.
+pub trait Compile: Send {
+    fn key(&self) -> Digest;
+    /// The language its stats count under.
+    fn language(&self) -> Language;
+    /// For the log.
+    fn describe(&self) -> String;
+    /// Paths that reach a mount through a symlink (see [`Views::alias`]): the engine reads
+    /// and delivers through them for this compile.
+    fn aliases(&self) -> &[(PathBuf, PathBuf)];
+    /// The compiler fails when a directory it writes into is missing; a hit must not hide
+    /// that. The reason is counted, the detail is what the wrapper is told.
+    fn check_dirs(&self, fs: &dyn FsView) -> Result<(), Uncacheable>;
+    /// Directories whose filesystems' clocks the miss's start is stamped on (the
+    /// checkout's, the outputs').
+    fn stamp_dirs(&self) -> Vec<PathBuf>;
+    /// Whether an entry's recorded inputs hold for this caller now: what serves it.
+    fn fit<'a>(
+        &'a self,
+        caller: &Caller<'_>,
+        fs: &dyn FsView,
+        inputs: &Inputs,
+    ) -> Option<Box<dyn Fit + 'a>>;
+    /// A private file the miss needs (named `<token>.<suffix>` in the scratch dir).
+    fn scratch_suffix(&self) -> Option<&'static str> {
+        None
+    }
+    /// The compiler is about to run: what to add to its command line.
+    fn start_miss(&mut self, scratch: Option<&Path>) -> MissPlan;
+    /// After a successful miss: the outputs to store and the inputs to record.
+    fn collect(&self, done: &Done<'_>) -> Result<ToStore, Uncacheable>;
+    /// With the pack written (`file`, `written`): complete the entry's inputs from what the
+    /// outputs hold (rustc: the paths the entry is bound to).
+    fn bind(
+        &self,
+        _file: &File,
+        _written: &Written,
+        _inputs: &mut Inputs,
+        _sloppiness: crate::config::Sloppiness,
+    ) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// An entry that holds for a caller.
+pub trait Fit {
+    /// Where the pack's outputs go and what to replay; `None` when the pack does not hold
+    /// the outputs this compile expects.
+    fn serve(&self, pack: &Arc<Pack>, fs: &dyn FsView) -> Option<Serve>;
+}
+
+/// A hit, ready to deliver.
+pub struct Serve {
+    pub outputs: Vec<Placed>,
+    /// The outputs' mtimes are at least this (the newest input's).
+    pub mtime_floor: NanoTime,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    /// What the compiler does when writing its diagnostics fails.
+    pub on_write_error: OnWriteError,
+    /// Served under other paths than it was stored with.
+    pub rebased: bool,
+}
+
+/// The file name of a program, without `.exe`.
+pub fn program_name(program: &Path) -> &str {
+    let name = program
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
+    name.strip_suffix(".exe").unwrap_or(name)
+}
+
+/// Whether the paths an entry needs absent are still absent. `here` maps a recorded path
+/// to the current one.
+pub fn absent_holds(fs: &dyn FsView, here: &dyn Fn(&[u8]) -> PathBuf, inputs: &Inputs) -> bool {
+    if inputs.absent.iter().any(|p| fs.exists(&here(p))) {
+        return false;
+    }
+    for group in &inputs.absent_under {
+        let dir = here(&group.dir);
+        if let Some(stamp) = group.stamp
+            && let Ok(Some(m)) = fs.meta(&dir)
+            && m.is_dir
+            && (m.stat.ino, m.stat.mtime, m.stat.ctime) == stamp
+        {
+            continue;
+        }
+        if !names_absent(fs, &dir, &group.names) {
+            return false;
+        }
+    }
+    true
+}
+
+/// Whether none of `names` (relative paths) exists under `dir`. Many names are checked
+/// against one listing of `dir` (the directory a compile writes its object into changes on
+/// every compile, so its stamp rarely holds): only names whose first component is listed
+/// need a lookup of their own.
+fn names_absent(fs: &dyn FsView, dir: &Path, names: &[Vec<u8>]) -> bool {
+    const LIST_ABOVE: usize = 8;
+    let exists = |n: &[u8]| fs.exists(&dir.join(crate::os::os_str(n)));
+    if names.len() <= LIST_ABOVE {
+        return !names.iter().any(|n| exists(n));
+    }
+    let listed: std::collections::HashSet<std::ffi::OsString> = match fs.list_dir(dir) {
+        Ok(v) => v.into_iter().collect(),
+        // Gone or unreadable: nothing can exist below it that a lookup would find.
+        Err(_) => return !names.iter().any(|n| exists(n)),
+    };
+    !names.iter().any(|n| {
+        let first = n
+            .split(|&b| b == b'/')
+            .find(|c| !c.is_empty() && *c != b".");
+        first.is_some_and(|f| listed.contains(&*crate::os::os_str(f))) && exists(n)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fsview::HostFs;
+
+    #[test]
+    fn absent_names_checked_by_listing_and_by_lookup() {
+        let dir = tempfile::tempdir().unwrap();
+        let hashes = HashCache::new();
+        let fs = HostFs { hashes: &hashes };
+        let many: Vec<Vec<u8>> = (0..20)
+            .map(|i| format!("sub{i}/h{i}.h").into_bytes())
+            .chain([b"./top.h".to_vec(), b"a.h.gch".to_vec()])
+            .collect();
+        for names in [&many[..], &many[18..]] {
+            assert!(names_absent(&fs, dir.path(), names));
+        }
+        // A file appears under a listed first component, and at the top.
+        std::fs::create_dir(dir.path().join("sub19")).unwrap();
+        assert!(
+            names_absent(&fs, dir.path(), &many),
+            "the dir alone is not the name"
+        );
+        std::fs::write(dir.path().join("sub19/h19.h"), "").unwrap();
+        assert!(!names_absent(&fs, dir.path(), &many));
+        assert!(!names_absent(&fs, dir.path(), &many[18..]));
+        std::fs::remove_file(dir.path().join("sub19/h19.h")).unwrap();
+        std::fs::write(dir.path().join("top.h"), "").unwrap();
+        assert!(!names_absent(&fs, dir.path(), &many));
+        // A directory that is gone holds nothing.
+        assert!(names_absent(&fs, &dir.path().join("gone"), &many));
+    }
+}
