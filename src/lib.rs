@@ -4,19 +4,15 @@
 //! See `docs/architecture.md` for the map.
 
 pub mod binfmt;
-pub mod cargo_cmd;
 pub mod cli;
-pub mod client;
 pub mod compiler;
 pub mod config;
 pub mod daemon;
 pub mod deliver;
 pub mod engine;
-pub mod fsclock;
 pub mod fsutil;
 pub mod fsview;
 pub mod hash;
-pub mod hashcache;
 pub mod ipc;
 pub mod masquerade;
 pub mod mount;
@@ -27,13 +23,10 @@ pub mod platform;
 pub mod projection;
 pub mod proto;
 pub mod remote;
-pub mod route;
-pub mod run_cmd;
 pub mod stats;
 pub mod store;
 pub mod util;
 pub mod version;
-#[cfg(target_os = "linux")]
-pub mod vfs;
+
 pub mod winpath;
 pub mod wrapper;

@@ -1,5 +1,5 @@
-//! Small helpers every layer may use: the time as Unix seconds and its UTC spelling, and
-//! reading a file only up to a size.
+//! Small helpers every layer may use: the time as Unix seconds and its UTC spelling,
+//! reading a file only up to a size, random numbers.
 
 use std::io;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -42,6 +42,16 @@ pub fn read_capped(path: &std::path::Path, max: u64) -> io::Result<Option<Vec<u8
     let mut bytes = Vec::new();
     f.take(max + 1).read_to_end(&mut bytes)?;
     Ok((bytes.len() as u64 <= max).then_some(bytes))
+}
+
+/// A random number from the OS (a mix of the time and the pid if it has none).
+pub fn random_u64() -> u64 {
+    let mut b = [0u8; 8];
+    if !crate::os::random_bytes(&mut b) {
+        let t = std::time::Instant::now().elapsed().as_nanos() as u64 ^ std::process::id() as u64;
+        return t.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+    u64::from_le_bytes(b)
 }
 
 #[cfg(test)]

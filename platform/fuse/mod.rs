@@ -1,11 +1,12 @@
 //! The FUSE adapter (Linux): a thin translation from fuser's requests to the core
-//! ([`crate::vfs::Vfs`]), plus the pieces that only exist in FUSE: the kernel notifier thread,
+//! ([`crate::mount::overlay::Vfs`]), plus the pieces that only exist in FUSE: the kernel notifier thread,
 //! passthrough backing ids, the session and its mount options.
 //!
 //! Compiled into the `zcfs` crate from `platform/fuse/` (see docs/decisions.md, D-1).
 
-mod backend;
-pub use backend::FuseBackend;
+mod channel;
+pub mod mountinfo;
+pub use channel::FuseChannel;
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -26,8 +27,9 @@ use parking_lot::Mutex;
 use tracing::{debug, warn};
 
 use crate::fsutil::NanoTime;
-use crate::vfs::{
-    self, Attr, Cache, Entry, FileKind, Ino, Notify, OpenMode, RequestKind, SetAttr, TimeSet, Vfs,
+use crate::mount::overlay::{
+    self, Attr, Cache, EntryAttr, FileKind, Ino, Notify, OpenMode, RequestKind, SetAttr, TimeSet,
+    Vfs,
 };
 
 /// TTL of answers about projected entries (invalidated explicitly).
@@ -35,7 +37,7 @@ const LONG_TTL: Duration = Duration::from_secs(3600);
 /// TTL of answers about real files and directories.
 const SHORT_TTL: Duration = Duration::from_secs(1);
 
-fn errno(e: vfs::Errno) -> FErrno {
+fn errno(e: overlay::Errno) -> FErrno {
     FErrno::from_i32(e.raw_os_error())
 }
 
@@ -93,7 +95,7 @@ fn file_attr(a: &Attr) -> FileAttr {
     }
 }
 
-fn reply_entry(reply: ReplyEntry, r: Result<Entry, vfs::Errno>) {
+fn reply_entry(reply: ReplyEntry, r: Result<EntryAttr, overlay::Errno>) {
     match r {
         Ok(e) => reply.entry_with_ttls(
             &ttl(e.cache),
@@ -105,8 +107,8 @@ fn reply_entry(reply: ReplyEntry, r: Result<Entry, vfs::Errno>) {
     }
 }
 
-fn caller(req: &Request) -> vfs::Caller {
-    vfs::Caller {
+fn caller(req: &Request) -> overlay::Caller {
+    overlay::Caller {
         uid: req.uid(),
         gid: req.gid(),
     }
@@ -205,7 +207,7 @@ impl Filesystem for FuseFs {
         match self.vfs.lookup(parent.0, name) {
             // A cached negative entry (inode 0): every name zcfs creates itself is
             // invalidated explicitly, and the kernel sees all other creations.
-            Err(e) if e == vfs::Errno::NOENT => {
+            Err(e) if e == overlay::Errno::NOENT => {
                 let mut none = file_attr(&Attr {
                     ino: 0,
                     kind: FileKind::Regular,
@@ -684,19 +686,19 @@ pub struct KernelNotifier {
 }
 
 enum Note {
-    Batch(Vec<vfs::Inval>, mpsc::Sender<Result<(), String>>),
+    Batch(Vec<overlay::Inval>, mpsc::Sender<Result<(), String>>),
     Later(Ino),
 }
 
 /// How long a batch may take before the caller stops waiting and fails.
 const CONFIRM_WITHIN: Duration = Duration::from_secs(10);
 
-fn send_one(n: &fuser::Notifier, i: &vfs::Inval) -> io::Result<()> {
+fn send_one(n: &fuser::Notifier, i: &overlay::Inval) -> io::Result<()> {
     // ENOENT (nothing cached) counts as done: fuser maps it to Ok.
     match i {
-        vfs::Inval::Entry(p, name) => n.inval_entry(INodeNo(*p), name),
+        overlay::Inval::Entry(p, name) => n.inval_entry(INodeNo(*p), name),
         // Offset -1: attributes only; the bytes did not change.
-        vfs::Inval::Inode(ino) => n.inval_inode(INodeNo(*ino), -1, 0),
+        overlay::Inval::Inode(ino) => n.inval_inode(INodeNo(*ino), -1, 0),
     }
 }
 
@@ -719,7 +721,7 @@ impl KernelNotifier {
                             let _ = done.send(result);
                         }
                         Note::Later(ino) => {
-                            if let Err(e) = send_one(&n, &vfs::Inval::Inode(ino)) {
+                            if let Err(e) = send_one(&n, &overlay::Inval::Inode(ino)) {
                                 debug!("inval_inode({ino}): {e}");
                             }
                         }
@@ -732,7 +734,7 @@ impl KernelNotifier {
 }
 
 impl Notify for KernelNotifier {
-    fn invalidate(&self, invals: Vec<vfs::Inval>) -> Result<(), String> {
+    fn invalidate(&self, invals: Vec<overlay::Inval>) -> Result<(), String> {
         let (done, wait) = mpsc::channel();
         self.tx
             .lock()

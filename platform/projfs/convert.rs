@@ -2,7 +2,7 @@
 //! that they are tested on any host: HRESULTs, GUIDs, the spelling a placeholder is written
 //! under, and how a ProjFS notification becomes one of the provider's.
 
-use super::api::{Guid, Notification};
+use crate::mount::projfs::api::{Guid, Notification};
 use crate::projection::relpath::RelPath;
 
 /// `PRJ_NOTIFICATION` values (projectedfslib.h) the provider registers for.

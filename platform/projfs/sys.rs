@@ -31,12 +31,12 @@ use windows_sys::Win32::System::IO::DeviceIoControl;
 use windows_sys::Win32::System::Ioctl::FSCTL_DELETE_REPARSE_POINT;
 use windows_sys::core::{GUID, HRESULT, PCWSTR};
 
-use super::ProviderSlot;
-use super::api::{
+use super::convert::{self, code, hresult_from_win32, win32_of};
+use crate::mount::projfs::ProviderSlot;
+use crate::mount::projfs::api::{
     DataSink, DeleteError, DirSink, FileInfo, Guid, OnDisk, ProjFs, Status, UpdateFlags,
 };
-use super::convert::{self, code, hresult_from_win32, win32_of};
-use super::provider::Provider;
+use crate::mount::projfs::provider::Provider;
 use crate::projection::relpath::RelPath;
 
 /// The reparse tag of ProjFS placeholders (`IO_REPARSE_TAG_PROJFS`).

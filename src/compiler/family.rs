@@ -20,11 +20,11 @@ use std::sync::Arc;
 
 use super::{KeyError, Language, Uncacheable};
 use crate::deliver::Placed;
-use crate::fsclock::CompileStart;
 use crate::fsutil::NanoTime;
 use crate::fsview::FsView;
+use crate::fsview::fsclock::CompileStart;
+use crate::fsview::hashcache::HashCache;
 use crate::hash::Digest;
-use crate::hashcache::HashCache;
 use crate::proto::OnWriteError;
 use crate::store::manifest::Inputs;
 use crate::store::pack::{Pack, Written};

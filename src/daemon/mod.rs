@@ -84,7 +84,7 @@ pub fn run(
     config: Config,
     reason: &str,
     spawned: bool,
-    backend: std::sync::Arc<dyn crate::mount::Backend>,
+    channel: std::sync::Arc<dyn crate::mount::Channel>,
 ) -> Result<()> {
     if spawned {
         close_inherited_fds();
@@ -122,7 +122,7 @@ pub fn run(
     );
     lifecycle::lifecycle(&paths, &format!("start reason={reason:?}"));
 
-    let engine = Engine::start(config.clone(), Box::new(Restore), backend)?;
+    let engine = Engine::start(config.clone(), Box::new(Restore), channel)?;
 
     let socket = paths.socket();
     let (listener, socket_id) = crate::ipc::bind_private(&socket)

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use crate::fsutil::NanoTime;
 use crate::hash::Digest;
-use crate::hashcache::FileStat;
+use crate::os::FileStat;
 use crate::store::pack::Pack;
 
 pub struct Delivery<'a> {

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use super::{Deliver, Delivered, Delivery, Report};
 use crate::fsutil::{CopyMethod, mtime_ns, set_times};
-use crate::hashcache::FileStat;
+use crate::os::FileStat;
 
 pub struct Restore;
 

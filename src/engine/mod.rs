@@ -17,12 +17,12 @@ use tracing::{debug, info, warn};
 use crate::compiler::{Caller, Compile, Family, KeyContext, KeyError, Language, Views};
 use crate::config::Config;
 use crate::deliver::Deliver;
-use crate::fsclock::CompileStart;
 use crate::fsutil::KernelClock;
 use crate::fsview::FsView;
-use crate::hashcache::HashCache;
+use crate::fsview::fsclock::CompileStart;
+use crate::fsview::hashcache::HashCache;
+use crate::fsview::mounted::MountedFs;
 use crate::mount::Mounts;
-use crate::mount::fs::MountedFs;
 use crate::paths::Paths;
 use crate::proto::{CompileOutcome, CompileRequest, Reply, Request};
 use crate::stats::{self, Stats};
@@ -73,7 +73,7 @@ impl Engine {
     pub fn start(
         config: Config,
         deliver: Box<dyn Deliver>,
-        backend: Arc<dyn crate::mount::Backend>,
+        channel: Arc<dyn crate::mount::Channel>,
     ) -> anyhow::Result<Arc<Engine>> {
         let paths = Paths::new(&config);
         let store = Store::open(&paths, config.max_size);
@@ -81,7 +81,7 @@ impl Engine {
         paths.ensure_runtime_dir()?;
         let clock = KernelClock::open(&paths.runtime_dir.join(format!("zcfs-{}.clock", paths.id)))?;
         let stats = Stats::load(&paths.stats_file());
-        let mounts = Mounts::new(&paths, backend);
+        let mounts = Mounts::new(&paths, channel);
         let (remote, remote_error) = remote::open(&config);
         let families = crate::compiler::families(&paths);
         let engine = Arc::new(Engine {
@@ -348,7 +348,7 @@ impl Engine {
         }
 
         // The start, on the kernel clock and as the filesystems of the checkout and the
-        // outputs record time (crate::fsclock).
+        // outputs record time (crate::fsview::fsclock).
         let stamp_dirs = job.stamp_dirs();
         let dirs: Vec<&Path> = stamp_dirs.iter().map(PathBuf::as_path).collect();
         let start = match self.compile_start(&fs, &dirs, lang) {
@@ -433,7 +433,7 @@ impl Engine {
     /// A token for a miss, unique among the misses in flight.
     fn new_token(&self) -> u64 {
         loop {
-            let t = random_u64();
+            let t = crate::util::random_u64();
             if t != 0 && !self.pending.lock().contains_key(&t) {
                 break t;
             }
@@ -611,13 +611,4 @@ impl Views for Engine {
     fn view(&self, aliases: Vec<(PathBuf, PathBuf)>) -> Box<dyn FsView + '_> {
         Box::new(self.fs_with(aliases))
     }
-}
-
-pub fn random_u64() -> u64 {
-    let mut b = [0u8; 8];
-    if !crate::os::random_bytes(&mut b) {
-        let t = Instant::now().elapsed().as_nanos() as u64 ^ std::process::id() as u64;
-        return t.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    }
-    u64::from_le_bytes(b)
 }

@@ -489,7 +489,7 @@ fn with_retries<T>(
         match f() {
             Err(Failure::Error(e)) if attempt < UPLOAD_ATTEMPTS && e.kind.trips_breaker() => {
                 retried(&e);
-                let jitter = Duration::from_millis(super::random_u64() % 100);
+                let jitter = Duration::from_millis(crate::util::random_u64() % 100);
                 std::thread::sleep(delay + jitter);
                 delay *= 4;
                 attempt += 1;

@@ -2,11 +2,10 @@
 //! (refusing when busy unless forced, optionally materializing projections first), and the
 //! list of live mounts. See `docs/mount.md`.
 
-pub mod backend;
-pub mod control;
-pub mod fs;
+pub mod contract;
 #[cfg(target_os = "linux")]
-pub mod sys;
+pub mod overlay;
+pub mod projfs;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -17,10 +16,10 @@ use parking_lot::Mutex;
 use tracing::{info, warn};
 
 use crate::paths::Paths;
-use crate::projection::PackSource;
 use crate::proto::{MountInfo, MountOptions, Mounted, Unmounted};
-use backend::{AttachSpec, ReleaseError, Session};
-pub use backend::{Backend, MountCore, PathTarget, RealAt};
+use crate::store::pack::PackSource;
+use contract::{AttachSpec, ReleaseError, Session};
+pub use contract::{Channel, MountCore, PathTarget, RealAt};
 
 pub struct LiveMount {
     pub dir: PathBuf,
@@ -59,7 +58,7 @@ impl LiveMount {
 
 pub struct Mounts {
     paths: Paths,
-    backend: Arc<dyn Backend>,
+    channel: Arc<dyn Channel>,
     live: Mutex<BTreeMap<PathBuf, Arc<LiveMount>>>,
 }
 
@@ -70,10 +69,10 @@ pub fn state_dir(paths: &Paths, dir: &Path) -> PathBuf {
 }
 
 impl Mounts {
-    pub fn new(paths: &Paths, backend: Arc<dyn Backend>) -> Mounts {
+    pub fn new(paths: &Paths, channel: Arc<dyn Channel>) -> Mounts {
         Mounts {
             paths: paths.clone(),
-            backend,
+            channel,
             live: Mutex::new(BTreeMap::new()),
         }
     }
@@ -188,7 +187,7 @@ impl Mounts {
         self.prune();
         let mut live = self.live.lock();
         if live.contains_key(dir) {
-            if !self.backend.is_stale(dir) {
+            if !self.channel.is_stale(dir) {
                 return Ok(Mounted {
                     dir: dir.display().to_string(),
                     already: true,
@@ -219,10 +218,10 @@ impl Mounts {
             );
         }
         let cleaned = self
-            .backend
+            .channel
             .clean_stale(dir)
             .context("cleaning a stale mount")? as u64;
-        if let Some(other) = self.backend.zcfs_mounts_at(dir).last() {
+        if let Some(other) = self.channel.zcfs_mounts_at(dir).last() {
             bail!(
                 "{} is already mounted by another zcfs daemon ({}); `zcfs unmount {}` \
                  removes it",
@@ -244,12 +243,12 @@ impl Mounts {
         std::fs::create_dir_all(&state).with_context(|| format!("creating {}", state.display()))?;
         std::fs::write(state.join("dir"), dir.as_os_str().as_encoded_bytes())?;
         let attached = self
-            .backend
+            .channel
             .attach(
                 &AttachSpec {
                     dir,
                     state: &state,
-                    source: self.backend.source_for(&self.paths.socket()),
+                    source: self.channel.source_for(&self.paths.socket()),
                     allow_other: opts.allow_other,
                 },
                 packs,
@@ -286,8 +285,8 @@ impl Mounts {
         let m = self.live.lock().get(dir).cloned();
         let Some(m) = m else {
             // Not ours: a dead mount can still be cleaned.
-            if self.backend.is_stale(dir) && !self.backend.zcfs_mounts_at(dir).is_empty() {
-                let n = self.backend.clean_stale(dir)?;
+            if self.channel.is_stale(dir) && !self.channel.zcfs_mounts_at(dir).is_empty() {
+                let n = self.channel.clean_stale(dir)?;
                 return Ok(Unmounted {
                     dir: dir.display().to_string(),
                     materialized: 0,
@@ -295,7 +294,7 @@ impl Mounts {
                     stale: n as u64,
                 });
             }
-            if !self.backend.zcfs_mounts_at(dir).is_empty() {
+            if !self.channel.zcfs_mounts_at(dir).is_empty() {
                 bail!(
                     "{} is mounted by another zcfs daemon (another cache dir?)",
                     dir.display()
@@ -311,11 +310,11 @@ impl Mounts {
             0
         };
         let mut lazy = false;
-        match self.backend.release(dir, false) {
+        match self.channel.release(dir, false) {
             Ok(()) => {}
             Err(ReleaseError::Busy) => {
                 if !force {
-                    let names = self.backend.holders(dir);
+                    let names = self.channel.holders(dir);
                     bail!(
                         "{} is busy{}; stop them or use --force (lazy unmount)",
                         dir.display(),
@@ -326,7 +325,7 @@ impl Mounts {
                         }
                     );
                 }
-                self.backend
+                self.channel
                     .release(dir, true)
                     .with_context(|| format!("unmounting {}", dir.display()))?;
                 lazy = true;
@@ -353,7 +352,7 @@ impl Mounts {
         {
             warn!(
                 "{} session of {} did not end in time",
-                self.backend.name(),
+                self.channel.name(),
                 m.dir.display()
             );
         }
@@ -365,9 +364,9 @@ impl Mounts {
         let all: Vec<Arc<LiveMount>> = self.live.lock().values().cloned().collect();
         for m in all {
             let r = self
-                .backend
+                .channel
                 .release(&m.dir, false)
-                .or_else(|_| self.backend.release(&m.dir, true));
+                .or_else(|_| self.channel.release(&m.dir, true));
             if let Err(e) = r {
                 warn!("cannot unmount {}: {e}", m.dir.display());
             }

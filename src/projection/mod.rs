@@ -2,7 +2,7 @@
 //! projected file is (`model`), how projections are persisted by path (`journal`), and the
 //! requests the engine makes of a mount (`ProjectItem`, its errors, why a real file stays
 //! real). Nothing here names inodes, handles or a kernel protocol: FUSE's POSIX overlay
-//! (`crate::vfs`, Linux) and the ProjFS provider (`platform/projfs`) both build on it.
+//! (`crate::mount::overlay`, Linux) and the ProjFS provider (`platform/projfs`) both build on it.
 
 pub mod journal;
 pub mod model;
@@ -66,9 +66,4 @@ impl KeptReal {
             KeptReal::Journal => "journal full",
         }
     }
-}
-
-/// Where a pack comes from (the store, in the daemon).
-pub trait PackSource: Send + Sync {
-    fn open(&self, id: &crate::hash::Digest) -> Option<Arc<Pack>>;
 }

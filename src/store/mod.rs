@@ -675,7 +675,7 @@ impl Store {
     }
 }
 
-impl crate::projection::PackSource for Store {
+impl pack::PackSource for Store {
     fn open(&self, id: &Digest) -> Option<Arc<pack::Pack>> {
         self.open_pack(id).ok()
     }

@@ -25,7 +25,7 @@ use std::io;
 use std::path::Path;
 
 use crate::hash::Digest;
-use crate::hashcache::FileStat;
+use crate::os::FileStat;
 
 pub const MAGIC: &[u8; 8] = b"ZCFSPAK1";
 pub const FORMAT_VERSION: u32 = 1;
@@ -449,6 +449,12 @@ impl<'a> Reader<'a> {
 pub struct Source<'a> {
     pub name: String,
     pub file: &'a File,
+}
+
+/// Where a pack comes from by its id (the store, in the daemon; a mount's journal replay
+/// asks it for the packs its projections name).
+pub trait PackSource: Send + Sync {
+    fn open(&self, id: &Digest) -> Option<std::sync::Arc<Pack>>;
 }
 
 /// What was written: the header, its id, and the stat of each source as copied.
@@ -969,7 +975,7 @@ mod tests {
 #[cfg(test)]
 pub fn write_test_pack(dir: &Path, files: &[(&str, &[u8])]) -> std::sync::Arc<Pack> {
     use std::io::Write;
-    let tag = crate::engine::random_u64();
+    let tag = crate::util::random_u64();
     let mut sources = Vec::new();
     for (i, (name, bytes)) in files.iter().enumerate() {
         let p = dir.join(format!("src-{tag}-{i}"));

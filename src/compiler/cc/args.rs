@@ -86,7 +86,7 @@ impl Lang {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
+pub enum CompileMode {
     /// `-c`: an object.
     Object,
     /// `-S`: assembly.
@@ -121,7 +121,7 @@ pub struct CcArgs {
     /// The index of the input in `args`.
     pub input_index: usize,
     pub lang: Option<Lang>,
-    pub mode: Option<Mode>,
+    pub mode: Option<CompileMode>,
     /// `-o`, with the index of its value in `args`.
     pub output: Option<(PathBuf, usize)>,
     pub dep: Option<DepOpts>,
@@ -177,7 +177,7 @@ impl CcArgs {
         let stem = self.input.file_stem().unwrap_or_default();
         let mut name = stem.to_os_string();
         name.push(match self.mode {
-            Some(Mode::Assembly) => ".s",
+            Some(CompileMode::Assembly) => ".s",
             _ => ".o",
         });
         PathBuf::from(name)
@@ -472,14 +472,14 @@ pub fn parse(args: Vec<String>) -> Result<CcArgs, Uncacheable> {
         match arg {
             "-c" => {
                 // `-S` wins over `-c` in either order.
-                if a.mode != Some(Mode::Assembly) {
-                    a.mode = Some(Mode::Object);
+                if a.mode != Some(CompileMode::Assembly) {
+                    a.mode = Some(CompileMode::Object);
                 }
                 i += 1;
                 continue;
             }
             "-S" => {
-                a.mode = Some(Mode::Assembly);
+                a.mode = Some(CompileMode::Assembly);
                 i += 1;
                 continue;
             }

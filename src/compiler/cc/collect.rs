@@ -25,11 +25,11 @@ use super::includes;
 use super::scan::{self, Scan};
 use super::{CcJob, DATE_VAR, date_value};
 use crate::compiler::{Uncacheable, depinfo};
-use crate::fsclock::CompileStart;
 use crate::fsutil::resolve;
 use crate::fsview::FsView;
+use crate::fsview::fsclock::CompileStart;
 use crate::hash::Digest;
-use crate::hashcache::FileStat;
+use crate::os::FileStat;
 use crate::store::manifest::{AbsentUnder, Check, FileDep, Inputs};
 
 /// Scans of file contents by digest: headers are shared by many compiles.
@@ -653,7 +653,7 @@ enum Candidate {
     /// A directory, which a search skips: it must not become a file.
     Directory,
     /// A file the compile did not read.
-    File(crate::fsview::Meta),
+    File(crate::fsview::FileMeta),
 }
 
 /// For a directory of include candidates: its listing (if it exists), and the deepest
@@ -683,7 +683,7 @@ impl Placement<'_> {
         let spelled = Path::new(c);
         let abs = resolve(self.cwd, spelled);
         let is_pch = c.ends_with(".gch") || c.ends_with(".pch");
-        let found = |m: Option<crate::fsview::Meta>| -> Result<Candidate, Uncacheable> {
+        let found = |m: Option<crate::fsview::FileMeta>| -> Result<Candidate, Uncacheable> {
             match m {
                 Some(_) if is_pch => Err(Uncacheable::new(
                     "precompiled header",

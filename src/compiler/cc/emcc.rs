@@ -25,8 +25,8 @@ use std::path::{Path, PathBuf};
 use parking_lot::Mutex;
 
 use crate::compiler::Uncacheable;
+use crate::fsview::hashcache::HashCache;
 use crate::hash::{Digest, KeyHasher};
-use crate::hashcache::HashCache;
 
 /// Environment variables that make an emcc compile uncacheable: debugging modes that write
 /// files and change what is printed, and emcc's own ccache hook.

@@ -16,8 +16,9 @@ use parking_lot::Mutex;
 use super::includes::{SearchList, parse_search_list};
 use super::probes::{Probes, path_list, search_dirs_line};
 use super::programs::{compiler_libraries, honours_sde, run};
+use crate::fsview::hashcache::HashCache;
 use crate::hash::{Digest, KeyHasher};
-use crate::hashcache::{FileStat, HashCache};
+use crate::os::FileStat;
 
 /// Which driver a C compiler is (its options, messages and files follow it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -31,8 +31,8 @@ use crate::compiler::KeyError;
 use crate::compiler::{Language, Uncacheable};
 use crate::fsutil::resolve;
 use crate::fsview::FsView;
+use crate::fsview::hashcache::HashCache;
 use crate::hash::{Digest, KeyHasher};
-use crate::hashcache::HashCache;
 
 const KEY_VERSION: &str = "zcfs-cc-key-v1";
 
@@ -538,7 +538,7 @@ fn search_relevant(args: &[String]) -> Vec<&str> {
 /// `current_path`): `$PWD` when it is absolute and names the same directory as
 /// `getcwd()`, so a build entered through a symlink records the symlink's path.
 pub fn embedded_cwd(cwd: &Path, env: &HashMap<OsString, OsString>) -> PathBuf {
-    use crate::hashcache::FileStat;
+    use crate::os::FileStat;
     if let Some(pwd) = env.get(OsStr::new("PWD")).map(Path::new)
         && pwd.is_absolute()
         && pwd != cwd

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::hashcache::FileStat;
+use crate::os::FileStat;
 
 /// A directory changed this recently (ns) may change again within the same timestamp tick
 /// unseen: its stamp is not trusted yet.

@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 
 use super::{RustcJob, digest_only};
 use crate::compiler::{Uncacheable, depinfo};
-use crate::fsclock::CompileStart;
 use crate::fsutil::resolve;
 use crate::fsview::FsView;
+use crate::fsview::fsclock::CompileStart;
 use crate::store::manifest::{FileDep, Inputs};
 
 /// The path of the linker dependency file used for a miss.
@@ -41,7 +41,7 @@ pub(super) fn is_rustc_temp(path: &Path, out_dir: &Path) -> bool {
 /// After a successful compile: the inputs that the manifest entry records (spec D1–D4, K5).
 ///
 /// `start` is when the compile began; any input modified at or after it (as its filesystem
-/// keeps time, see [`crate::fsclock`]) makes the result unstorable ("too new", D3).
+/// keeps time, see [`crate::fsview::fsclock`]) makes the result unstorable ("too new", D3).
 pub fn collect_inputs(
     job: &RustcJob,
     fs: &dyn FsView,
@@ -319,7 +319,7 @@ pub fn output_names(
     // stamped). A leftover of an earlier compile is never stored; a companion whose time a
     // coarse filesystem truncated below the start is left out (the entry lacks it).
     let written_now =
-        |m: &crate::fsview::Meta| match start.stamps.iter().find(|(d, _)| *d == m.stat.dev) {
+        |m: &crate::fsview::FileMeta| match start.stamps.iter().find(|(d, _)| *d == m.stat.dev) {
             Some((_, stamp)) => m.stat.mtime >= *stamp,
             None => m.stat.mtime >= start.time,
         };

@@ -24,8 +24,9 @@ use anyhow::{Context, Result, anyhow, bail};
 
 use crate::compiler::KeyError;
 use crate::compiler::Uncacheable;
+use crate::fsview::hashcache::HashCache;
 use crate::hash::{Digest, KeyHasher};
-use crate::hashcache::{FileStat, HashCache};
+use crate::os::FileStat;
 
 #[derive(Debug)]
 pub struct RustcIdentity {
@@ -464,7 +465,7 @@ fn compute(
     ))
 }
 
-type Hashed = Result<(Digest, FileStat), crate::hashcache::HashError>;
+type Hashed = Result<(Digest, FileStat), crate::fsview::hashcache::HashError>;
 
 /// Digests of `files`, in order, hashed on as many threads as there are cores: a toolchain
 /// is a few large libraries (libLLVM, librustc_driver: 350 MB for Rust 1.95), hashed once
@@ -493,7 +494,7 @@ fn digest_all(hashes: &HashCache, files: &[PathBuf]) -> Vec<Hashed> {
         .zip(files)
         .map(|(r, p)| {
             r.into_inner().unwrap_or_else(|| {
-                Err(crate::hashcache::HashError::Io(
+                Err(crate::fsview::hashcache::HashError::Io(
                     p.clone(),
                     std::io::Error::other("not hashed"),
                 ))

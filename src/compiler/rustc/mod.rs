@@ -16,8 +16,9 @@ use std::sync::Arc;
 use crate::compiler::{KeyError, Uncacheable};
 use crate::fsutil::{NanoTime, resolve};
 use crate::fsview::FsView;
+use crate::fsview::hashcache::{HashCache, HashError};
 use crate::hash::{Digest, KeyHasher};
-use crate::hashcache::{FileStat, HashCache, HashError};
+use crate::os::FileStat;
 
 pub use args::RustcArgs;
 pub use collect::{
@@ -464,8 +465,8 @@ impl RustcJob {
 mod tests {
     use super::collect::is_rustc_temp;
     use super::*;
-    use crate::fsclock::CompileStart;
     use crate::fsview::HostFs;
+    use crate::fsview::fsclock::CompileStart;
 
     #[test]
     fn module_alternatives() {

@@ -80,7 +80,7 @@ pub fn run(args: Vec<OsString>) -> Result<i32> {
     let mut cmd = Command::new(&cargo);
     cmd.args(&args).env("RUSTC_WRAPPER", &exe);
     // Build scripts' C and C++ compiles (cc-rs, cmake-rs) go through zcfs too.
-    if let Err(e) = crate::route::apply(&mut cmd, &paths, &exe) {
+    if let Err(e) = super::route::apply(&mut cmd, &paths, &exe) {
         eprintln!("zcfs: C compiles will not be cached ({e:#})");
     }
     Err(exec(&mut cmd))
@@ -279,13 +279,13 @@ fn build_dir(cargo: &OsStr, args: &[OsString]) -> Result<PathBuf> {
 
 pub fn ensure_mounted(config: &Config, paths: &Paths, dir: &Path) -> Result<()> {
     // A dead mount (its daemon was killed) makes every access fail: remove it first.
-    let backend = crate::platform::backend();
-    if backend.is_stale(dir) && !backend.zcfs_mounts_at(dir).is_empty() {
-        backend.clean_stale(dir).context("removing a dead mount")?;
+    let channel = crate::platform::channel();
+    if channel.is_stale(dir) && !channel.zcfs_mounts_at(dir).is_empty() {
+        channel.clean_stale(dir).context("removing a dead mount")?;
     }
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let dir = crate::mount::control::dir_arg(Some(dir.to_path_buf()), true)?;
-    let m = crate::mount::control::mount(config, paths, &dir, Default::default())?;
+    let dir = super::mount::dir_arg(Some(dir.to_path_buf()), true)?;
+    let m = super::mount::mount(config, paths, &dir, Default::default())?;
     if !m.already {
         eprintln!("zcfs: mounted {}", m.dir);
     }
@@ -293,11 +293,11 @@ pub fn ensure_mounted(config: &Config, paths: &Paths, dir: &Path) -> Result<()> 
 }
 
 fn unmount_for_clean(paths: &Paths, dir: &Path) -> Result<()> {
-    let backend = crate::platform::backend();
-    if backend.zcfs_mounts_at(dir).is_empty() {
+    let channel = crate::platform::channel();
+    if channel.zcfs_mounts_at(dir).is_empty() {
         return Ok(());
     }
-    let u = crate::mount::control::unmount(&*backend, paths, dir, false, false)
+    let u = super::mount::unmount(&*channel, paths, dir, false, false)
         .with_context(|| format!("cannot unmount {} before cleaning", dir.display()))?;
     eprintln!("zcfs: unmounted {} to clean it", u.dir);
     Ok(())

@@ -2,7 +2,7 @@
 //! since it was hashed is not hashed again (spec D2).
 //!
 //! The racy guard: a record is trusted only if it was taken more than [`RACY_WINDOW_NS`] plus
-//! the file's filesystem's timestamp slack ([`crate::fsclock`]: its granularity, and a margin
+//! the file's filesystem's timestamp slack ([`crate::fsview::fsclock`]: its granularity, and a margin
 //! for network filesystems) after the file's mtime and ctime, because a write within the
 //! same tick of the kernel's coarse file clock, or within one granule of a coarse
 //! filesystem, may leave both unchanged. Records of files that the daemon itself wrote
@@ -16,16 +16,15 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use dashmap::DashMap;
 
-use crate::fsclock::FsClocks;
 use crate::fsutil::NanoTime;
+use crate::fsview::fsclock::FsClocks;
 use crate::hash::{Digest, hash_file};
+use crate::os::FileStat;
 
 /// Twice a 250 Hz tick and then some; see the module docs.
 pub const RACY_WINDOW_NS: NanoTime = 20_000_000;
 /// Upper bound on remembered files; beyond it the cache is cleared and refilled.
 const MAX_ENTRIES: usize = 500_000;
-
-pub use crate::os::FileStat;
 
 #[derive(Debug, Clone, Copy)]
 struct Record {

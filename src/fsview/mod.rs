@@ -2,18 +2,28 @@
 //! as usual; paths under one of the daemon's own mounts are read through that mount's core
 //! (its lower directory fds), never through the mount itself: the daemon must not make
 //! requests to its own FUSE server, and a projected file's digest is already known.
+//!
+//! - `mod.rs`: the interface ([`FsView`]) and the host's files ([`HostFs`]);
+//! - `mounted.rs`: the engine's view with its mounts ([`mounted::MountedFs`]);
+//! - `hashcache.rs`: file digests by (dev, ino, size, mtime, ctime);
+//! - `fsclock.rs`: each filesystem's timestamp granularity and stamps on it.
+
+pub mod fsclock;
+pub mod hashcache;
+pub mod mounted;
 
 use std::fs::File;
 use std::io;
 use std::path::Path;
 
-use crate::fsclock::FsClocks;
+use self::fsclock::FsClocks;
+use self::hashcache::{HashCache, HashError};
 use crate::hash::Digest;
-use crate::hashcache::{FileStat, HashCache, HashError};
+use crate::os::FileStat;
 
 /// What the engine needs to know about a path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Meta {
+pub struct FileMeta {
     pub is_file: bool,
     pub is_dir: bool,
     pub stat: FileStat,
@@ -23,7 +33,7 @@ pub trait FsView: Send + Sync {
     /// The blake3 and stat of a regular file (symlinks followed outside mounts).
     fn digest(&self, path: &Path) -> Result<(Digest, FileStat), HashError>;
     /// Metadata, following symlinks outside mounts; `None` if the path does not exist.
-    fn meta(&self, path: &Path) -> io::Result<Option<Meta>>;
+    fn meta(&self, path: &Path) -> io::Result<Option<FileMeta>>;
     /// Opens a regular file for reading.
     fn open(&self, path: &Path) -> io::Result<File>;
     /// The names in a directory (without `.` and `..`), in no particular order.
@@ -66,7 +76,7 @@ impl FsView for HostFs<'_> {
         self.hashes.digest(path)
     }
 
-    fn meta(&self, path: &Path) -> io::Result<Option<Meta>> {
+    fn meta(&self, path: &Path) -> io::Result<Option<FileMeta>> {
         host_meta(path)
     }
 
@@ -105,9 +115,9 @@ pub fn host_list_dir(path: &Path) -> io::Result<Vec<std::ffi::OsString>> {
         .collect()
 }
 
-pub fn host_meta(path: &Path) -> io::Result<Option<Meta>> {
+pub fn host_meta(path: &Path) -> io::Result<Option<FileMeta>> {
     match std::fs::metadata(path).and_then(|m| Ok((FileStat::of_path(path, Some(&m))?, m))) {
-        Ok((stat, m)) => Ok(Some(Meta {
+        Ok((stat, m)) => Ok(Some(FileMeta {
             is_file: m.is_file(),
             is_dir: m.is_dir(),
             stat,

@@ -10,11 +10,12 @@ use parking_lot::Mutex;
 use super::api::{DataSink, FileInfo, Notification, ProjFs, Status};
 use super::fake::{Fake, FsErr, Kind, Open};
 use super::provider::Provider;
-use super::{ProjFsBackend, ProviderSlot};
+use super::{ProjFsChannel, ProviderSlot};
 use crate::hash::Digest;
-use crate::hashcache::FileStat;
-use crate::mount::backend::{AttachSpec, Backend, MountCore, PathTarget};
-use crate::projection::{KeptReal, PackSource, ProjectItem};
+use crate::mount::contract::{AttachSpec, Channel, MountCore, PathTarget};
+use crate::os::FileStat;
+use crate::projection::{KeptReal, ProjectItem};
+use crate::store::pack::PackSource;
 use crate::store::pack::{self, Pack};
 
 /// The daemon is this process (the provider refuses callbacks it triggers).
@@ -37,7 +38,7 @@ impl PackSource for Packs {
 struct Fx {
     dir: tempfile::TempDir,
     fake: Arc<Fake>,
-    backend: ProjFsBackend,
+    backend: ProjFsChannel,
     packs: Packs,
     root: PathBuf,
 }
@@ -58,7 +59,7 @@ impl Fx {
         let dir = tempfile::tempdir().unwrap();
         let fake = Fake::new(daemon());
         let f2 = fake.clone();
-        let backend = ProjFsBackend::with_starter(Box::new(move |_root, _guid, slot| {
+        let backend = ProjFsChannel::with_starter(Box::new(move |_root, _guid, slot| {
             f2.start(slot);
             Ok(f2.clone() as Arc<dyn ProjFs>)
         }));

@@ -1,6 +1,6 @@
 //! `zcfs run [--mount DIR] -- COMMAND...`: `zcfs cargo` for everything else. Runs COMMAND
 //! (make, ninja, cmake --build, a script) with its C and C++ compiles routed through zcfs
-//! (see [`crate::route`]); with `--mount DIR`, DIR (a build dir) is mounted first so that
+//! (see [`super::route`]); with `--mount DIR`, DIR (a build dir) is mounted first so that
 //! hits there are projections. The mount stays for the next build; `zcfs unmount DIR`
 //! removes it. If the mount cannot be set up, the command still runs (hits are then
 //! restored as real files) and the reason is printed.
@@ -22,7 +22,7 @@ pub fn run(mount: Option<PathBuf>, args: Vec<OsString>) -> Result<i32> {
     let mut cmd = Command::new(program);
     cmd.args(rest);
     if config.disable {
-        return Err(crate::cargo_cmd::exec(&mut cmd));
+        return Err(super::cargo::exec(&mut cmd));
     }
     let paths = Paths::new(&config);
     let exe = std::env::current_exe().context("cannot find the zcfs binary")?;
@@ -32,13 +32,13 @@ pub fn run(mount: Option<PathBuf>, args: Vec<OsString>) -> Result<i32> {
         } else {
             std::env::current_dir()?.join(dir)
         };
-        if let Err(e) = crate::cargo_cmd::ensure_mounted(&config, &paths, &dir) {
+        if let Err(e) = super::cargo::ensure_mounted(&config, &paths, &dir) {
             eprintln!(
                 "zcfs: cannot mount {} ({e:#}); building without a mount",
                 dir.display()
             );
         }
     }
-    crate::route::apply(&mut cmd, &paths, &exe)?;
-    Err(crate::cargo_cmd::exec(&mut cmd))
+    super::route::apply(&mut cmd, &paths, &exe)?;
+    Err(super::cargo::exec(&mut cmd))
 }

@@ -66,7 +66,7 @@ pub enum Cache {
 
 /// The answer to a lookup, create, mkdir, link...: the node's attributes and cacheability.
 #[derive(Debug, Clone, Copy)]
-pub struct Entry {
+pub struct EntryAttr {
     pub attr: Attr,
     pub cache: Cache,
 }

@@ -155,7 +155,7 @@ impl Vfs {
         flags: i32,
         passthrough_ok: bool,
         caller: Caller,
-    ) -> VResult<(Entry, Opened)> {
+    ) -> VResult<(EntryAttr, Opened)> {
         valid_name(name)?;
         loop {
             let mut t = self.table.lock();
@@ -190,7 +190,7 @@ impl Vfs {
         flags: i32,
         passthrough_ok: bool,
         caller: Caller,
-    ) -> VResult<(Entry, Opened)> {
+    ) -> VResult<(EntryAttr, Opened)> {
         let fd = t.dir_fd(parent)?;
         let base = OFlags::from_bits_retain((flags & !(libc::O_NOCTTY | libc::O_CREAT)) as u32)
             | OFlags::CLOEXEC
@@ -218,7 +218,7 @@ impl Vfs {
         t.get_mut(ino)?.nlookup += 1;
         let opened = self.opened_real(t, ino, Arc::new(file), passthrough_ok, true)?;
         Ok((
-            Entry {
+            EntryAttr {
                 attr: attr_from_stat(ino, &st),
                 cache: Cache::Long,
             },

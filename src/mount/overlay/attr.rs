@@ -34,15 +34,15 @@ impl Vfs {
         }
     }
 
-    pub(super) fn node_attr(&self, t: &Table, ino: Ino) -> VResult<Entry> {
+    pub(super) fn node_attr(&self, t: &Table, ino: Ino) -> VResult<EntryAttr> {
         let node = t.get(ino)?;
         match &node.kind {
-            NodeKind::Dir(_) => Ok(Entry {
+            NodeKind::Dir(_) => Ok(EntryAttr {
                 attr: attr_from_stat(ino, &rustix::fs::fstat(&*t.dir_fd(ino)?)?),
                 cache: Cache::Long,
             }),
             NodeKind::File(f) => match &f.content {
-                Content::Projected(p) => Ok(Entry {
+                Content::Projected(p) => Ok(EntryAttr {
                     attr: Self::proj_attr(ino, f, p),
                     cache: Cache::Long,
                 }),
@@ -50,7 +50,7 @@ impl Vfs {
                     if let Some((parent, name)) = f.names.first() {
                         let fd = t.dir_fd(*parent)?;
                         let st = statat(&fd, name)?;
-                        return Ok(Entry {
+                        return Ok(EntryAttr {
                             attr: attr_from_stat(ino, &st),
                             cache: Cache::Long,
                         });
@@ -58,13 +58,13 @@ impl Vfs {
                     // No name left: an open handle still reaches the file.
                     if let Some(file) = self.any_real_handle(ino) {
                         let st = rustix::fs::fstat(&*file)?;
-                        return Ok(Entry {
+                        return Ok(EntryAttr {
                             attr: attr_from_stat(ino, &st),
                             cache: Cache::Short,
                         });
                     }
                     f.last_attr
-                        .map(|attr| Entry {
+                        .map(|attr| EntryAttr {
                             attr,
                             cache: Cache::Short,
                         })
@@ -85,12 +85,12 @@ impl Vfs {
             })
     }
 
-    pub fn getattr(&self, ino: Ino) -> VResult<Entry> {
+    pub fn getattr(&self, ino: Ino) -> VResult<EntryAttr> {
         let t = self.table.lock();
         self.node_attr(&t, ino)
     }
 
-    pub fn setattr(&self, ino: Ino, s: SetAttr) -> VResult<Entry> {
+    pub fn setattr(&self, ino: Ino, s: SetAttr) -> VResult<EntryAttr> {
         if let Some(size) = s.size {
             // Truncating a projection: it becomes a real file first (copied without the
             // table lock).

@@ -1,13 +1,13 @@
-//! The protocol-neutral core of the mount: an overlay of real files (in the lower dir,
-//! reached beneath its root fd) and projected entries (slices of packs). Protocol adapters
-//! (`platform/fuse`) translate requests into calls here.
+//! The POSIX mount model (Linux): an overlay of real files (in the lower dir, reached
+//! beneath its root fd) and projected entries (slices of packs). Its channel
+//! (`platform/fuse`) translates FUSE requests into calls here.
 //!
 //! Invariants: `docs/mount.md`. Locking: one table lock, held for namespace operations (a
 //! few metadata syscalls on the lower dir), never while file data is read, copied or
 //! written, nor while a directory is read, nor while the kernel is notified. The journal
 //! lock is only taken under the table lock.
 //!
-//! Rooms: `model` (what a projection is, shared by every backend) and `journal` (its
+//! Rooms: `model` (what a projection is, shared by both mount models) and `journal` (its
 //! persistence by path) stand apart from the POSIX overlay: `table` (inodes), `attr`
 //! (attributes), `namespace` (names, links, renames), `io` (handles and file I/O), `dir`
 //! (directory listings), `copyup` (projected → real), `persist` (journal replay and
@@ -38,11 +38,11 @@ use rustix::fs::{AtFlags, Mode, OFlags};
 
 use crate::fsutil::{KernelClock, NanoTime};
 use crate::hash::Digest;
-pub use crate::mount::backend::{LoadReport, Usage};
+pub use crate::mount::contract::{LoadReport, Usage};
 pub use crate::projection::{
-    KeptReal, Meta, PackSource, ProjectError, ProjectItem, Projection, journal, model,
+    KeptReal, Meta, ProjectError, ProjectItem, Projection, journal, model,
 };
-use crate::store::pack::Pack;
+use crate::store::pack::{Pack, PackSource};
 use journal::Journal;
 use table::{LowerId, Table};
 pub use types::*;

@@ -463,8 +463,8 @@ fn materialize_writes_projections_with_their_mtime() {
 }
 
 /// The stat the engine records for a lower file.
-fn lower_stat(p: &Path) -> crate::hashcache::FileStat {
-    crate::hashcache::FileStat::of(&std::fs::metadata(p).unwrap())
+fn lower_stat(p: &Path) -> crate::os::FileStat {
+    crate::os::FileStat::of(&std::fs::metadata(p).unwrap())
 }
 
 #[test]

@@ -17,7 +17,7 @@ use super::journal::{self, Record};
 use super::table::{Content, Node, Table};
 use super::*;
 
-use crate::mount::backend::{PathTarget, RealAt};
+use crate::mount::contract::{PathTarget, RealAt};
 
 impl Vfs {
     // ----- projections ------------------------------------------------------------------
@@ -358,7 +358,7 @@ impl Vfs {
         rel: &Path,
         pack: Arc<Pack>,
         index: usize,
-        expect: &crate::hashcache::FileStat,
+        expect: &crate::os::FileStat,
     ) -> Result<Result<Ino, KeptReal>, ProjectError> {
         let (parts, name) = Self::split(rel)?;
         let io = |e: Errno| ProjectError::Io(rel.to_path_buf(), e.into());

@@ -6,13 +6,14 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::{LiveMount, Mounts, PathTarget};
 use crate::fsutil::NanoTime;
-use crate::fsview::{FsView, Meta, host_meta};
+use crate::fsview::hashcache::{HashCache, HashError};
+use crate::fsview::{FileMeta, FsView, host_meta};
 use crate::hash::Digest;
-use crate::hashcache::{FileStat, HashCache, HashError};
+use crate::mount::{LiveMount, Mounts, PathTarget};
+use crate::os::FileStat;
 
-pub use crate::fsclock::PROJECTED_DEV;
+pub use crate::fsview::fsclock::PROJECTED_DEV;
 
 pub struct MountedFs<'a> {
     pub mounts: &'a Mounts,
@@ -85,12 +86,12 @@ impl FsView for MountedFs<'_> {
         }
     }
 
-    fn meta(&self, path: &Path) -> io::Result<Option<Meta>> {
+    fn meta(&self, path: &Path) -> io::Result<Option<FileMeta>> {
         let Some((m, rel)) = self.locate(path) else {
             return host_meta(path);
         };
         if rel.as_os_str().is_empty() {
-            return Ok(Some(Meta {
+            return Ok(Some(FileMeta {
                 is_file: false,
                 is_dir: true,
                 stat: FileStat::default(),
@@ -103,20 +104,20 @@ impl FsView for MountedFs<'_> {
                 mtime,
                 ctime,
                 ..
-            }) => Ok(Some(Meta {
+            }) => Ok(Some(FileMeta {
                 is_file: true,
                 is_dir: false,
                 stat: projected_stat(id, size, mtime, ctime),
             })),
             Ok(PathTarget::Real { at, .. }) => {
                 let (is_file, is_dir, stat) = at.stat()?;
-                Ok(Some(Meta {
+                Ok(Some(FileMeta {
                     is_file,
                     is_dir,
                     stat,
                 }))
             }
-            Ok(PathTarget::Dir) => Ok(Some(Meta {
+            Ok(PathTarget::Dir) => Ok(Some(FileMeta {
                 is_file: false,
                 is_dir: true,
                 stat: FileStat::default(),
@@ -143,7 +144,7 @@ impl FsView for MountedFs<'_> {
         }
     }
 
-    fn clocks(&self) -> &crate::fsclock::FsClocks {
+    fn clocks(&self) -> &crate::fsview::fsclock::FsClocks {
         &self.hashes.clocks
     }
 

@@ -6,6 +6,8 @@
 //! - anything else (pass-through, daemon unreachable, internal error): `exec` the compiler
 //!   unchanged, so the build behaves exactly as without zcfs.
 
+pub mod client;
+
 use crate::os::{OsStrExt, OsStringExt};
 use std::ffi::OsString;
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -13,7 +15,6 @@ use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::Instant;
 
-use crate::client;
 use crate::config::Config;
 use crate::masquerade;
 use crate::paths::Paths;

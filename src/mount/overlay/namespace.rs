@@ -15,7 +15,7 @@ use super::*;
 impl Vfs {
     // ----- lookup and forget ------------------------------------------------------------
 
-    pub fn lookup(&self, parent: Ino, name: &OsStr) -> VResult<Entry> {
+    pub fn lookup(&self, parent: Ino, name: &OsStr) -> VResult<EntryAttr> {
         valid_name(name)?;
         let mut t = self.table.lock();
         let Some(ino) = t.projected_child(parent, name)? else {
@@ -97,12 +97,12 @@ impl Vfs {
         Ok(())
     }
 
-    pub(super) fn new_entry(&self, t: &mut Table, parent: Ino, name: &OsStr) -> VResult<Entry> {
+    pub(super) fn new_entry(&self, t: &mut Table, parent: Ino, name: &OsStr) -> VResult<EntryAttr> {
         let fd = t.dir_fd(parent)?;
         let st = statat(&fd, name)?;
         let ino = self.real_node(t, parent, name, &st)?;
         t.get_mut(ino)?.nlookup += 1;
-        Ok(Entry {
+        Ok(EntryAttr {
             attr: attr_from_stat(ino, &st),
             cache: Cache::Long,
         })
@@ -115,7 +115,7 @@ impl Vfs {
         mode: u32,
         rdev: u32,
         caller: Caller,
-    ) -> VResult<Entry> {
+    ) -> VResult<EntryAttr> {
         valid_name(name)?;
         let mut t = self.table.lock();
         if t.projected_child(parent, name)?.is_some() {
@@ -135,7 +135,13 @@ impl Vfs {
         self.new_entry(&mut t, parent, name)
     }
 
-    pub fn mkdir(&self, parent: Ino, name: &OsStr, mode: u32, caller: Caller) -> VResult<Entry> {
+    pub fn mkdir(
+        &self,
+        parent: Ino,
+        name: &OsStr,
+        mode: u32,
+        caller: Caller,
+    ) -> VResult<EntryAttr> {
         valid_name(name)?;
         let mut t = self.table.lock();
         if t.projected_child(parent, name)?.is_some() {
@@ -154,7 +160,7 @@ impl Vfs {
         name: &OsStr,
         target: &Path,
         caller: Caller,
-    ) -> VResult<Entry> {
+    ) -> VResult<EntryAttr> {
         valid_name(name)?;
         let mut t = self.table.lock();
         if t.projected_child(parent, name)?.is_some() {
@@ -330,7 +336,7 @@ impl Vfs {
         Ok(())
     }
 
-    pub fn link(&self, ino: Ino, newparent: Ino, newname: &OsStr) -> VResult<Entry> {
+    pub fn link(&self, ino: Ino, newparent: Ino, newname: &OsStr) -> VResult<EntryAttr> {
         valid_name(newname)?;
         let mut t = self.table.lock();
         let newfd = t.dir_fd(newparent)?;

@@ -9,12 +9,12 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
-use super::backend::{Backend, ReleaseError};
-use crate::client::{self, ClientError};
 use crate::config::Config;
+use crate::mount::contract::{Channel, ReleaseError};
 use crate::paths::Paths;
 use crate::proto::{Bytes, Reply, Request};
 use crate::proto::{MountOptions, Mounted, Unmounted};
+use crate::wrapper::client::{self, ClientError};
 
 const TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -73,19 +73,19 @@ pub fn mount(config: &Config, paths: &Paths, dir: &Path, opts: MountOptions) -> 
 /// removed here; a live mount whose daemon cannot be reached is unmounted here (lazily
 /// with `force`).
 pub fn unmount(
-    backend: &dyn Backend,
+    channel: &dyn Channel,
     paths: &Paths,
     dir: &Path,
     force: bool,
     materialize: bool,
 ) -> Result<Unmounted> {
-    let mut at = backend.zcfs_mounts_at(dir);
+    let mut at = channel.zcfs_mounts_at(dir);
     at.retain(|m| m.mine);
     let Some(top) = at.last() else {
         bail!("{} is not a zcfs mount of this user", dir.display());
     };
-    if backend.is_stale(dir) {
-        let n = backend.clean_stale(dir)?;
+    if channel.is_stale(dir) {
+        let n = channel.clean_stale(dir)?;
         if n == 0 {
             bail!("cannot remove the dead mount at {}", dir.display());
         }
@@ -117,10 +117,10 @@ pub fn unmount(
                     socket.display()
                 );
             }
-            let lazy = match backend.release(dir, false) {
+            let lazy = match channel.release(dir, false) {
                 Ok(()) => false,
                 Err(ReleaseError::Busy) if force => {
-                    backend
+                    channel
                         .release(dir, true)
                         .with_context(|| format!("unmounting {}", dir.display()))?;
                     true
@@ -156,15 +156,15 @@ pub struct Listed {
 }
 
 /// Every zcfs mount of this user.
-pub fn list(backend: &dyn Backend, paths: &Paths) -> Vec<Listed> {
+pub fn list(channel: &dyn Channel, paths: &Paths) -> Vec<Listed> {
     let ours = paths.socket();
-    backend
+    channel
         .my_mounts()
         .into_iter()
         .map(|(dir, m)| {
             let socket = m.socket;
             Listed {
-                dead: backend.is_stale(&dir),
+                dead: channel.is_stale(&dir),
                 ours: socket.as_deref() == Some(ours.as_path()),
                 socket: socket.map(|s| s.display().to_string()),
                 dir: dir.display().to_string(),

@@ -1,7 +1,7 @@
 //! The interface between the portable mount code and a kernel protocol. A backend mounts a
 //! directory ([`Backend`]); what it mounted answers the engine through [`MountCore`]:
 //! projections in, files read back without going through the mount itself. FUSE's POSIX
-//! overlay (`crate::vfs` with `platform/fuse`, Linux) and the ProjFS provider
+//! overlay (`crate::mount::overlay` with `platform/fuse`, Linux) and the ProjFS provider
 //! (`platform/projfs`, Windows) implement both; this module names neither.
 
 use std::ffi::OsString;
@@ -12,9 +12,10 @@ use std::sync::Arc;
 
 use crate::fsutil::NanoTime;
 use crate::hash::Digest;
-use crate::hashcache::FileStat;
-use crate::projection::{KeptReal, PackSource, ProjectError, ProjectItem};
+use crate::os::FileStat;
+use crate::projection::{KeptReal, ProjectError, ProjectItem};
 use crate::store::pack::Pack;
+use crate::store::pack::PackSource;
 
 /// What a path in a mount is, for the daemon (which never goes through its own mount).
 #[derive(Debug)]
@@ -227,7 +228,7 @@ pub struct ForeignMount {
 }
 
 /// A kernel protocol that can present a directory's projections.
-pub trait Backend: Send + Sync {
+pub trait Channel: Send + Sync {
     /// The protocol's name (`fuse`, `projfs`), for messages.
     fn name(&self) -> &'static str;
     /// Removes what a dead session left at `dir`; returns how many were removed.
@@ -250,9 +251,9 @@ pub trait Backend: Send + Sync {
 
 /// A backend for machines that have no mount protocol zcfs can use: every mount request
 /// fails with the reason, and hits are restored as real files.
-pub struct NoBackend(pub &'static str);
+pub struct NoChannel(pub &'static str);
 
-impl Backend for NoBackend {
+impl Channel for NoChannel {
     fn name(&self) -> &'static str {
         "none"
     }

@@ -1,6 +1,11 @@
 //! The command line: `zcfs status|stop|stats|gc|clear|config|daemon|mount|unmount|cargo|run|remote`.
 //! (`zcfs <compiler> args...` is the wrapper, dispatched in `main`.)
 
+pub mod cargo;
+pub mod mount;
+pub mod route;
+pub mod run;
+
 use crate::os::OsStrExt;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -8,11 +13,10 @@ use std::time::Duration;
 use anyhow::{Result, bail};
 use clap::{Parser, Subcommand};
 
-use crate::client::{self, ClientError};
 use crate::config::{Config, human_size};
-use crate::mount::control;
 use crate::paths::Paths;
 use crate::proto::{Bytes, Reply, Request};
+use crate::wrapper::client::{self, ClientError};
 
 #[derive(Parser)]
 #[command(
@@ -161,22 +165,22 @@ pub fn main() -> ! {
 
 fn run(cli: Cli) -> Result<i32> {
     if let Cmd::Cargo { args } = cli.command {
-        return crate::cargo_cmd::run(args);
+        return cargo::run(args);
     }
     if let Cmd::Run { mount, args } = cli.command {
-        return crate::run_cmd::run(mount, args);
+        return run::run(mount, args);
     }
     let config = Config::load()?;
     let paths = Paths::new(&config);
     let timeout = Duration::from_secs(120);
     match cli.command {
         Cmd::Daemon { spawned, reason } => {
-            crate::daemon::run(config, &reason, spawned, crate::platform::backend())?;
+            crate::daemon::run(config, &reason, spawned, crate::platform::channel())?;
             Ok(0)
         }
         Cmd::Status { json } => match client::request_once(&paths, &Request::Status, timeout) {
             Ok(Reply::Status(s)) => {
-                let all = control::list(&*crate::platform::backend(), &paths);
+                let all = mount::list(&*crate::platform::channel(), &paths);
                 if json {
                     println!(
                         "{}",
@@ -216,7 +220,7 @@ fn run(cli: Cli) -> Result<i32> {
             }
             Ok(other) => bail!("unexpected reply: {other:?}"),
             Err(ClientError::NoDaemon) => {
-                let all = control::list(&*crate::platform::backend(), &paths);
+                let all = mount::list(&*crate::platform::channel(), &paths);
                 if json {
                     println!(
                         "{}",
@@ -364,8 +368,8 @@ fn run(cli: Cli) -> Result<i32> {
         }
         Cmd::Remote { cmd } => remote_cmd(&config, &paths, cmd),
         Cmd::Mount { dir, allow_other } => {
-            let dir = control::dir_arg(dir, true)?;
-            let m = control::mount(
+            let dir = mount::dir_arg(dir, true)?;
+            let m = mount::mount(
                 &config,
                 &paths,
                 &dir,
@@ -395,9 +399,9 @@ fn run(cli: Cli) -> Result<i32> {
             force,
             materialize,
         } => {
-            let dir = control::dir_arg(dir, false)?;
-            let u = control::unmount(
-                &*crate::platform::backend(),
+            let dir = mount::dir_arg(dir, false)?;
+            let u = mount::unmount(
+                &*crate::platform::channel(),
                 &paths,
                 &dir,
                 force,
@@ -443,7 +447,7 @@ fn run(cli: Cli) -> Result<i32> {
             };
             let req = Request::ProjectFile {
                 dir: Bytes(
-                    control::dir_arg(Some(dir), false)?
+                    mount::dir_arg(Some(dir), false)?
                         .as_os_str()
                         .as_bytes()
                         .to_vec(),
@@ -463,7 +467,7 @@ fn run(cli: Cli) -> Result<i32> {
 }
 
 /// The zcfs mounts of this user that this cache dir's daemon does not serve.
-fn print_other_mounts(all: &[control::Listed]) {
+fn print_other_mounts(all: &[mount::Listed]) {
     for m in all.iter().filter(|m| !m.ours || m.dead) {
         let who = if m.dead {
             "dead: its daemon is gone; `zcfs unmount` removes it".to_string()

@@ -6,8 +6,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::*;
-use crate::hashcache::FileStat;
-use crate::mount::backend::{MountCore, PathTarget};
+use crate::mount::contract::{MountCore, PathTarget};
+use crate::os::FileStat;
 
 fn io_err(e: Errno) -> io::Error {
     e.into()

@@ -1,5 +1,5 @@
 //! FUSE as a mount backend: the POSIX overlay ([`Vfs`]) over a directory, served by a FUSE
-//! session, and the kernel's mount table for stale and foreign mounts (`crate::mount::sys`).
+//! session, and the kernel's mount table for stale and foreign mounts (`mountinfo.rs`).
 
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
@@ -8,15 +8,15 @@ use std::time::Duration;
 
 use anyhow::Context;
 
+use super::mountinfo;
 use crate::fsutil::KernelClock;
-use crate::mount::backend::{
-    AttachSpec, Attached, Backend, ForeignMount, ReleaseError, Session as SessionTrait,
+use crate::mount::contract::{
+    AttachSpec, Attached, Channel, ForeignMount, ReleaseError, Session as SessionTrait,
 };
-use crate::mount::sys;
-use crate::projection::PackSource;
-use crate::vfs::Vfs;
+use crate::mount::overlay::Vfs;
+use crate::store::pack::PackSource;
 
-pub struct FuseBackend;
+pub struct FuseChannel;
 
 impl SessionTrait for super::Session {
     fn running(&self) -> bool {
@@ -35,21 +35,21 @@ impl SessionTrait for super::Session {
     }
 }
 
-impl Backend for FuseBackend {
+impl Channel for FuseChannel {
     fn name(&self) -> &'static str {
         "FUSE"
     }
 
     fn clean_stale(&self, dir: &Path) -> std::io::Result<usize> {
-        sys::clean_stale(dir)
+        mountinfo::clean_stale(dir)
     }
 
     fn is_stale(&self, dir: &Path) -> bool {
-        sys::is_stale(dir)
+        mountinfo::is_stale(dir)
     }
 
     fn zcfs_mounts_at(&self, dir: &Path) -> Vec<ForeignMount> {
-        sys::zcfs_mounts_at(dir)
+        mountinfo::zcfs_mounts_at(dir)
             .iter()
             .map(|m| ForeignMount {
                 socket: m.socket(),
@@ -59,7 +59,7 @@ impl Backend for FuseBackend {
     }
 
     fn my_mounts(&self) -> Vec<(PathBuf, ForeignMount)> {
-        sys::my_zcfs_mounts()
+        mountinfo::my_zcfs_mounts()
             .into_iter()
             .map(|m| {
                 let f = ForeignMount {
@@ -108,7 +108,7 @@ impl Backend for FuseBackend {
     }
 
     fn release(&self, dir: &Path, lazy: bool) -> Result<(), ReleaseError> {
-        match sys::unmount(dir, lazy) {
+        match mountinfo::unmount(dir, lazy) {
             Ok(()) => Ok(()),
             Err(e) if e.raw_os_error() == Some(libc::EBUSY) => Err(ReleaseError::Busy),
             Err(e) => Err(ReleaseError::Io(e)),
@@ -116,13 +116,13 @@ impl Backend for FuseBackend {
     }
 
     fn holders(&self, dir: &Path) -> Vec<String> {
-        sys::holders(dir)
+        mountinfo::holders(dir)
             .iter()
             .map(|h| format!("{} ({}): {}", h.pid, h.command, h.what))
             .collect()
     }
 
     fn source_for(&self, socket: &Path) -> String {
-        sys::source_for(socket)
+        mountinfo::source_for(socket)
     }
 }
