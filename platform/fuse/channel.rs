@@ -10,17 +10,15 @@ use anyhow::Context;
 
 use super::mountinfo;
 use crate::fsutil::KernelClock;
-use crate::mount::contract::{
-    AttachSpec, Attached, Channel, ForeignMount, ReleaseError, Session as SessionTrait,
-};
+use crate::mount::contract::{AttachSpec, Attached, Channel, ForeignMount, ReleaseError, Session};
 use crate::mount::overlay::Vfs;
 use crate::store::pack::PackSource;
 
 pub struct FuseChannel;
 
-impl SessionTrait for super::Session {
+impl Session for super::FuseSession {
     fn running(&self) -> bool {
-        super::Session::running(self)
+        super::FuseSession::running(self)
     }
 
     fn join(self: Box<Self>, max: Duration) -> bool {

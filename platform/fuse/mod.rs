@@ -764,12 +764,12 @@ pub struct MountSpec {
 }
 
 /// A live FUSE session.
-pub struct Session {
+pub struct FuseSession {
     pub bg: fuser::BackgroundSession,
     pub notifier: Arc<KernelNotifier>,
 }
 
-impl Session {
+impl FuseSession {
     /// Whether the session still runs (it ends when the kernel drops the connection, e.g.
     /// after an unmount that did not go through this daemon).
     pub fn running(&self) -> bool {
@@ -778,7 +778,7 @@ impl Session {
 }
 
 /// Mounts `vfs` over `dir` and starts serving it.
-pub fn mount(vfs: Arc<Vfs>, dir: &Path, spec: &MountSpec) -> io::Result<Session> {
+pub fn mount(vfs: Arc<Vfs>, dir: &Path, spec: &MountSpec) -> io::Result<FuseSession> {
     let mut config = fuser::Config::default();
     config.mount_options = vec![
         MountOption::FSName(spec.source.clone()),
@@ -801,5 +801,5 @@ pub fn mount(vfs: Arc<Vfs>, dir: &Path, spec: &MountSpec) -> io::Result<Session>
     let notifier = KernelNotifier::start(session.notifier());
     vfs.set_notify(notifier.clone());
     let bg = session.spawn()?;
-    Ok(Session { bg, notifier })
+    Ok(FuseSession { bg, notifier })
 }

@@ -29,8 +29,8 @@ use crate::proto::OnWriteError;
 use crate::store::manifest::Inputs;
 use crate::store::pack::{Pack, Written};
 
-/// Who asks for a compile, as the compiler would see it.
-pub struct Caller<'a> {
+/// A compile as its caller asked for it, as the compiler would see it.
+pub struct Invocation<'a> {
     /// The command line; `argv[0]` is the compiler.
     pub argv: &'a [OsString],
     /// Absolute.
@@ -68,7 +68,7 @@ pub trait Family: Send + Sync {
     /// counted.
     fn prepare(
         &self,
-        caller: &Caller<'_>,
+        caller: &Invocation<'_>,
         ctx: &KeyContext<'_>,
     ) -> Result<Box<dyn Compile>, KeyError>;
 }
@@ -126,7 +126,7 @@ pub trait Compile: Send {
     /// Whether an entry's recorded inputs hold for this caller now: what serves it.
     fn fit<'a>(
         &'a self,
-        caller: &Caller<'_>,
+        caller: &Invocation<'_>,
         fs: &dyn FsView,
         inputs: &Inputs,
     ) -> Option<Box<dyn Fit + 'a>>;

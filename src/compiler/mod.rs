@@ -7,7 +7,7 @@ pub mod depinfo;
 pub mod family;
 pub mod rustc;
 
-pub use family::{Caller, Compile, Family, KeyContext, Views};
+pub use family::{Compile, Family, Invocation, KeyContext, Views};
 
 use std::fmt;
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use tracing::{debug, warn};
 
 use super::Engine;
-use crate::compiler::{Caller, Compile, Language};
+use crate::compiler::{Compile, Invocation, Language};
 
 use crate::deliver::project::Project;
 use crate::deliver::{Deliver, Delivery, Placed, Report};
@@ -24,7 +24,7 @@ use crate::store::pack::Pack;
 /// A compile's lookup.
 struct Lookup<'a> {
     job: &'a dyn Compile,
-    caller: &'a Caller<'a>,
+    caller: &'a Invocation<'a>,
     fs: &'a MountedFs<'a>,
     key_time: Duration,
     t_lookup: Instant,
@@ -63,7 +63,7 @@ impl Engine {
     pub(super) fn try_hit(
         &self,
         job: &dyn Compile,
-        caller: &Caller<'_>,
+        caller: &Invocation<'_>,
         fs: &MountedFs<'_>,
         key_time: Duration,
     ) -> Option<Reply> {

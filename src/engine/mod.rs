@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use tracing::{debug, info, warn};
 
-use crate::compiler::{Caller, Compile, Family, KeyContext, KeyError, Language, Views};
+use crate::compiler::{Compile, Family, Invocation, KeyContext, KeyError, Language, Views};
 use crate::config::Config;
 use crate::deliver::Deliver;
 use crate::fsutil::KernelClock;
@@ -315,7 +315,7 @@ impl Engine {
             .into_iter()
             .map(|(k, v)| (OsString::from_vec(k.0), OsString::from_vec(v.0)))
             .collect();
-        let caller = Caller {
+        let caller = Invocation {
             argv: &argv,
             cwd: &cwd,
             env: &env,

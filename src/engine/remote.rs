@@ -455,9 +455,10 @@ impl Engine {
         let tier = self.remote.as_ref()?;
         let r = &tier.remote;
         let breaker = match (r.read.state(), r.write.state()) {
-            (crate::remote::breaker::State::Closed, crate::remote::breaker::State::Closed) => {
-                "closed".to_string()
-            }
+            (
+                crate::remote::breaker::BreakerState::Closed,
+                crate::remote::breaker::BreakerState::Closed,
+            ) => "closed".to_string(),
             (rd, wr) => format!("reads {}, writes {}", rd.name(), wr.name()),
         };
         Some((r.location.clone(), r.mode().name(), breaker))

@@ -13,20 +13,20 @@ pub const TRIP_AFTER: u32 = 3;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum State {
+pub enum BreakerState {
     Closed,
     Open,
     /// One probe is allowed (and may be in flight).
     HalfOpen,
 }
 
-impl State {
+impl BreakerState {
     /// As `zcfs remote status --json` spells it.
     pub fn name(self) -> &'static str {
         match self {
-            State::Closed => "closed",
-            State::Open => "open",
-            State::HalfOpen => "half-open",
+            BreakerState::Closed => "closed",
+            BreakerState::Open => "open",
+            BreakerState::HalfOpen => "half-open",
         }
     }
 }
@@ -115,12 +115,12 @@ impl Breaker {
         self.inner.lock().probing = false;
     }
 
-    pub fn state(&self) -> State {
+    pub fn state(&self) -> BreakerState {
         let s = self.inner.lock();
         match s.open_until {
-            None => State::Closed,
-            Some(until) if Instant::now() < until => State::Open,
-            Some(_) => State::HalfOpen,
+            None => BreakerState::Closed,
+            Some(until) if Instant::now() < until => BreakerState::Open,
+            Some(_) => BreakerState::HalfOpen,
         }
     }
 
@@ -150,10 +150,10 @@ mod tests {
             assert!(b.allow());
             assert_eq!(b.failure(), i + 1 == TRIP_AFTER);
         }
-        assert_eq!(b.state(), State::Open);
+        assert_eq!(b.state(), BreakerState::Open);
         assert!(!b.allow());
         std::thread::sleep(Duration::from_millis(50));
-        assert_eq!(b.state(), State::HalfOpen);
+        assert_eq!(b.state(), BreakerState::HalfOpen);
         assert!(b.allow(), "one probe");
         assert!(!b.allow(), "only one");
         assert!(b.failure(), "the probe failed: open again");
@@ -164,7 +164,7 @@ mod tests {
         std::thread::sleep(Duration::from_millis(40));
         assert!(b.allow());
         b.success();
-        assert_eq!(b.state(), State::Closed);
+        assert_eq!(b.state(), BreakerState::Closed);
         assert!(b.allow() && b.allow());
     }
 

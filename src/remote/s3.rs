@@ -163,7 +163,7 @@ impl S3 {
             let hash = payload.map_or_else(|| EMPTY_SHA256.to_string(), sigv4::sha256_hex);
             let date = sigv4::amz_date(crate::util::unix_now());
             headers = sigv4::sign(
-                &sigv4::Request {
+                &sigv4::ToSign {
                     method,
                     host: &self.host,
                     path: &path,

@@ -15,7 +15,7 @@ pub struct Credentials {
 }
 
 /// One request to sign.
-pub struct Request<'a> {
+pub struct ToSign<'a> {
     pub method: &'a str,
     pub host: &'a str,
     /// The URI path, already percent-encoded as sent.
@@ -49,7 +49,7 @@ fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
 
 /// The headers to send: the extra ones, `x-amz-date`, `x-amz-content-sha256`, the session
 /// token if any, and `authorization`.
-pub fn sign(req: &Request<'_>, creds: &Credentials) -> Vec<(String, String)> {
+pub fn sign(req: &ToSign<'_>, creds: &Credentials) -> Vec<(String, String)> {
     let mut headers: Vec<(String, String)> = req
         .headers
         .iter()
@@ -116,7 +116,7 @@ mod tests {
     #[test]
     fn aws_documented_example() {
         let headers = sign(
-            &Request {
+            &ToSign {
                 method: "GET",
                 host: "examplebucket.s3.amazonaws.com",
                 path: "/test.txt",

@@ -12,7 +12,7 @@ use super::collect::{self, ScanCache};
 use super::identity::{CcFacts, Driver};
 use super::{CcJob, KeyInputs};
 use crate::compiler::family::{
-    Caller, Compile, Done, Family, Fit, KeyContext, MissPlan, Serve, ToStore, absent_holds,
+    Compile, Done, Family, Fit, Invocation, KeyContext, MissPlan, Serve, ToStore, absent_holds,
     program_name,
 };
 use crate::compiler::{KeyError, Language, Uncacheable, is_c_driver_name, is_emcc_name};
@@ -46,7 +46,7 @@ impl Family for CcFamily {
 
     fn prepare(
         &self,
-        caller: &Caller<'_>,
+        caller: &Invocation<'_>,
         ctx: &KeyContext<'_>,
     ) -> Result<Box<dyn Compile>, KeyError> {
         let fs = ctx.views.view(Vec::new());
@@ -123,7 +123,7 @@ impl Compile for CcCompile {
 
     fn fit<'a>(
         &'a self,
-        caller: &Caller<'_>,
+        caller: &Invocation<'_>,
         fs: &dyn FsView,
         inputs: &Inputs,
     ) -> Option<Box<dyn Fit + 'a>> {

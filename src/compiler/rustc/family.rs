@@ -13,7 +13,7 @@ use tracing::{debug, trace};
 use super::bindings::{self, Rebase};
 use super::{IdentityCache, KeyInputs, RustcJob};
 use crate::compiler::family::{
-    Caller, Compile, Done, Family, Fit, KeyContext, MissPlan, Serve, ToStore, absent_holds,
+    Compile, Done, Family, Fit, Invocation, KeyContext, MissPlan, Serve, ToStore, absent_holds,
     program_name,
 };
 use crate::compiler::{KeyError, Language, Uncacheable};
@@ -46,7 +46,7 @@ impl Family for RustcFamily {
 
     fn prepare(
         &self,
-        caller: &Caller<'_>,
+        caller: &Invocation<'_>,
         ctx: &KeyContext<'_>,
     ) -> Result<Box<dyn Compile>, KeyError> {
         let parsed = super::parse_invocation(caller.argv, caller.cwd, caller.env)?;
@@ -119,7 +119,7 @@ impl Compile for RustcCompile {
 
     fn fit<'a>(
         &'a self,
-        caller: &Caller<'_>,
+        caller: &Invocation<'_>,
         fs: &dyn FsView,
         inputs: &Inputs,
     ) -> Option<Box<dyn Fit + 'a>> {
@@ -262,7 +262,7 @@ impl RustcCompile {
     /// paths map to the current ones (X2). Files are read through the daemon's view, so
     /// inputs inside a mount (generated sources, linked rlibs) are seen as the mount shows
     /// them.
-    fn matches(&self, caller: &Caller<'_>, fs: &dyn FsView, inputs: &Inputs) -> Option<Rebase> {
+    fn matches(&self, caller: &Invocation<'_>, fs: &dyn FsView, inputs: &Inputs) -> Option<Rebase> {
         let job = &self.job;
         let what = || super::describe(job);
         if !inputs.checks.is_empty() {
