@@ -560,7 +560,7 @@ mod tests {
     fn json_has_the_documented_keys() {
         let s = Stats::load(Path::new("/nonexistent"));
         s.hit(
-            Language::Rust,
+            Language::RUST,
             HitPhases {
                 key: Duration::from_micros(100),
                 lookup: Duration::from_micros(100),
@@ -573,9 +573,9 @@ mod tests {
             },
             false,
         );
-        s.miss(Language::Rust);
-        s.uncacheable(Language::Rust, "probe");
-        s.error(Language::Rust, "corrupt pack");
+        s.miss(Language::RUST);
+        s.uncacheable(Language::RUST, "probe");
+        s.error(Language::RUST, "corrupt pack");
         let v = to_json(&s.snapshot(), 1, 2, 3);
         assert_eq!(v["hits"], 1);
         assert_eq!(v["misses"], 1);

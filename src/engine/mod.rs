@@ -298,7 +298,7 @@ impl Engine {
             .find_map(|f| Some((f, f.language_of(Path::new(program))?)))
         else {
             self.stats
-                .uncacheable(Language::Other, "unsupported compiler");
+                .uncacheable(Language::OTHER, "unsupported compiler");
             return Reply::PassThrough {
                 reason: format!(
                     "{} is not a compiler zcfs caches yet",

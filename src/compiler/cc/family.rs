@@ -38,7 +38,7 @@ impl Family for CcFamily {
         if is_c_driver_name(name) {
             Some(Language::C)
         } else if is_emcc_name(name) {
-            Some(Language::Emcc)
+            Some(Language::EMCC)
         } else {
             None
         }
@@ -145,7 +145,7 @@ impl Compile for CcCompile {
         // emcc's message for a failed compile shows clang's command line, with what zcfs
         // added: such a compile is run again as it was given (any failure: the empty
         // marker is in every stderr).
-        let emcc = job.language() == Language::Emcc;
+        let emcc = job.language() == Language::EMCC;
         job.date_at_start = Some(super::date_value());
         MissPlan {
             extra_args,
@@ -183,7 +183,7 @@ impl Compile for CcCompile {
                 serde_json::Value::Object(m) => m,
                 _ => Default::default(),
             },
-            stderr: (job.language() == Language::Emcc)
+            stderr: (job.language() == Language::EMCC)
                 .then(|| super::emcc::replayable_stderr(done.stderr)),
         })
     }
@@ -290,7 +290,7 @@ impl Fit for CcFit<'_> {
             stdout: pack.header.stdout.clone(),
             stderr,
             on_write_error: match (job.language(), job.identity.family) {
-                (Language::Emcc, _) => OnWriteError::Exit(1),
+                (Language::EMCC, _) => OnWriteError::Exit(1),
                 (_, Driver::Gcc) => OnWriteError::Exit(0),
                 (_, Driver::Clang) => OnWriteError::Abort,
             },

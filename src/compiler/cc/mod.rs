@@ -79,9 +79,9 @@ pub struct Output {
 impl CcJob {
     pub fn language(&self) -> Language {
         if self.emcc.is_some() {
-            Language::Emcc
+            Language::EMCC
         } else if self.lang.is_cxx() {
-            Language::Cxx
+            Language::CXX
         } else {
             Language::C
         }

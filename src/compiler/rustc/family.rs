@@ -41,7 +41,7 @@ impl RustcFamily {
 
 impl Family for RustcFamily {
     fn language_of(&self, program: &Path) -> Option<Language> {
-        (program_name(program) == "rustc").then_some(Language::Rust)
+        (program_name(program) == "rustc").then_some(Language::RUST)
     }
 
     fn prepare(
@@ -91,7 +91,7 @@ impl Compile for RustcCompile {
     }
 
     fn language(&self) -> Language {
-        Language::Rust
+        Language::RUST
     }
 
     fn describe(&self) -> String {
