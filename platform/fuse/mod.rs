@@ -1,6 +1,6 @@
-//! The FUSE adapter (Linux): a thin translation from fuser's requests to the core
-//! ([`crate::mount::overlay::Vfs`]), plus the pieces that only exist in FUSE: the kernel notifier thread,
-//! passthrough backing ids, the session and its mount options.
+//! The FUSE channel (Linux): a thin translation from fuser's requests to the POSIX mount
+//! model ([`crate::mount::overlay::Vfs`]), plus the pieces that only exist in FUSE: the
+//! kernel notifier thread, passthrough backing ids, the session and its mount options.
 //!
 //! Compiled into the `zcfs` crate from `platform/fuse/` (see docs/decisions.md, D-1).
 

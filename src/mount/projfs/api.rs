@@ -1,9 +1,9 @@
 //! The narrow interface between the ProjFS provider and Windows: the ProjFS calls the provider
 //! makes (`PrjMarkDirectoryAsPlaceholder`, `PrjDeleteFile`, `PrjClearNegativePathCache`,
 //! `PrjGetOnDiskFileState`, `PrjFileNameCompare`, `PrjFileNameMatch`) and the few plain file
-//! operations it does in the virtualization root. `sys.rs` implements it with the `windows`
-//! crate; the tests implement it with a model of ProjFS (`fake.rs`). The calls the other
-//! way, from ProjFS to the provider, are the `cb_*` methods of `Provider`.
+//! operations it does in the virtualization root. `platform/projfs/sys.rs` implements it
+//! with the `windows` crate; the tests implement it with a model of ProjFS (`fake.rs`). The
+//! calls the other way, from ProjFS to the provider, are the `cb_*` methods of `Provider`.
 
 use std::cmp::Ordering;
 use std::io;
@@ -89,7 +89,7 @@ pub enum DeleteError {
     Io(#[from] io::Error),
 }
 
-/// The result of a callback, mapped to an HRESULT by `sys.rs`.
+/// The result of a callback, mapped to an HRESULT by `platform/projfs/sys.rs`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
     /// `ERROR_FILE_NOT_FOUND`.
