@@ -109,6 +109,47 @@ macro_rules! both {
 }
 
 both! {
+    a_directive_name_in_a_string_is_data_and_incbin_is_never_served_stale(cc) {
+        // A C string that is only a directive's name (OpenSSL's configuration parser) reads
+        // no file: the compile is stored and hits.
+        let c = C::new();
+        c.write(
+            "p.c",
+            "#include <string.h>\nint is_inc(const char *p) { return strcmp(p, \".include\") == 0; }\n",
+        );
+        let args = ["-c", "p.c", "-o", "p.o"];
+        // A compile that starts in the clock tick its input was written in is not stored.
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        c.same_as_plain(cc, &args, &["p.o"]);
+        c.same_as_plain(cc, &args, &["p.o"]);
+        assert_eq!(c.counts(), (1, 1));
+        assert_eq!(c.not_stored("unsupported code directive"), 0);
+        // A real `.incbin` in an asm statement reads a file no dependency list names: never
+        // stored, so a changed file is always compiled in.
+        c.write("d.bin", "first bytes");
+        c.write(
+            "i.c",
+            r#"__asm__(".section .rodata\n.incbin \"d.bin\"\n.previous");
+int f(void) { return 0; }
+"#,
+        );
+        let args = ["-c", "i.c", "-o", "i.o"];
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        c.same_as_plain(cc, &args, &["i.o"]);
+        c.write("d.bin", "other bytes");
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        c.same_as_plain(cc, &args, &["i.o"]);
+        let o = c.read("i.o");
+        assert!(memchr::memmem::find(&o, b"other bytes").is_some());
+        assert_eq!(c.counts(), (1, 3), "no hit for the .incbin compiles");
+        assert_eq!(
+            c.not_stored("unsupported code directive"),
+            2,
+            "{}",
+            c.env.stats()
+        );
+    }
+
     c1_cold_then_warm_with_identical_objects(cc) {
         let c = C::new();
         let args = ["-O2", "-c", "a.c", "-o", "a.o"];

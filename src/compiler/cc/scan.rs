@@ -113,10 +113,16 @@ fn is_date_piece(id: &[u8]) -> bool {
             .any(|m| id.len() < m.len() && memchr::memmem::find(m, id).is_some())
 }
 
-/// The identifiers of a text that are pieces of time macros, outside comments and
-/// string and character literals (where they are no tokens).
-fn date_pieces(text: &[u8]) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
+/// A token of C or C++ text that the scans look at: an identifier (start, length), or a
+/// string literal (its opening and closing quote).
+enum Token {
+    Ident(usize, usize),
+    Str(usize, usize),
+}
+
+/// Walks a text's identifiers and string literals, outside comments; character literals
+/// are skipped, and a literal ends on its line (a `'` after a digit separates digits).
+fn tokens(text: &[u8], mut f: impl FnMut(Token)) {
     let mut i = 0;
     let line_end =
         |from: usize| memchr::memchr(b'\n', &text[from..]).map_or(text.len(), |n| from + n);
@@ -128,29 +134,44 @@ fn date_pieces(text: &[u8]) -> Vec<String> {
                 i = memchr::memmem::find(&text[i + 2..], b"*/").map_or(text.len(), |n| i + n + 4)
             }
             b'"' | b'\'' => {
-                // A literal ends on its line; a `'` after a digit separates digits.
                 let sep = b == b'\'' && i > 0 && text[i - 1].is_ascii_alphanumeric();
                 let end = line_end(i);
                 let mut j = i + 1;
                 while j < end && text[j] != b {
                     j += if text[j] == b'\\' { 2 } else { 1 };
                 }
+                if b == b'"' && j < end {
+                    f(Token::Str(i, j));
+                }
                 i = if sep || j >= end { i + 1 } else { j + 1 };
             }
             _ if is_ident(b) && !b.is_ascii_digit() => {
                 let n = text[i..].iter().take_while(|&&c| is_ident(c)).count();
-                let id = &text[i..i + n];
-                if (i == 0 || !is_ident(text[i - 1])) && n < 13 && is_date_piece(id) {
-                    let id = String::from_utf8_lossy(id).into_owned();
-                    if !out.contains(&id) {
-                        out.push(id);
-                    }
+                if i == 0 || !is_ident(text[i - 1]) {
+                    f(Token::Ident(i, n));
                 }
                 i += n;
             }
             _ => i += 1,
         }
     }
+}
+
+/// The identifiers of a text that are pieces of time macros, outside comments and
+/// string and character literals (where they are no tokens).
+fn date_pieces(text: &[u8]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    tokens(text, |t| {
+        if let Token::Ident(i, n) = t {
+            let id = &text[i..i + n];
+            if n < 13 && is_date_piece(id) {
+                let id = String::from_utf8_lossy(id).into_owned();
+                if !out.contains(&id) {
+                    out.push(id);
+                }
+            }
+        }
+    });
     out
 }
 
@@ -179,8 +200,9 @@ pub fn pasteable(name: &str, pieces: &HashSet<&str>) -> bool {
 pub const TIME_MACRO_NAMES: [&str; 3] = ["__DATE__", "__TIME__", "__TIMESTAMP__"];
 
 /// `.incbin`/`.include` in any case at `at`, not part of a longer name. Returns whether a
-/// quoted name follows (as `.include "f"`, or `.incbin \"f\"` in a C string).
-fn directive_at(text: &[u8], at: usize) -> Option<bool> {
+/// quoted name follows (as `.include "f"`, or `.incbin \"f\"` in a C string), and where
+/// that quote is.
+fn directive_at(text: &[u8], at: usize) -> Option<(bool, usize)> {
     let rest = &text[at..];
     let len = [&b".incbin"[..], b".include"]
         .iter()
@@ -201,7 +223,48 @@ fn directive_at(text: &[u8], at: usize) -> Option<bool> {
     while rest.get(j) == Some(&b'\\') {
         j += 1;
     }
-    Some(rest.get(j) == Some(&b'"'))
+    Some((rest.get(j) == Some(&b'"'), at + j))
+}
+
+/// The string literals of a C or C++ text outside comments: (opening quote, closing quote).
+fn string_literals(text: &[u8]) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    tokens(text, |t| {
+        if let Token::Str(open, close) = t {
+            out.push((open, close));
+        }
+    });
+    out
+}
+
+/// Whether the quote at `quote`, after a directive at `at`, closes an ordinary C string
+/// literal that holds the directive, with nothing after it that could go on with the
+/// string (another literal, a macro): then no name follows the directive, as in
+/// `strcmp(p, ".include")`. Raw literals (`R"(...)"`) are not judged.
+fn literal_ends_bare(text: &[u8], at: usize, quote: usize, literals: &[(usize, usize)]) -> bool {
+    let Some(&(open, _)) = literals
+        .iter()
+        .find(|&&(open, close)| open < at && close == quote)
+    else {
+        return false;
+    };
+    if open > 0 && text[open - 1] == b'R' {
+        return false;
+    }
+    let mut k = quote + 1;
+    loop {
+        match text.get(k) {
+            Some(b) if b.is_ascii_whitespace() => k += 1,
+            Some(b'/') if text.get(k + 1) == Some(&b'/') => {
+                k = memchr::memchr(b'\n', &text[k..]).map_or(text.len(), |n| k + n)
+            }
+            Some(b'/') if text.get(k + 1) == Some(&b'*') => {
+                k = memchr::memmem::find(&text[k + 2..], b"*/").map_or(text.len(), |n| k + n + 4)
+            }
+            None => return true,
+            Some(&b) => return !(b == b'"' || is_ident(b)),
+        }
+    }
 }
 
 /// Whether a line is a `#define`.
@@ -268,10 +331,15 @@ pub fn scan(text: &[u8]) -> Scan {
         ..Scan::default()
     };
     // Assembler directives: anywhere, strings included (`asm("...")`).
+    let mut literals = None;
     for i in memchr::memchr_iter(b'.', text) {
-        if let Some(quoted) = directive_at(text, i) {
+        if let Some((quoted, quote)) = directive_at(text, i) {
             s.asm_reads = true;
-            s.c_reads |= quoted;
+            if quoted && !s.c_reads {
+                let escaped = quote > 0 && text[quote - 1] == b'\\';
+                let literals = literals.get_or_insert_with(|| string_literals(text));
+                s.c_reads = escaped || !literal_ends_bare(text, i, quote, literals);
+            }
         }
     }
     s.date_pieces = date_pieces(text);
@@ -529,6 +597,32 @@ mod tests {
             assert!(!s.c_reads, "{}", String::from_utf8_lossy(t));
         }
         assert!(!scan(b"x.include(\"y\")").asm_reads);
+    }
+
+    #[test]
+    fn a_directive_that_ends_a_c_string_names_no_file() {
+        // A string that is only the directive's name (OpenSSL's configuration parser).
+        for t in [
+            &b"} else if (CHECK_AND_SKIP_PREFIX(pname, \".include\")\n  && (p != pname))"[..],
+            b"if (strcmp(p, \".incbin\") == 0) return 1;",
+            b"f(\".include\" /* the directive */ , 1);",
+            b"const char *d = \".include\";",
+        ] {
+            let s = scan(t);
+            assert!(s.asm_reads && !s.c_reads, "{}", String::from_utf8_lossy(t));
+        }
+        // What could go on with the string, raw literals, names outside a literal: read.
+        for t in [
+            &b"asm(\".incbin\" \"\\\"x\\\"\");"[..],
+            b"asm(\".incbin \" FILE);",
+            b"asm(\".incbin\"\n    \" \\\"x\\\"\");",
+            b"asm(R\"(.incbin \")\" \"x\\\"\");",
+            b"asm(S(.include \"x.s\"));",
+            b"asm(\".include \\\"a.s\\\"\"); f(\".include\");",
+        ] {
+            let s = scan(t);
+            assert!(s.c_reads, "{}", String::from_utf8_lossy(t));
+        }
     }
 
     #[test]
