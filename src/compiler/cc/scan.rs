@@ -238,9 +238,11 @@ fn string_literals(text: &[u8]) -> Vec<(usize, usize)> {
 }
 
 /// Whether the quote at `quote`, after a directive at `at`, closes an ordinary C string
-/// literal that holds the directive, with nothing after it that could go on with the
-/// string (another literal, a macro): then no name follows the directive, as in
-/// `strcmp(p, ".include")`. Raw literals (`R"(...)"`) are not judged.
+/// literal that holds the directive, and what follows it on that line ends the string
+/// (`)`, `,`, `;`, an operator): then no name follows the directive, as in
+/// `strcmp(p, ".include")`. Anything that could go on with the string is a read: another
+/// literal, a macro, a stringified argument (`".incbin " #f`), a later line (a `#define`'s
+/// value is continued where it is used), and raw literals (`R"(...)"`) are not judged.
 fn literal_ends_bare(text: &[u8], at: usize, quote: usize, literals: &[(usize, usize)]) -> bool {
     let Some(&(open, _)) = literals
         .iter()
@@ -254,15 +256,34 @@ fn literal_ends_bare(text: &[u8], at: usize, quote: usize, literals: &[(usize, u
     let mut k = quote + 1;
     loop {
         match text.get(k) {
-            Some(b) if b.is_ascii_whitespace() => k += 1,
-            Some(b'/') if text.get(k + 1) == Some(&b'/') => {
-                k = memchr::memchr(b'\n', &text[k..]).map_or(text.len(), |n| k + n)
-            }
+            Some(b' ' | b'\t') => k += 1,
             Some(b'/') if text.get(k + 1) == Some(&b'*') => {
-                k = memchr::memmem::find(&text[k + 2..], b"*/").map_or(text.len(), |n| k + n + 4)
+                let Some(n) = memchr::memmem::find(&text[k + 2..], b"*/") else {
+                    return false;
+                };
+                if text[k..k + n + 2].contains(&b'\n') {
+                    return false;
+                }
+                k += n + 4;
             }
-            None => return true,
-            Some(&b) => return !(b == b'"' || is_ident(b)),
+            Some(b) => {
+                return matches!(
+                    b,
+                    b')' | b','
+                        | b';'
+                        | b']'
+                        | b'}'
+                        | b'='
+                        | b'!'
+                        | b'&'
+                        | b'|'
+                        | b'<'
+                        | b'>'
+                        | b'?'
+                        | b':'
+                );
+            }
+            None => return false,
         }
     }
 }
@@ -607,6 +628,7 @@ mod tests {
             b"if (strcmp(p, \".incbin\") == 0) return 1;",
             b"f(\".include\" /* the directive */ , 1);",
             b"const char *d = \".include\";",
+            b"asm(\".incbin\" : : );",
         ] {
             let s = scan(t);
             assert!(s.asm_reads && !s.c_reads, "{}", String::from_utf8_lossy(t));
@@ -619,6 +641,14 @@ mod tests {
             b"asm(R\"(.incbin \")\" \"x\\\"\");",
             b"asm(S(.include \"x.s\"));",
             b"asm(\".include \\\"a.s\\\"\"); f(\".include\");",
+            // A macro's value is continued where it is used; a stringified argument, a
+            // literal on the next line or after a comment that ends the line continue it.
+            b"#define D \".incbin\"\n#define E(f) asm(D \" \\\"\" f \"\\\"\")\n",
+            b"#define INCBIN(f) __asm__(\".incbin \" #f)\n",
+            b"#define INCBIN(f) __asm__(\".incbin \" %:f)\n",
+            b"asm(\".incbin\" // the file:\n \"\\\"x\\\"\");",
+            b"asm(\".incbin\" /* the\nfile */ \"\\\"x\\\"\");",
+            b"asm(\".incbin\"",
         ] {
             let s = scan(t);
             assert!(s.c_reads, "{}", String::from_utf8_lossy(t));
