@@ -11,6 +11,7 @@
 # and named in BENCH_PEERS (default: ccache). --baseline EXE measures another zcfs build in
 # the same run as `base` (its own cache and daemon).
 set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
 baseline=
 if [ "${1:-}" = "--baseline" ]; then
   baseline=$(readlink -f "$2")
@@ -38,22 +39,12 @@ declare -A CCS=([zcfs]="zcfs $cc")
 for p in $peers; do
   command -v "$p" >/dev/null && CCS[$p]="$p $cc"
 done
-export ZCFS_DIR=$work/zcfs-cache CCACHE_DIR=$work/ccache SCCACHE_DIR=$work/sccache ZCCACHE_DIR=$work/zccache
-base_env="env ZCFS_DIR=$work/zcfs-base-cache ZCFS_RUNTIME_DIR=$work/zcfs-base-run"
+# shellcheck source=bench/lib.sh
+source "$here/lib.sh"
 if [ -n "$baseline" ]; then
   CCS[base]="$baseline $cc"
 fi
 zcfs stop >/dev/null 2>&1 || true
-
-clear_cache() {
-  case $1 in
-    zcfs) zcfs clear >/dev/null 2>&1 || true ;;
-    base) $base_env "$baseline" clear >/dev/null 2>&1 || true ;;
-    ccache) ccache -C >/dev/null 2>&1 || true ;;
-    sccache) sccache --stop-server >/dev/null 2>&1 || true; rm -rf "$SCCACHE_DIR" ;;
-    zccache) zccache clear >/dev/null 2>&1 || rm -rf "$ZCCACHE_DIR" ;;
-  esac
-}
 
 timed_make() {
   find . -name '*.o' -delete
@@ -91,7 +82,6 @@ for r in $(seq "$rounds"); do
     warm[$k]+="$(timed_make "${CCS[$k]}" "$k") "
   done
 done
-median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 echo "OpenSSL 3.6.3 build_libs, $ncomp objects, $cc, make -j2, warm: median of $rounds rounds (seconds)"
 printf '%-8s %8s %8s %10s %10s\n' cache cold warm cold/none warm/none
 printf '%-8s %8.3f %8s %10.2f %10s\n' none "$none" - 1 -

@@ -8,6 +8,7 @@
 # (bench/install-peers.sh). --baseline EXE measures another zcfs build in the same run as
 # `base` (its own cache and daemon): an A/B of two versions.
 set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
 baseline=
 if [ "${1:-}" = "--baseline" ]; then
   baseline=$(readlink -f "$2")
@@ -44,10 +45,8 @@ declare -A CCS=([none]="$cc" [zcfs]="zcfs $cc")
 command -v ccache >/dev/null && CCS[ccache]="ccache $cc"
 command -v sccache >/dev/null && CCS[sccache]="sccache $cc"
 command -v zccache >/dev/null && CCS[zccache]="zccache $cc"
-export ZCFS_DIR=$work/zcfs-cache CCACHE_DIR=$work/ccache SCCACHE_DIR=$work/sccache ZCCACHE_DIR=$work/zccache
-# The baseline runs with its own cache and runtime dirs, exported around its rounds (an
-# `env` in front of each compile would cost it a process per compile).
-base_env="env ZCFS_DIR=$work/zcfs-base-cache ZCFS_RUNTIME_DIR=$work/zcfs-base-run"
+# shellcheck source=bench/lib.sh
+source "$here/lib.sh"
 if [ -n "$baseline" ]; then
   CCS[base]="$baseline $cc"
   $base_env "$baseline" stats --zero >/dev/null 2>&1 || true
@@ -56,16 +55,6 @@ fi
 # (they run uncached): stop it first. Then the closing stats line covers this run.
 zcfs stop >/dev/null 2>&1 || true
 zcfs stats --zero >/dev/null 2>&1 || true
-
-clear_cache() {
-  case $1 in
-    zcfs) zcfs clear >/dev/null 2>&1 || true ;;
-    base) $base_env "$baseline" clear >/dev/null 2>&1 || true ;;
-    ccache) ccache -C >/dev/null 2>&1 || true ;;
-    sccache) sccache --stop-server >/dev/null 2>&1 || true; rm -rf "$SCCACHE_DIR" ;;
-    zccache) zccache clear >/dev/null 2>&1 || rm -rf "$ZCCACHE_DIR" ;;
-  esac
-}
 
 timed_make() {
   rm -f ./*.o
@@ -88,7 +77,6 @@ for r in $(seq "$rounds"); do
     warm[$k]+="$(timed_make "${CCS[$k]}" "$k") "
   done
 done
-median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 echo "Lua $(basename "$(ls -d "$work"/unpack/lua-5.4*/ | tail -1)"), $nfiles files, $cc $FLAGS, make -j2, $rounds rounds (median seconds)"
 printf '%-8s %8s %8s %10s %10s\n' cache cold warm cold/none warm/none
 base_cold=$(echo "${cold[none]}" | median)
