@@ -42,6 +42,8 @@ pub struct Config {
     pub config_file: Option<PathBuf>,
     /// The remote tier (`ZCFS_REMOTE*`, docs/remote.md).
     pub remote: RemoteConfig,
+    /// What the daemon's directory watcher may answer (`ZCFS_WATCH`).
+    pub watch: WatchMode,
 }
 
 /// The TOML file's shape. Unknown keys are an error, so typos are caught.
@@ -58,6 +60,7 @@ struct FileConfig {
     sloppiness: Option<ListValue>,
     log: Option<String>,
     client_timeout: Option<u64>,
+    watch: Option<String>,
     remote: Option<String>,
     remote_mode: Option<String>,
     remote_connect_timeout: Option<DurationValue>,
@@ -282,6 +285,17 @@ impl Config {
             }
             .context("invalid sloppiness")?,
         };
+        let watch = match env.var("ZCFS_WATCH").filter(|s| !s.is_empty()) {
+            Some(v) => WatchMode::parse(&v)
+                .map_err(anyhow::Error::msg)
+                .context("invalid ZCFS_WATCH")?,
+            None => match file.watch {
+                Some(v) => WatchMode::parse(&v)
+                    .map_err(anyhow::Error::msg)
+                    .context("invalid watch")?,
+                None => WatchMode::default(),
+            },
+        };
         let log = env
             .var("ZCFS_LOG")
             .filter(|s| !s.is_empty())
@@ -301,7 +315,44 @@ impl Config {
             log,
             client_timeout,
             config_file,
+            watch,
         })
+    }
+}
+
+/// How far the daemon's directory watcher is trusted (`ZCFS_WATCH`, docs/config.md;
+/// `crate::fsview::watch`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WatchMode {
+    /// No watcher: every check asks the filesystem.
+    Off,
+    /// Names, kinds, listings and directories' times from the watcher; a file's stat taken
+    /// each time its content matters.
+    #[default]
+    Names,
+    /// Also a file's stat and digest (a change made through a writable shared mapping is
+    /// not seen).
+    Files,
+}
+
+impl WatchMode {
+    pub fn parse(s: &str) -> Result<WatchMode, String> {
+        match s {
+            "off" | "no" | "false" | "0" => Ok(WatchMode::Off),
+            "names" | "on" | "yes" | "true" | "1" => Ok(WatchMode::Names),
+            "files" => Ok(WatchMode::Files),
+            _ => Err(format!(
+                "unknown watch mode {s:?} (expected off, names or files)"
+            )),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            WatchMode::Off => "off",
+            WatchMode::Names => "names",
+            WatchMode::Files => "files",
+        }
     }
 }
 

@@ -119,6 +119,19 @@ pub fn which(
     cwd: &Path,
     skip_zcfs: bool,
 ) -> Option<PathBuf> {
+    which_by(program, env, cwd, skip_zcfs, &|p| {
+        std::fs::metadata(p).is_ok_and(|m| crate::os::is_executable(&m))
+    })
+}
+
+/// [`which`], asking `executable` whether a candidate is an executable file.
+pub fn which_by(
+    program: &Path,
+    env: &HashMap<OsString, OsString>,
+    cwd: &Path,
+    skip_zcfs: bool,
+    executable: &dyn Fn(&Path) -> bool,
+) -> Option<PathBuf> {
     use crate::os::OsStrExt;
     if crate::os::names_a_path(program.as_os_str().as_bytes()) {
         return Some(crate::fsutil::resolve(cwd, program));
@@ -133,9 +146,7 @@ pub fn which(
         seen.push(dir.clone());
         for cand in crate::os::program_candidates(&dir, program.as_os_str()) {
             let cand = crate::fsutil::resolve(cwd, &cand);
-            if std::fs::metadata(&cand).is_ok_and(|m| crate::os::is_executable(&m))
-                && !(skip_zcfs && is_zcfs(&cand))
-            {
+            if executable(&cand) && !(skip_zcfs && is_zcfs(&cand)) {
                 return Some(cand);
             }
         }

@@ -444,6 +444,26 @@ pub fn to_text(v: &serde_json::Value) -> String {
             );
         }
     }
+    let w = &v["watch"];
+    if let Some(mode) = w["mode"].as_str() {
+        let wn = |k: &str| w[k].as_u64().unwrap_or(0);
+        let _ = writeln!(
+            s,
+            "Watcher              {mode}{}: {} dirs, {} facts; answered {}, learned {}, not watchable {}, events {}, resets {}",
+            if w["active"].as_bool() == Some(false) && mode != "off" {
+                " (inactive)"
+            } else {
+                ""
+            },
+            wn("dirs"),
+            wn("facts"),
+            wn("answered"),
+            wn("learned"),
+            wn("unwatchable"),
+            wn("events"),
+            wn("resets"),
+        );
+    }
     if n("corrupt_packs") > 0 {
         let _ = writeln!(s, "Corrupt packs        {}", n("corrupt_packs"));
     }

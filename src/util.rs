@@ -74,3 +74,77 @@ mod tests {
         assert_eq!(read_capped(&p, 4).unwrap(), None);
     }
 }
+
+/// A fast hasher for the daemon's tables of paths and names (the multiply-rotate scheme of
+/// rustc's `FxHasher`, written here). Not resistant to chosen collisions: only for keys
+/// that come from the user's own compiles.
+#[derive(Default, Clone, Copy)]
+pub struct FastHasher(u64);
+
+impl FastHasher {
+    #[inline]
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+impl std::hash::Hasher for FastHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.add(u64::from_le_bytes(w));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut w = [0u8; 8];
+            w[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(w) ^ ((rest.len() as u64) << 59));
+        }
+    }
+    #[inline]
+    fn write_u8(&mut self, i: u8) {
+        self.add(i as u64);
+    }
+    #[inline]
+    fn write_u32(&mut self, i: u32) {
+        self.add(i as u64);
+    }
+    #[inline]
+    fn write_u64(&mut self, i: u64) {
+        self.add(i);
+    }
+    #[inline]
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// Builds [`FastHasher`]s.
+pub type FastBuild = std::hash::BuildHasherDefault<FastHasher>;
+
+#[cfg(test)]
+mod fast_hash_tests {
+    use super::FastBuild;
+    use std::hash::BuildHasher;
+
+    #[test]
+    fn different_paths_hash_differently() {
+        let b = FastBuild::default();
+        let h = |s: &str| b.hash_one(std::path::Path::new(s));
+        assert_ne!(h("/usr/include/a.h"), h("/usr/include/b.h"));
+        assert_ne!(h("/a/bc"), h("/ab/c"));
+        assert_eq!(h("/usr//include/"), h("/usr/include"));
+        let mut set = std::collections::HashSet::with_hasher(FastBuild::default());
+        for i in 0..10_000 {
+            set.insert(format!("/src/dir{}/file{}.h", i % 97, i));
+        }
+        assert_eq!(set.len(), 10_000);
+    }
+}

@@ -340,6 +340,7 @@ fn run(cli: Cli) -> Result<i32> {
                     sloppy.join(", ")
                 }
             );
+            println!("watch           {}", config.watch.name());
             println!("log             {}", config.log);
             let r = &config.remote;
             match &r.url {

@@ -212,8 +212,8 @@ fn names_absent(fs: &dyn FsView, dir: &Path, names: &[Vec<u8>]) -> bool {
     if names.len() <= LIST_ABOVE {
         return !names.iter().any(|n| exists(n));
     }
-    let listed: std::collections::HashSet<std::ffi::OsString> = match fs.list_dir(dir) {
-        Ok(v) => v.into_iter().collect(),
+    let listed = match fs.list_dir(dir) {
+        Ok(v) => v,
         // Gone or unreadable: nothing can exist below it that a lookup would find.
         Err(_) => return !names.iter().any(|n| exists(n)),
     };

@@ -84,13 +84,14 @@ impl Engine {
         let mounts = Mounts::new(&paths, channel);
         let (remote, remote_error) = remote::open(&config);
         let families = crate::compiler::families(&paths);
+        let watch = config.watch;
         let engine = Arc::new(Engine {
             remote,
             remote_error,
             config,
             store,
             mounts,
-            hashes: HashCache::new(),
+            hashes: HashCache::watching(watch),
             families,
             paths,
             stats,
@@ -130,6 +131,10 @@ impl Engine {
     }
 
     pub fn handle(&self, req: Request) -> Reply {
+        if !matches!(req, Request::HitLatency { .. } | Request::Stats { .. }) {
+            // Every change made before this request was sent is seen from here on.
+            self.hashes.watch.sync();
+        }
         match req {
             Request::Compile(c) => self.compile(c),
             Request::CompileDone { token, outcome } => self.compile_done(token, outcome),
@@ -144,6 +149,8 @@ impl Engine {
                 let mut json =
                     stats::to_json(&self.stats.snapshot(), size, packs, self.store.max_size());
                 json["mounts"] = serde_json::to_value(self.mounts.list()).unwrap_or_default();
+                json["watch"] =
+                    serde_json::to_value(self.hashes.watch.report()).unwrap_or_default();
                 if let Some((location, mode, breaker)) = self.remote_summary() {
                     json["remote"]["location"] = location.into();
                     json["remote"]["mode"] = mode.into();

@@ -18,6 +18,8 @@ use dashmap::DashMap;
 
 use crate::fsutil::NanoTime;
 use crate::fsview::fsclock::FsClocks;
+use crate::fsview::watch::{Watch, WatchMode};
+use crate::fsview::{FileMeta, Listing, host_list_dir, host_meta};
 use crate::hash::{Digest, hash_file};
 use crate::os::FileStat;
 
@@ -39,6 +41,8 @@ pub struct HashCache {
     map: DashMap<PathBuf, Record>,
     /// Timestamp facts of the filesystems the files live on.
     pub clocks: FsClocks,
+    /// What is known of host paths between requests (off unless made with [`HashCache::watching`]).
+    pub watch: Watch,
 }
 
 /// An `O_PATH` fd of the directory that holds `path` (to measure its filesystem).
@@ -69,6 +73,27 @@ impl HashCache {
         HashCache::default()
     }
 
+    /// A hash cache whose host paths are answered by a directory watcher in `mode`.
+    pub fn watching(mode: WatchMode) -> HashCache {
+        HashCache {
+            watch: Watch::new(mode),
+            ..HashCache::default()
+        }
+    }
+
+    /// What is at a host path (following symlinks); `need_stat`: the caller uses a
+    /// regular file's stat.
+    pub fn meta(&self, path: &Path, need_stat: bool) -> io::Result<Option<FileMeta>> {
+        self.watch
+            .meta(path, need_stat)
+            .unwrap_or_else(|| host_meta(path))
+    }
+
+    /// The names in a host directory.
+    pub fn list_dir(&self, path: &Path) -> io::Result<Listing> {
+        self.watch.list(path).unwrap_or_else(|| host_list_dir(path))
+    }
+
     pub fn len(&self) -> usize {
         self.map.len()
     }
@@ -79,6 +104,13 @@ impl HashCache {
 
     /// The digest of the file at `path` (following symlinks), with its stat.
     pub fn digest(&self, path: &Path) -> Result<(Digest, FileStat), HashError> {
+        self.watch
+            .digest(path, |p| self.digest_now(p))
+            .unwrap_or_else(|| self.digest_now(path))
+    }
+
+    /// [`HashCache::digest`] from a fresh stat.
+    fn digest_now(&self, path: &Path) -> Result<(Digest, FileStat), HashError> {
         let meta = fs::metadata(path).map_err(|e| HashError::Io(path.to_path_buf(), e))?;
         if !meta.is_file() {
             return Err(HashError::NotAFile(path.to_path_buf()));

@@ -6,20 +6,27 @@
 //! - `mod.rs`: the interface ([`FsView`]) and the host's files ([`HostFs`]);
 //! - `mounted.rs`: the engine's view with its mounts ([`mounted::MountedFs`]);
 //! - `hashcache.rs`: file digests by (dev, ino, size, mtime, ctime);
-//! - `fsclock.rs`: each filesystem's timestamp granularity and stamps on it.
+//! - `fsclock.rs`: each filesystem's timestamp granularity and stamps on it;
+//! - `watch.rs`: what is known of host paths between requests, kept by directory watches.
 
 pub mod fsclock;
 pub mod hashcache;
 pub mod mounted;
+pub mod watch;
 
+use std::collections::HashSet;
 use std::fs::File;
 use std::io;
 use std::path::Path;
+use std::sync::Arc;
 
 use self::fsclock::FsClocks;
 use self::hashcache::{HashCache, HashError};
 use crate::hash::Digest;
 use crate::os::FileStat;
+
+/// The names in a directory, shared (the watcher keeps them).
+pub type Listing = Arc<HashSet<std::ffi::OsString, crate::util::FastBuild>>;
 
 /// What the engine needs to know about a path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,8 +43,8 @@ pub trait FsView: Send + Sync {
     fn meta(&self, path: &Path) -> io::Result<Option<FileMeta>>;
     /// Opens a regular file for reading.
     fn open(&self, path: &Path) -> io::Result<File>;
-    /// The names in a directory (without `.` and `..`), in no particular order.
-    fn list_dir(&self, path: &Path) -> io::Result<Vec<std::ffi::OsString>>;
+    /// The names in a directory (without `.` and `..`).
+    fn list_dir(&self, path: &Path) -> io::Result<Listing>;
     /// Timestamp facts of the filesystems files live on.
     fn clocks(&self) -> &FsClocks;
     /// The device of a directory, measured (see [`FsClocks::learn`]) if it was not yet.
@@ -77,15 +84,25 @@ impl FsView for HostFs<'_> {
     }
 
     fn meta(&self, path: &Path) -> io::Result<Option<FileMeta>> {
-        host_meta(path)
+        self.hashes.meta(path, true)
     }
 
     fn open(&self, path: &Path) -> io::Result<File> {
         File::open(path)
     }
 
-    fn list_dir(&self, path: &Path) -> io::Result<Vec<std::ffi::OsString>> {
-        host_list_dir(path)
+    fn list_dir(&self, path: &Path) -> io::Result<Listing> {
+        self.hashes.list_dir(path)
+    }
+
+    fn is_file(&self, path: &Path) -> bool {
+        matches!(self.hashes.meta(path, false), Ok(Some(m)) if m.is_file)
+    }
+    fn is_dir(&self, path: &Path) -> bool {
+        matches!(self.hashes.meta(path, false), Ok(Some(m)) if m.is_dir)
+    }
+    fn exists(&self, path: &Path) -> bool {
+        matches!(self.hashes.meta(path, false), Ok(Some(_)))
     }
 
     fn clocks(&self) -> &FsClocks {
@@ -109,10 +126,11 @@ pub fn learn_dir(clocks: &FsClocks, fd: crate::os::DirHandle) -> Option<u64> {
     Some(dev)
 }
 
-pub fn host_list_dir(path: &Path) -> io::Result<Vec<std::ffi::OsString>> {
+pub fn host_list_dir(path: &Path) -> io::Result<Listing> {
     std::fs::read_dir(path)?
         .map(|e| e.map(|e| e.file_name()))
-        .collect()
+        .collect::<io::Result<_>>()
+        .map(Arc::new)
 }
 
 pub fn host_meta(path: &Path) -> io::Result<Option<FileMeta>> {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use crate::fsutil::NanoTime;
 use crate::fsview::hashcache::{HashCache, HashError};
-use crate::fsview::{FileMeta, FsView, host_meta};
+use crate::fsview::{FileMeta, FsView, Listing};
 use crate::hash::Digest;
 use crate::mount::{LiveMount, Mounts, PathTarget};
 use crate::os::FileStat;
@@ -42,6 +42,49 @@ impl MountedFs<'_> {
             }
         }
         self.mounts.find(path)
+    }
+
+    /// [`FsView::meta`]; `need_stat`: the caller uses a regular file's stat (a host path's
+    /// answer may then not come from the watcher, see [`crate::fsview::watch`]).
+    fn meta_for(&self, path: &Path, need_stat: bool) -> io::Result<Option<FileMeta>> {
+        let Some((m, rel)) = self.locate(path) else {
+            return self.hashes.meta(path, need_stat);
+        };
+        if rel.as_os_str().is_empty() {
+            return Ok(Some(FileMeta {
+                is_file: false,
+                is_dir: true,
+                stat: FileStat::default(),
+            }));
+        }
+        match m.core.path_target(&rel) {
+            Ok(PathTarget::Projected {
+                id,
+                size,
+                mtime,
+                ctime,
+                ..
+            }) => Ok(Some(FileMeta {
+                is_file: true,
+                is_dir: false,
+                stat: projected_stat(id, size, mtime, ctime),
+            })),
+            Ok(PathTarget::Real { at, .. }) => {
+                let (is_file, is_dir, stat) = at.stat()?;
+                Ok(Some(FileMeta {
+                    is_file,
+                    is_dir,
+                    stat,
+                }))
+            }
+            Ok(PathTarget::Dir) => Ok(Some(FileMeta {
+                is_file: false,
+                is_dir: true,
+                stat: FileStat::default(),
+            })),
+            Err(e) if crate::os::is_not_found(&e) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     fn digest_once(&self, path: &Path) -> Result<(Digest, FileStat), HashError> {
@@ -87,44 +130,17 @@ impl FsView for MountedFs<'_> {
     }
 
     fn meta(&self, path: &Path) -> io::Result<Option<FileMeta>> {
-        let Some((m, rel)) = self.locate(path) else {
-            return host_meta(path);
-        };
-        if rel.as_os_str().is_empty() {
-            return Ok(Some(FileMeta {
-                is_file: false,
-                is_dir: true,
-                stat: FileStat::default(),
-            }));
-        }
-        match m.core.path_target(&rel) {
-            Ok(PathTarget::Projected {
-                id,
-                size,
-                mtime,
-                ctime,
-                ..
-            }) => Ok(Some(FileMeta {
-                is_file: true,
-                is_dir: false,
-                stat: projected_stat(id, size, mtime, ctime),
-            })),
-            Ok(PathTarget::Real { at, .. }) => {
-                let (is_file, is_dir, stat) = at.stat()?;
-                Ok(Some(FileMeta {
-                    is_file,
-                    is_dir,
-                    stat,
-                }))
-            }
-            Ok(PathTarget::Dir) => Ok(Some(FileMeta {
-                is_file: false,
-                is_dir: true,
-                stat: FileStat::default(),
-            })),
-            Err(e) if crate::os::is_not_found(&e) => Ok(None),
-            Err(e) => Err(e),
-        }
+        self.meta_for(path, true)
+    }
+
+    fn is_file(&self, path: &Path) -> bool {
+        matches!(self.meta_for(path, false), Ok(Some(m)) if m.is_file)
+    }
+    fn is_dir(&self, path: &Path) -> bool {
+        matches!(self.meta_for(path, false), Ok(Some(m)) if m.is_dir)
+    }
+    fn exists(&self, path: &Path) -> bool {
+        matches!(self.meta_for(path, false), Ok(Some(_)))
     }
 
     fn open(&self, path: &Path) -> io::Result<File> {
@@ -156,11 +172,11 @@ impl FsView for MountedFs<'_> {
         crate::fsview::learn_dir(&self.hashes.clocks, fd)
     }
 
-    fn list_dir(&self, path: &Path) -> io::Result<Vec<std::ffi::OsString>> {
+    fn list_dir(&self, path: &Path) -> io::Result<Listing> {
         let Some((m, rel)) = self.locate(path) else {
-            return crate::fsview::host_list_dir(path);
+            return self.hashes.list_dir(path);
         };
-        m.core.list_dir(&rel)
+        Ok(Arc::new(m.core.list_dir(&rel)?.into_iter().collect()))
     }
 
     fn read(&self, path: &Path) -> io::Result<Vec<u8>> {

@@ -1,11 +1,13 @@
 //! The few operating-system facts the portable code needs, one implementation per OS family
 //! (`unix.rs`, `windows.rs`): directory handles, opening without following links, the
-//! identity and times of a file.
+//! identity and times of a file; `notify.rs`: directory change notifications.
 
 #[cfg(unix)]
 mod unix;
 #[cfg(unix)]
 pub use unix::*;
+
+pub mod notify;
 
 #[cfg(windows)]
 mod windows;

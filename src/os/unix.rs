@@ -138,13 +138,16 @@ const REMOTE_TYPES: &[i64] = &[
 /// Whether the filesystem of `dir` takes its times from another machine (or cannot be told).
 pub fn is_remote_fs(dir: &DirHandle) -> bool {
     rustix::fs::fstatfs(dir)
-        // `f_type`'s integer type differs between architectures.
-        .map(|s| {
-            #[allow(clippy::unnecessary_cast)]
-            let t = s.f_type as i64;
-            REMOTE_TYPES.contains(&t)
-        })
+        .map(|s| REMOTE_TYPES.contains(&fs_type(&s)))
         .unwrap_or(true)
+}
+
+/// A filesystem's type (`statfs`'s magic number).
+pub fn fs_type(s: &rustix::fs::StatFs) -> i64 {
+    // `f_type`'s integer type differs between architectures.
+    #[allow(clippy::unnecessary_cast)]
+    let t = s.f_type as i64;
+    t
 }
 
 /// Copies `len` bytes at `src_off` of `src` into `dst` at 0 by the kernel's fastest means:

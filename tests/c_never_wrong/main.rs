@@ -198,3 +198,4 @@ macro_rules! both {
 
 mod both_compilers;
 mod one_compiler;
+mod watcher;

@@ -14,7 +14,7 @@
 
 use crate::os::OsStringExt;
 use std::collections::{HashMap, HashSet};
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
 use parking_lot::Mutex;
@@ -663,7 +663,7 @@ type DirCandidates = (Option<Listed>, Option<(PathBuf, PathBuf)>);
 /// What a directory that exists holds.
 #[derive(Debug, Clone)]
 enum Listed {
-    Names(HashSet<OsString>),
+    Names(crate::fsview::Listing),
     /// It exists but cannot be listed.
     Unreadable,
 }
@@ -762,7 +762,7 @@ impl Listings {
     fn names_of(&mut self, fs: &dyn FsView, dir: &Path) -> Option<&Listed> {
         if !self.names.contains_key(dir) {
             let names = self.exists_dir(fs, dir).then(|| match fs.list_dir(dir) {
-                Ok(v) => Listed::Names(v.into_iter().collect()),
+                Ok(v) => Listed::Names(v),
                 Err(_) => Listed::Unreadable,
             });
             self.names.insert(dir.to_path_buf(), names);

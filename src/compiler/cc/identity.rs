@@ -157,13 +157,32 @@ impl CcFacts {
             vars.finish(),
         );
         let known = self.known.lock().get(&k).cloned();
+        // Asked of the daemon's watched view: names and kinds, a directory's times.
+        let stat = |p: &Path| {
+            hashes
+                .meta(p, false)
+                .ok()
+                .flatten()
+                .map(|m| (m.is_dir, m.stat))
+        };
+        let executable = |p: &Path| {
+            matches!(hashes.meta(p, false), Ok(Some(m)) if m.is_file)
+                && std::fs::metadata(p).is_ok_and(|m| crate::os::is_executable(&m))
+        };
         let holds = |k: &Known| {
-            k.probes.hold()
-                && (!external_as || k.as_probes.hold())
+            k.probes.hold_with(&stat)
+                && (!external_as || k.as_probes.hold_with(&stat))
                 && k.path_lookups.iter().all(|(name, at)| {
                     // Where PATH leads now (no need to ask whether that is zcfs: a file
                     // that appeared anywhere before `at` is a change either way).
-                    crate::masquerade::which(Path::new(name), env, Path::new("/"), false).as_ref()
+                    crate::masquerade::which_by(
+                        Path::new(name),
+                        env,
+                        Path::new("/"),
+                        false,
+                        &executable,
+                    )
+                    .as_ref()
                         == Some(at)
                 })
         };

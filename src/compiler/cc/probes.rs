@@ -36,13 +36,16 @@ fn now_ns() -> i128 {
         .unwrap_or(0)
 }
 
+/// What is at a path: whether it is a directory, and its stat (`None`: nothing there).
+pub type StatFn<'a> = &'a dyn Fn(&Path) -> Option<(bool, FileStat)>;
+
 fn stat(path: &Path) -> Option<(bool, FileStat)> {
     let m = std::fs::metadata(path).ok()?;
     let s = FileStat::of_path(path, Some(&m)).ok()?;
     Some((m.is_dir(), s))
 }
 
-fn state_now(path: &Path, kind: &State) -> State {
+fn state_now(path: &Path, kind: &State, stat: StatFn) -> State {
     match (kind, stat(path)) {
         (_, None) => State::Absent,
         (State::Dir(_), Some((true, s))) => State::Dir(s.ino),
@@ -65,7 +68,7 @@ impl Probes {
         if self.0.iter().any(|(p, _)| *p == path) {
             return;
         }
-        let state = state_now(&path, &kind);
+        let state = state_now(&path, &kind, &stat);
         self.0.push((path, state));
     }
 
@@ -91,9 +94,14 @@ impl Probes {
 
     /// Whether every recorded path is as it was.
     pub fn hold(&self) -> bool {
+        self.hold_with(&stat)
+    }
+
+    /// [`Probes::hold`], asking `stat` (the daemon's watched view of the files).
+    pub fn hold_with(&self, stat: StatFn) -> bool {
         self.0
             .iter()
-            .all(|(p, s)| !matches!(s, State::Listing(None)) && state_now(p, s) == *s)
+            .all(|(p, s)| !matches!(s, State::Listing(None)) && state_now(p, s, stat) == *s)
     }
 
     pub fn len(&self) -> usize {

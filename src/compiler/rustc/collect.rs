@@ -180,8 +180,8 @@ fn bundled_native_libs(
         let Ok(names) = fs.list_dir(dir) else {
             continue;
         };
-        for name in names {
-            let path = dir.join(&name);
+        for name in names.iter() {
+            let path = dir.join(name);
             if !fs.is_file(&path) {
                 continue;
             }
@@ -200,7 +200,7 @@ fn bundled_native_libs(
             }
             files.push(record_file(fs, &path, &path, start, true)?);
             for earlier in &dirs[..k] {
-                absent.push(earlier.join(&name).into_os_string().into_vec());
+                absent.push(earlier.join(name).into_os_string().into_vec());
             }
         }
     }
