@@ -6,26 +6,28 @@
 //! [`WatchMode::Files`] a file's digest. A fact about `/a/b/c` depends on the entries `a`
 //! in `/`, `b` in `/a` and `c` in `/a/b`; every directory on the way is watched (before
 //! the fact is taken, so a change after it is reported), and an event for one of those
-//! entries drops the fact. A fact about a directory's listing or times also depends on
-//! every entry of that directory.
+//! entries drops the fact. A `..` is taken lexically after a real directory (no symlink
+//! on the way), the fact then also depending on that directory's entry. A directory's own
+//! times depend on all its entries; its listing is kept up to date name by name (each
+//! name an event reported is looked at again before the next answer).
 //!
 //! **When events may be missing, nothing is trusted.** Each request first takes the queued
 //! events ([`Watch::sync`]): the kernel queues an event before the call that made the change
 //! returns, so every change made before the request was sent is seen. A lost event
 //! (queue overflow), a change to the mount table, or a failed read drops every fact and
 //! every watch. Paths the watcher cannot follow name by name are never cached: relative
-//! paths and `..`, a symlink anywhere on the way (its target's changes are reported
-//! elsewhere), directories on filesystems whose changes may not pass through this kernel
-//! (network filesystems, FUSE: [`crate::os::notify::local_fs`]), directories that cannot be
-//! watched (the watch limit), files with more than one link (written through another
-//! directory, they change without an event here).
+//! paths, a symlink anywhere on the way (its target's changes are reported elsewhere),
+//! directories on filesystems whose changes may not pass through this kernel (network
+//! filesystems, FUSE) or whose names fold case ([`crate::os::notify::watchable_dir`]), and
+//! directories that cannot be watched (the watch limit).
 //!
 //! **Modes.** A change of a file's *content* is reported when it is made by `write`,
 //! `truncate`, `copy_file_range` and the like, but not when it is made through a shared
 //! writable memory mapping. So by default ([`WatchMode::Names`]) the watcher answers what is
 //! there and what a directory holds, and a file's stat is still taken for every use of its
-//! content; [`WatchMode::Files`] (opt-in, docs/config.md) also trusts a file's stat and
-//! digest until an event says otherwise.
+//! content. [`WatchMode::Files`] (opt-in, docs/config.md) also trusts a file's stat and
+//! digest until an event says otherwise; each such file is watched itself, so what is
+//! written through another name (a hard link elsewhere) is seen too.
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
@@ -39,12 +41,12 @@ pub use crate::config::WatchMode;
 use crate::fsview::{FileMeta, Listing};
 use crate::hash::Digest;
 use crate::os::FileStat;
-use crate::os::notify::{Notifier, NotifyEvent, local_fs, open_entry};
+use crate::os::notify::{Notifier, NotifyEvent, open_entry, watchable_dir};
 use crate::util::FastBuild;
 use std::sync::Arc;
 
 /// Beyond these, everything is dropped and learned again.
-const MAX_FACTS: usize = 1_000_000;
+const MAX_FACTS: usize = 200_000;
 const MAX_DIRS: usize = 100_000;
 
 /// A directory on the way to facts.
@@ -398,7 +400,7 @@ impl Watch {
             Ok(m) if !m.is_dir() => return Ok(false),
             Ok(_) => {}
         }
-        let wd = if local_fs(&child) {
+        let wd = if watchable_dir(&child) {
             let n = st.notifier.as_ref().ok_or(())?;
             Some(n.watch_dir(&child).map_err(|_| ())?)
         } else {
@@ -440,7 +442,7 @@ impl Watch {
             let Some(n) = st.notifier.as_ref() else {
                 return Walk::Unwatchable;
             };
-            if !local_fs(root) {
+            if !watchable_dir(root) {
                 return Walk::Unwatchable;
             }
             let Ok(wd) = n.watch_dir(root) else {
@@ -770,8 +772,39 @@ impl Watch {
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
-    use crate::fsview::hashcache::HashCache;
+    use crate::fsview::{host_list_dir, host_meta};
     use std::fs;
+
+    /// The watcher with the filesystem behind it (what the hash cache does with it).
+    struct HashCache {
+        watch: Watch,
+    }
+
+    fn hash_now(p: &Path) -> io::Result<(Digest, FileStat)> {
+        let m = fs::metadata(p)?;
+        Ok((Digest::of(&fs::read(p)?), FileStat::of(&m)))
+    }
+
+    impl HashCache {
+        fn watching(mode: WatchMode) -> HashCache {
+            HashCache {
+                watch: Watch::new(mode),
+            }
+        }
+        fn meta(&self, p: &Path, need_stat: bool) -> io::Result<Option<FileMeta>> {
+            self.watch
+                .meta(p, need_stat)
+                .unwrap_or_else(|| host_meta(p))
+        }
+        fn list_dir(&self, p: &Path) -> io::Result<Listing> {
+            self.watch.list(p).unwrap_or_else(|| host_list_dir(p))
+        }
+        fn digest(&self, p: &Path) -> io::Result<(Digest, FileStat)> {
+            self.watch
+                .digest(p, hash_now)
+                .unwrap_or_else(|| hash_now(p))
+        }
+    }
 
     fn kind(h: &HashCache, p: &Path) -> Option<bool> {
         h.meta(p, false).unwrap().map(|m| m.is_dir)

@@ -154,11 +154,25 @@ mod linux {
         0xca45_1a4e, // bcachefs
     ];
 
-    /// Whether every change to the filesystem `path` is on passes through this kernel.
-    pub fn local_fs(path: &Path) -> bool {
-        rustix::fs::statfs(path)
+    /// `FS_CASEFOLD_FL`: names in the directory match without regard to case, so an event
+    /// may name an entry otherwise than it was asked for.
+    const CASEFOLD: u32 = 0x4000_0000;
+
+    /// Whether changes in the directory at `path` can all be watched: every change to its
+    /// filesystem passes through this kernel, and its names are matched exactly (not a
+    /// case-folding directory).
+    pub fn watchable_dir(path: &Path) -> bool {
+        let local = rustix::fs::statfs(path)
             .map(|s| LOCAL_TYPES.contains(&crate::os::fs_type(&s)))
-            .unwrap_or(false)
+            .unwrap_or(false);
+        local
+            && match File::open(path) {
+                // Filesystems without the flags ioctl have no case folding either.
+                Ok(f) => {
+                    rustix::fs::ioctl_getflags(&f).map_or(true, |fl| fl.bits() & CASEFOLD == 0)
+                }
+                Err(_) => false,
+            }
     }
 }
 
@@ -196,7 +210,7 @@ mod other {
         }
     }
 
-    pub fn local_fs(_path: &Path) -> bool {
+    pub fn watchable_dir(_path: &Path) -> bool {
         false
     }
 
