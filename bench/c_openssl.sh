@@ -5,12 +5,19 @@
 # cache: a cold build takes minutes); warm = cache full, objects and libraries deleted,
 # ROUNDS rounds interleaved. `none` is measured once (its warm build is a cold one).
 # Prints medians and ratios against the peers measured in the same run, and zcfs's hit
-# phases.
+# phases. `zcfs` runs with the default watcher (`watch = names`), `zcfs-files` with
+# `watch = files` (its own cache and daemon, docs/watcher.md). `floor` is the least any
+# cache that runs one process per compile can cost: bench/floor_cc.c copies back the
+# objects and dependency files it saved from the plain build, checking nothing.
+# The kernel's dentry and inode caches are dropped first when this runs as root (`echo 2 >
+# /proc/sys/vm/drop_caches`): millions of negative dentries left by earlier test runs make
+# every path walk slower (docs/benchmarks.md).
 # Usage: bench/c_openssl.sh [--baseline EXE] [ROUNDS] (default 5). Needs zcfs on PATH
-# (scripts/install.sh), perl and make; ccache, sccache and zccache are used when installed
-# and named in BENCH_PEERS (default: ccache). --baseline EXE measures another zcfs build in
-# the same run as `base` (its own cache and daemon).
+# (scripts/install.sh), perl, make and cc; ccache, sccache and zccache are used when
+# installed and named in BENCH_PEERS (default: ccache). --baseline EXE measures another
+# zcfs build in the same run as `base` (its own cache and daemon).
 set -euo pipefail
+unset ZCFS_WATCH
 here=$(cd "$(dirname "$0")" && pwd)
 baseline=
 if [ "${1:-}" = "--baseline" ]; then
@@ -35,7 +42,7 @@ if [ ! -d "$work/src" ]; then
 fi
 cd "$work/src"
 cc=gcc
-declare -A CCS=([zcfs]="zcfs $cc")
+declare -A CCS=([zcfs]="zcfs $cc" [zcfs-files]="zcfs $cc")
 for p in $peers; do
   command -v "$p" >/dev/null && CCS[$p]="$p $cc"
 done
@@ -44,18 +51,27 @@ source "$here/lib.sh"
 if [ -n "$baseline" ]; then
   CCS[base]="$baseline $cc"
 fi
+files_env="env ZCFS_DIR=$work/zcfs-files-cache ZCFS_RUNTIME_DIR=$work/zcfs-files-run ZCFS_WATCH=files"
 zcfs stop >/dev/null 2>&1 || true
+$files_env zcfs stop >/dev/null 2>&1 || true
+cc -O2 -static -o "$work/floor-cc" "$here/floor_cc.c" 2>/dev/null ||
+  cc -O2 -o "$work/floor-cc" "$here/floor_cc.c"
+if [ -w /proc/sys/vm/drop_caches ]; then
+  sync
+  echo 2 >/proc/sys/vm/drop_caches
+fi
 
 timed_make() {
   find . -name '*.o' -delete
   rm -f ./*.a
   local t0 t1
   t0=$(date +%s.%N)
-  if [ "$2" = base ]; then
-    ZCFS_DIR=$work/zcfs-base-cache ZCFS_RUNTIME_DIR=$work/zcfs-base-run make -s -j2 CC="$1" build_libs >/dev/null 2>&1
-  else
-    make -s -j2 CC="$1" build_libs >/dev/null 2>&1
-  fi
+  case $2 in
+    base) ZCFS_DIR=$work/zcfs-base-cache ZCFS_RUNTIME_DIR=$work/zcfs-base-run make -s -j2 CC="$1" build_libs >/dev/null 2>&1 ;;
+    zcfs-files) $files_env make -s -j2 CC="$1" build_libs >/dev/null 2>&1 ;;
+    floor) FLOOR_MODE=replay FLOOR_DIR=$work/floor make -s -j2 CC="$1" build_libs >/dev/null 2>&1 ;;
+    *) make -s -j2 CC="$1" build_libs >/dev/null 2>&1 ;;
+  esac
   t1=$(date +%s.%N)
   echo "$t1 - $t0" | bc
 }
@@ -72,10 +88,20 @@ ncomp=$(find . -name '*.o' | wc -l)
 
 declare -A cold warm
 for k in "${!CCS[@]}"; do
-  clear_cache "$k"
+  case $k in
+    zcfs-files) $files_env zcfs clear >/dev/null 2>&1 || true ;;
+    *) clear_cache "$k" ;;
+  esac
   cold[$k]=$(timed_make "${CCS[$k]}" "$k")
 done
+# The floor records the plain build's outputs once.
+rm -rf "$work/floor"
+find . -name '*.o' -delete
+rm -f ./*.a
+FLOOR_MODE=record FLOOR_DIR=$work/floor make -s -j2 CC="$work/floor-cc $cc" build_libs >/dev/null 2>&1
+CCS[floor]="$work/floor-cc $cc"
 zcfs stats --zero >/dev/null 2>&1 || true
+$files_env zcfs stats --zero >/dev/null 2>&1 || true
 [ -n "$baseline" ] && { $base_env "$baseline" stats --zero >/dev/null 2>&1 || true; }
 for r in $(seq "$rounds"); do
   for k in "${!CCS[@]}"; do
@@ -83,24 +109,37 @@ for r in $(seq "$rounds"); do
   done
 done
 echo "OpenSSL 3.6.3 build_libs, $ncomp objects, $cc, make -j2, warm: median of $rounds rounds (seconds)"
-printf '%-8s %8s %8s %10s %10s\n' cache cold warm cold/none warm/none
-printf '%-8s %8.3f %8s %10.2f %10s\n' none "$none" - 1 -
-for k in zcfs base ccache sccache zccache; do
+printf '%-10s %8s %8s %10s %10s\n' cache cold warm cold/none warm/none
+printf '%-10s %8.3f %8s %10.2f %10s\n' none "$none" - 1 -
+for k in zcfs zcfs-files base ccache sccache zccache floor; do
   [ -n "${CCS[$k]:-}" ] || continue
-  c=${cold[$k]}; w=$(echo "${warm[$k]}" | median)
-  printf '%-8s %8.3f %8.3f %10.2f %10.3f\n' "$k" "$c" "$w" "$(echo "$c / $none" | bc -l)" "$(echo "$w / $none" | bc -l)"
+  w=$(echo "${warm[$k]}" | median)
+  if [ -n "${cold[$k]:-}" ]; then
+    c=${cold[$k]}
+    printf '%-10s %8.3f %8.3f %10.2f %10.3f\n' "$k" "$c" "$w" "$(echo "$c / $none" | bc -l)" "$(echo "$w / $none" | bc -l)"
+  else
+    printf '%-10s %8s %8.3f %10s %10.3f\n' "$k" - "$w" - "$(echo "$w / $none" | bc -l)"
+  fi
 done
 echo "make and ar alone, every object present (the floor): $archive s"
-zw=$(echo "${warm[zcfs]}" | median)
-for k in base ccache sccache zccache; do
-  [ -n "${CCS[$k]:-}" ] || continue
-  printf 'zcfs warm / %s warm: %.2f\n' "$k" "$(echo "$zw / $(echo "${warm[$k]}" | median)" | bc -l)"
+for z in zcfs zcfs-files; do
+  zw=$(echo "${warm[$z]}" | median)
+  for k in base ccache sccache zccache floor; do
+    [ -n "${CCS[$k]:-}" ] || continue
+    printf '%s warm / %s warm: %.2f\n' "$z" "$k" "$(echo "$zw / $(echo "${warm[$k]}" | median)" | bc -l)"
+  done
 done
-zcfs stats | grep -E "Hit latency|Hit service|Language"
-zcfs stats --json | python3 -c '
+for z in zcfs zcfs-files; do
+  env=""
+  [ $z = zcfs-files ] && env=$files_env
+  echo "$z:"
+  $env zcfs stats | grep -E "Hit latency|Hit service|Language|Watcher"
+  $env zcfs stats --json | python3 -c '
 import json, sys
 d = json.load(sys.stdin)
-print("zcfs hit phases p50 (us):", {k: v["p50_us"] for k, v in d["hit_phases"].items()})'
+print("  hit phases p50 (us):", {k: v["p50_us"] for k, v in d["hit_phases"].items()})'
+done
+$files_env zcfs stop >/dev/null 2>&1 || true
 if [ -n "$baseline" ]; then
   echo "base ($baseline):"
   $base_env "$baseline" stats | grep -E "Hit latency|Hit service|Language"
