@@ -18,6 +18,8 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use parking_lot::Mutex;
+
 use super::{KeyError, Language, Uncacheable};
 use crate::deliver::Placed;
 use crate::fsutil::NanoTime;
@@ -28,6 +30,7 @@ use crate::hash::Digest;
 use crate::proto::OnWriteError;
 use crate::store::manifest::Inputs;
 use crate::store::pack::{Pack, Written};
+use crate::util::FastBuild;
 
 /// A compile as its caller asked for it, as the compiler would see it.
 pub struct Invocation<'a> {
@@ -182,47 +185,127 @@ pub fn program_name(program: &Path) -> &str {
 
 /// Whether the paths an entry needs absent are still absent. `here` maps a recorded path
 /// to the current one.
-pub fn absent_holds(fs: &dyn FsView, here: &dyn Fn(&[u8]) -> PathBuf, inputs: &Inputs) -> bool {
+pub fn absent_holds(
+    fs: &dyn FsView,
+    here: &dyn Fn(&[u8]) -> PathBuf,
+    inputs: &Inputs,
+    memo: Option<&AbsentMemo>,
+) -> bool {
     if inputs.absent.iter().any(|p| fs.exists(&here(p))) {
         return false;
     }
     for group in &inputs.absent_under {
         let dir = here(&group.dir);
-        if let Some(stamp) = group.stamp
-            && let Ok(Some(m)) = fs.meta(&dir)
-            && m.is_dir
-            && (m.stat.ino, m.stat.mtime, m.stat.ctime) == stamp
+        let now = match fs.meta(&dir) {
+            Ok(Some(m)) if m.is_dir => Some(m.stat),
+            _ => None,
+        };
+        let stamp_now = now.map(|s| (s.ino, s.mtime, s.ctime));
+        if group.stamp.is_some() && group.stamp == stamp_now {
+            continue;
+        }
+        // Verified since with the directory as it is now (a stored stamp that no longer
+        // holds, refreshed in memory).
+        let memo = memo.filter(|_| group.memo_id != 0);
+        if let (Some(m), Some(s)) = (memo, stamp_now)
+            && m.0.lock().get(&group.memo_id) == Some(&(dir.clone(), s))
         {
             continue;
         }
-        if !names_absent(fs, &dir, &group.names) {
+        let Some(by_dir_alone) = names_absent_how(fs, &dir, &group.names) else {
             return false;
+        };
+        if let (Some(m), Some(s)) = (memo, now)
+            && by_dir_alone
+            && !fs.in_mount(&dir)
+            && settled(&s, fs)
+        {
+            let mut map = m.0.lock();
+            if map.len() >= AbsentMemo::MAX {
+                map.clear();
+            }
+            map.insert(group.memo_id, (dir, (s.ino, s.mtime, s.ctime)));
         }
     }
     true
+}
+
+/// Whether a directory's times are old enough that a change now would change them (no
+/// entry added within the same timestamp granule could go unnoticed).
+fn settled(s: &crate::os::FileStat, fs: &dyn FsView) -> bool {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as crate::os::NanoTime)
+        .unwrap_or(0);
+    now - s.mtime.max(s.ctime) > crate::fsview::hashcache::RACY_WINDOW_NS + fs.clocks().slack(s.dev)
+}
+
+/// Groups of absent names verified in this daemon, with the directory they were looked up
+/// in and the stamp (inode, mtime, ctime) it had then: what a stored stamp says, for groups
+/// whose stored stamp no longer holds (the directory changed after the entry was stored).
+/// Keyed by the group's number among decoded manifests (`AbsentUnder::memo_id`).
+#[derive(Default)]
+pub struct AbsentMemo(Mutex<HashMap<u64, (PathBuf, DirStamp), FastBuild>>);
+
+/// A directory's inode, mtime and ctime.
+type DirStamp = (u64, NanoTime, NanoTime);
+
+impl AbsentMemo {
+    const MAX: usize = 100_000;
 }
 
 /// Whether none of `names` (relative paths) exists under `dir`. Many names are checked
 /// against one listing of `dir` (the directory a compile writes its object into changes on
 /// every compile, so its stamp rarely holds): only names whose first component is listed
 /// need a lookup of their own.
+#[cfg(test)]
 fn names_absent(fs: &dyn FsView, dir: &Path, names: &[Vec<u8>]) -> bool {
+    names_absent_how(fs, dir, names).is_some()
+}
+
+/// [`names_absent`], and how: `None` if one exists; `Some(true)` if the directory's own
+/// entries vouch for every name (none starts with an entry of it), so that while the
+/// directory is unchanged they all stay absent; `Some(false)` if some name lies below an
+/// entry (a change there does not change the directory).
+fn names_absent_how(fs: &dyn FsView, dir: &Path, names: &[Vec<u8>]) -> Option<bool> {
     const LIST_ABOVE: usize = 8;
     let exists = |n: &[u8]| fs.exists(&dir.join(crate::os::os_str(n)));
-    if names.len() <= LIST_ABOVE {
-        return !names.iter().any(|n| exists(n));
-    }
-    let listed = match fs.list_dir(dir) {
-        Ok(v) => v,
-        // Gone or unreadable: nothing can exist below it that a lookup would find.
-        Err(_) => return !names.iter().any(|n| exists(n)),
+    let components = |n: &'_ [u8]| -> Vec<Vec<u8>> {
+        n.split(|&b| b == b'/')
+            .filter(|c| !c.is_empty() && *c != b".")
+            .map(<[u8]>::to_vec)
+            .collect()
     };
-    !names.iter().any(|n| {
-        let first = n
-            .split(|&b| b == b'/')
-            .find(|c| !c.is_empty() && *c != b".");
-        first.is_some_and(|f| listed.contains(&*crate::os::os_str(f))) && exists(n)
-    })
+    let listed = if names.len() <= LIST_ABOVE {
+        None
+    } else {
+        fs.list_dir(dir).ok()
+    };
+    let Some(listed) = listed else {
+        // Few names, or a directory gone or unreadable (nothing below it that a lookup
+        // would find): each looked up.
+        if names.iter().any(|n| exists(n)) {
+            return None;
+        }
+        return Some(names.iter().all(|n| {
+            let c = components(n);
+            c.len() == 1 && c[0] != b".."
+        }));
+    };
+    let mut by_dir_alone = true;
+    for n in names {
+        let below_an_entry = match components(n).first() {
+            Some(f) if f.as_slice() != b".." => listed.contains(&*crate::os::os_str(f)),
+            _ => true,
+        };
+        if below_an_entry {
+            by_dir_alone = false;
+            if exists(n) {
+                return None;
+            }
+        }
+    }
+    Some(by_dir_alone)
 }
 
 #[cfg(test)]
@@ -256,5 +339,57 @@ mod tests {
         assert!(!names_absent(&fs, dir.path(), &many));
         // A directory that is gone holds nothing.
         assert!(names_absent(&fs, &dir.path().join("gone"), &many));
+    }
+
+    #[test]
+    fn a_group_verified_since_is_trusted_while_its_directory_is_unchanged() {
+        use crate::store::manifest::AbsentUnder;
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("inc");
+        std::fs::create_dir(&d).unwrap();
+        let hashes = HashCache::new();
+        let fs = HostFs { hashes: &hashes };
+        fs.dir_device(&d);
+        let inputs = Inputs {
+            absent_under: vec![AbsentUnder {
+                dir: b"inc".to_vec(),
+                // Stored when the directory was otherwise: no longer holds.
+                stamp: Some((1, 2, 3)),
+                names: (0..12).map(|i| format!("h{i}.h").into_bytes()).collect(),
+                memo_id: 7,
+            }],
+            ..Inputs::default()
+        };
+        let here = |p: &[u8]| dir.path().join(crate::os::os_str(p));
+        let memo = AbsentMemo::default();
+        // Too fresh a directory is checked but not remembered.
+        assert!(absent_holds(&fs, &here, &inputs, Some(&memo)));
+        assert!(memo.0.lock().is_empty());
+        std::thread::sleep(std::time::Duration::from_millis(60));
+        assert!(absent_holds(&fs, &here, &inputs, Some(&memo)));
+        assert_eq!(memo.0.lock().len(), 1, "verified and remembered");
+        assert!(absent_holds(&fs, &here, &inputs, Some(&memo)));
+        // A name appears: the directory's stamp changes, the names are checked again.
+        std::fs::write(d.join("h7.h"), "").unwrap();
+        assert!(!absent_holds(&fs, &here, &inputs, Some(&memo)));
+        std::fs::remove_file(d.join("h7.h")).unwrap();
+        assert!(absent_holds(&fs, &here, &inputs, Some(&memo)));
+        // A name below an entry of the directory: a file created there leaves the
+        // directory's stamp as it was, so such a group is checked each time.
+        std::fs::create_dir(d.join("sub")).unwrap();
+        let mut deeper = inputs.clone();
+        deeper.absent_under[0].names.push(b"sub/x.h".to_vec());
+        deeper.absent_under[0].memo_id = 8;
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(5);
+        let t = filetime::FileTime::from_system_time(old);
+        filetime::set_file_times(&d, t, t).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(60));
+        assert!(absent_holds(&fs, &here, &deeper, Some(&memo)));
+        assert!(
+            !memo.0.lock().contains_key(&8),
+            "not vouched for by the directory alone"
+        );
+        std::fs::write(d.join("sub/x.h"), "").unwrap();
+        assert!(!absent_holds(&fs, &here, &deeper, Some(&memo)));
     }
 }

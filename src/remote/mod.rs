@@ -523,6 +523,7 @@ mod tests {
             dir: b"inc".to_vec(),
             stamp: Some((1, 2, 3)),
             names: vec![b"a.h".to_vec()],
+            memo_id: 0,
         });
         let m = portable(Manifest {
             entries: vec![e; 40],

@@ -75,7 +75,7 @@ pub enum Check {
 /// Names that must not exist under a directory. While the directory keeps the recorded
 /// inode, mtime and ctime, nothing was created in it, so none of them can exist (a name
 /// with several components starts with one that did not exist); otherwise each is checked.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
 pub struct AbsentUnder {
     /// As the compile spelled it (relative to its cwd, or absolute).
     pub dir: Vec<u8>,
@@ -83,7 +83,24 @@ pub struct AbsentUnder {
     /// during the compile, or lies in a mount), check every name.
     pub stamp: Option<(u64, i128, i128)>,
     pub names: Vec<Vec<u8>>,
+    /// Which group this is among those decoded by this process (never stored; 0: none):
+    /// lets the daemon remember that it verified the group since
+    /// (`compiler::family::AbsentMemo`).
+    #[serde(skip)]
+    pub memo_id: u64,
 }
+
+/// The same group whatever its `memo_id`.
+impl PartialEq for AbsentUnder {
+    fn eq(&self, other: &AbsentUnder) -> bool {
+        self.dir == other.dir && self.stamp == other.stamp && self.names == other.names
+    }
+}
+
+impl Eq for AbsentUnder {}
+
+/// Numbers decoded groups (see [`AbsentUnder::memo_id`]).
+static NEXT_GROUP: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
@@ -108,7 +125,15 @@ impl Manifest {
 
     pub fn decode(bytes: &[u8]) -> Option<Manifest> {
         let body = bytes.strip_prefix(MAGIC.as_slice())?;
-        postcard::from_bytes(body).ok()
+        let mut m: Manifest = postcard::from_bytes(body).ok()?;
+        for g in m
+            .entries
+            .iter_mut()
+            .flat_map(|e| e.inputs.absent_under.iter_mut())
+        {
+            g.memo_id = NEXT_GROUP.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        Some(m)
     }
 
     /// Adds an entry in front, replacing an entry with identical inputs.
@@ -137,6 +162,7 @@ mod tests {
                     dir: b"inc".to_vec(),
                     stamp: Some((1, 2, 3)),
                     names: vec![b"x.h".to_vec()],
+                    memo_id: 0,
                 }],
                 bindings: vec![Binding::new("cwd", b"/w", true)],
                 checks: vec![

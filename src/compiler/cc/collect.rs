@@ -299,6 +299,7 @@ pub fn collect(
                 dir: dir.into_os_string().into_vec(),
                 stamp,
                 names,
+                memo_id: 0,
             });
         }
     }

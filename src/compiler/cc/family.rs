@@ -12,8 +12,8 @@ use super::collect::{self, ScanCache};
 use super::identity::{CcFacts, Driver};
 use super::{CcJob, KeyInputs};
 use crate::compiler::family::{
-    Compile, Done, Family, Fit, Invocation, KeyContext, MissPlan, Serve, ToStore, absent_holds,
-    program_name,
+    AbsentMemo, Compile, Done, Family, Fit, Invocation, KeyContext, MissPlan, Serve, ToStore,
+    absent_holds, program_name,
 };
 use crate::compiler::{KeyError, Language, Uncacheable, is_c_driver_name, is_emcc_name};
 use crate::deliver::Placed;
@@ -30,6 +30,7 @@ use crate::store::pack::Pack;
 pub struct CcFamily {
     facts: Arc<CcFacts>,
     scans: Arc<ScanCache>,
+    absent: Arc<AbsentMemo>,
 }
 
 impl Family for CcFamily {
@@ -74,6 +75,7 @@ impl Family for CcFamily {
             aliases,
             facts: self.facts.clone(),
             scans: self.scans.clone(),
+            absent: self.absent.clone(),
         }))
     }
 }
@@ -84,6 +86,7 @@ struct CcCompile {
     aliases: Vec<(PathBuf, PathBuf)>,
     facts: Arc<CcFacts>,
     scans: Arc<ScanCache>,
+    absent: Arc<AbsentMemo>,
 }
 
 impl Compile for CcCompile {
@@ -127,7 +130,7 @@ impl Compile for CcCompile {
         fs: &dyn FsView,
         inputs: &Inputs,
     ) -> Option<Box<dyn Fit + 'a>> {
-        let floor = inputs_hold(&self.job, fs, inputs)?;
+        let floor = inputs_hold(&self.job, fs, inputs, &self.absent)?;
         Some(Box::new(CcFit {
             job: &self.job,
             floor,
@@ -192,7 +195,12 @@ impl Compile for CcCompile {
 /// Whether an entry's inputs hold now: the recorded variables, the paths that must stay
 /// absent, every file's content, the same-file classes. Returns the newest input's mtime
 /// (the outputs' floor: make compares them).
-fn inputs_hold(job: &CcJob, fs: &dyn FsView, inputs: &Inputs) -> Option<NanoTime> {
+fn inputs_hold(
+    job: &CcJob,
+    fs: &dyn FsView,
+    inputs: &Inputs,
+    memo: &AbsentMemo,
+) -> Option<NanoTime> {
     for (name, value) in &inputs.env {
         match super::pseudo_env_holds(name, value.as_deref()) {
             Some(true) => {}
@@ -206,7 +214,7 @@ fn inputs_hold(job: &CcJob, fs: &dyn FsView, inputs: &Inputs) -> Option<NanoTime
         }
     }
     let here = |p: &[u8]| resolve(&job.cwd, Path::new(&crate::os::os_str(p)));
-    if !absent_holds(fs, &here, inputs) {
+    if !absent_holds(fs, &here, inputs, Some(memo)) {
         return None;
     }
     let mut floor = 0;

@@ -283,7 +283,7 @@ impl RustcCompile {
             }
         }
         let here = |p: &[u8]| resolve(&job.cwd, Path::new(&crate::os::os_str(&rebase.path(p))));
-        if !absent_holds(fs, &here, inputs) {
+        if !absent_holds(fs, &here, inputs, None) {
             trace!("{}: a path an entry needs absent exists", what());
             return None;
         }
