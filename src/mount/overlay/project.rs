@@ -73,8 +73,10 @@ impl Vfs {
     /// What a path relative to the mount root is, resolved through the lower directory
     /// fds (for the daemon itself, which never goes through its own mount).
     pub fn path_target(&self, rel: &Path) -> VResult<PathTarget> {
-        let (parts, name) = Self::split(rel).map_err(|_| Errno::INVAL)?;
         let mut t = self.table.lock();
+        let folded = self.fold_dot_dot(&mut t, rel)?;
+        let rel = folded.as_path();
+        let (parts, name) = Self::split(rel).map_err(|_| Errno::INVAL)?;
         let parent = self.walk_dirs(&mut t, &parts, rel).map_err(|e| match e {
             ProjectError::Io(_, e) => to_errno(e),
             _ => Errno::NOTDIR,
@@ -104,6 +106,39 @@ impl Vfs {
             }),
             Target::Missing => Err(Errno::NOENT),
         }
+    }
+
+    /// `rel` without `.` and `..` components (a compiler names `dir/../x.h` when an include
+    /// climbs out of a header's directory). Each component a `..` climbs out of must be a
+    /// real directory (no symlink is followed, so the lexical parent is the real one); a
+    /// `..` above the mount's root is refused.
+    fn fold_dot_dot(&self, t: &mut Table, rel: &Path) -> VResult<PathBuf> {
+        if !rel
+            .components()
+            .any(|c| matches!(c, Component::ParentDir | Component::CurDir))
+        {
+            return Ok(rel.to_path_buf());
+        }
+        let mut parts: Vec<OsString> = Vec::new();
+        for c in rel.components() {
+            match c {
+                Component::Normal(n) => parts.push(n.to_os_string()),
+                Component::CurDir => {}
+                Component::ParentDir => {
+                    if parts.is_empty() {
+                        return Err(Errno::INVAL);
+                    }
+                    // What is climbed out of must be a real directory.
+                    self.walk_dirs(t, &parts, rel).map_err(|e| match e {
+                        ProjectError::Io(_, e) => to_errno(e),
+                        _ => Errno::NOTDIR,
+                    })?;
+                    parts.pop();
+                }
+                Component::RootDir | Component::Prefix(_) => return Err(Errno::INVAL),
+            }
+        }
+        Ok(parts.iter().collect())
     }
 
     /// The node of the real directory at `rel` (`""`: the root).

@@ -860,3 +860,33 @@ fn new_entries_belong_to_the_caller() {
     f.vfs.release(o.fh);
     assert_eq!(mine.attr.uid, rustix::process::getuid().as_raw());
 }
+
+#[test]
+fn the_daemons_own_path_lookups_climb_out_of_real_directories_only() {
+    use crate::mount::PathTarget;
+    let mut f = Fixture::new();
+    std::fs::create_dir_all(f.lower_path("src/arch")).unwrap();
+    std::fs::write(f.lower_path("src/local.h"), b"h").unwrap();
+    std::os::unix::fs::symlink("arch", f.lower_path("src/link")).unwrap();
+    f.project("deps/p.o", b"obj", 0o644, T);
+    let real = |r: PathTarget| matches!(r, PathTarget::Real { is_file: true, .. });
+    // A header named from the directory of another, as compilers print it.
+    assert!(real(
+        f.vfs.path_target(Path::new("src/arch/../local.h")).unwrap()
+    ));
+    assert!(real(f.vfs.path_target(Path::new("src/./local.h")).unwrap()));
+    assert!(matches!(
+        f.vfs.path_target(Path::new("deps/../deps/p.o")).unwrap(),
+        PathTarget::Projected { .. }
+    ));
+    // Not through a symlink, a missing directory, a file, or above the root.
+    for bad in [
+        "src/link/../local.h",
+        "src/gone/../local.h",
+        "src/local.h/../local.h",
+        "deps/p.o/../p.o",
+        "../lower/src/local.h",
+    ] {
+        assert!(f.vfs.path_target(Path::new(bad)).is_err(), "{bad}");
+    }
+}
