@@ -237,3 +237,58 @@ fn c44_cc_rs_build_scripts_under_zcfs_cargo() {
     assert!(!t.contains("Compiling"), "the next build is a no-op: {t}");
     assert_eq!(c_counts(&env).0, cold - racy);
 }
+
+/// An in-tree build in a mounted directory, whose sources include a header of the
+/// directory above (`#include "../local.h"`, as OpenSSL's crypto/async/arch/ does): stored
+/// on the first build, projected on the next.
+#[test]
+fn an_in_tree_build_in_a_mount_with_headers_named_through_dot_dot() {
+    let env = Env::new();
+    let src = env.tmp.path().join("tree");
+    write(&src, "local.h", "#define LOCAL 40\n");
+    write(
+        &src,
+        "arch/a.c",
+        "#include \"../local.h\"\nint a(void) { return LOCAL; }\n",
+    );
+    write(
+        &src,
+        "main.c",
+        "int a(void);\nint main(void) { return a() + 2 == 42 ? 0 : 1; }\n",
+    );
+    let _m = env.mount(&src);
+    let build = || {
+        for (c, o) in [("arch/a.c", "arch/a.o"), ("main.c", "main.o")] {
+            ok(&env
+                .command(ZCFS)
+                .args(["gcc", "-c", c, "-o", o])
+                .current_dir(&src)
+                .output()
+                .unwrap());
+        }
+        ok(&env
+            .command("gcc")
+            .args(["arch/a.o", "main.o", "-o", "app"])
+            .current_dir(&src)
+            .output()
+            .unwrap());
+        ok(&std::process::Command::new(src.join("app"))
+            .output()
+            .unwrap());
+    };
+    build();
+    assert_eq!(c_counts(&env).0, 0);
+    assert_eq!(
+        env.stats()["not_stored"].as_object().map(|m| m.len()),
+        Some(0),
+        "{}",
+        env.stats()["not_stored"]
+    );
+    for o in ["arch/a.o", "main.o", "app"] {
+        std::fs::remove_file(src.join(o)).unwrap();
+    }
+    build();
+    let (h, m, projected) = c_counts(&env);
+    assert_eq!((h, m), (2, 2), "both hits, the one through `..` too");
+    assert_eq!(projected, 2);
+}
