@@ -41,6 +41,9 @@ pub struct Invocation<'a> {
     pub env: &'a HashMap<OsString, OsString>,
     pub stderr_tty: bool,
     pub umask: u32,
+    /// When the request arrived (realtime ns), before the daemon read the changes reported
+    /// so far: what it learns of the files during the request is at least this recent.
+    pub arrived: NanoTime,
 }
 
 /// The engine's files, as a family may ask for them while it computes a key.
@@ -189,8 +192,10 @@ pub fn absent_holds(
     fs: &dyn FsView,
     here: &dyn Fn(&[u8]) -> PathBuf,
     inputs: &Inputs,
-    memo: Option<&AbsentMemo>,
+    memo: Option<(&AbsentMemo, NanoTime)>,
 ) -> bool {
+    let arrived = memo.map_or(0, |(_, t)| t);
+    let memo = memo.map(|(m, _)| m);
     if inputs.absent.iter().any(|p| fs.exists(&here(p))) {
         return false;
     }
@@ -218,7 +223,7 @@ pub fn absent_holds(
         if let (Some(m), Some(s)) = (memo, now)
             && by_dir_alone
             && !fs.in_mount(&dir)
-            && settled(&s, fs)
+            && settled(&s, fs, arrived)
         {
             let mut map = m.0.lock();
             if map.len() >= AbsentMemo::MAX {
@@ -230,14 +235,14 @@ pub fn absent_holds(
     true
 }
 
-/// Whether a directory's times are old enough that a change now would change them (no
-/// entry added within the same timestamp granule could go unnoticed).
-fn settled(s: &crate::os::FileStat, fs: &dyn FsView) -> bool {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as crate::os::NanoTime)
-        .unwrap_or(0);
-    now - s.mtime.max(s.ctime) > crate::fsview::hashcache::RACY_WINDOW_NS + fs.clocks().slack(s.dev)
+/// Whether a directory's times are old enough that any change since `before` (the
+/// request's arrival, before the changes reported so far were read) would have changed
+/// them: the stamp and the listing checked against it may come from different moments of
+/// the request (a stamp read fresh, a listing as of the last events read), so the stamp
+/// must predate both by more than a timestamp granule.
+fn settled(s: &crate::os::FileStat, fs: &dyn FsView, before: NanoTime) -> bool {
+    before - s.mtime.max(s.ctime)
+        > crate::fsview::hashcache::RACY_WINDOW_NS + fs.clocks().slack(s.dev)
 }
 
 /// Groups of absent names verified in this daemon, with the directory they were looked up
@@ -362,18 +367,32 @@ mod tests {
         };
         let here = |p: &[u8]| dir.path().join(crate::os::os_str(p));
         let memo = AbsentMemo::default();
+        let now = crate::util::realtime_ns;
         // Too fresh a directory is checked but not remembered.
-        assert!(absent_holds(&fs, &here, &inputs, Some(&memo)));
+        assert!(absent_holds(&fs, &here, &inputs, Some((&memo, now()))));
         assert!(memo.0.lock().is_empty());
         std::thread::sleep(std::time::Duration::from_millis(60));
-        assert!(absent_holds(&fs, &here, &inputs, Some(&memo)));
+        assert!(absent_holds(&fs, &here, &inputs, Some((&memo, now()))));
         assert_eq!(memo.0.lock().len(), 1, "verified and remembered");
-        assert!(absent_holds(&fs, &here, &inputs, Some(&memo)));
+        assert!(absent_holds(&fs, &here, &inputs, Some((&memo, now()))));
+        // A directory changed after the request arrived (its stamp may then be newer than
+        // what a listing read before says) is checked but not remembered.
+        let mut other = inputs.clone();
+        other.absent_under[0].memo_id = 9;
+        let arrived = now();
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        std::fs::write(d.join("unrelated"), "").unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(60));
+        assert!(absent_holds(&fs, &here, &other, Some((&memo, arrived))));
+        assert!(
+            !memo.0.lock().contains_key(&9),
+            "stamp newer than the request"
+        );
         // A name appears: the directory's stamp changes, the names are checked again.
         std::fs::write(d.join("h7.h"), "").unwrap();
-        assert!(!absent_holds(&fs, &here, &inputs, Some(&memo)));
+        assert!(!absent_holds(&fs, &here, &inputs, Some((&memo, now()))));
         std::fs::remove_file(d.join("h7.h")).unwrap();
-        assert!(absent_holds(&fs, &here, &inputs, Some(&memo)));
+        assert!(absent_holds(&fs, &here, &inputs, Some((&memo, now()))));
         // A name below an entry of the directory: a file created there leaves the
         // directory's stamp as it was, so such a group is checked each time.
         std::fs::create_dir(d.join("sub")).unwrap();
@@ -384,12 +403,12 @@ mod tests {
         let t = filetime::FileTime::from_system_time(old);
         filetime::set_file_times(&d, t, t).unwrap();
         std::thread::sleep(std::time::Duration::from_millis(60));
-        assert!(absent_holds(&fs, &here, &deeper, Some(&memo)));
+        assert!(absent_holds(&fs, &here, &deeper, Some((&memo, now()))));
         assert!(
             !memo.0.lock().contains_key(&8),
             "not vouched for by the directory alone"
         );
         std::fs::write(d.join("sub/x.h"), "").unwrap();
-        assert!(!absent_holds(&fs, &here, &deeper, Some(&memo)));
+        assert!(!absent_holds(&fs, &here, &deeper, Some((&memo, now()))));
     }
 }

@@ -131,12 +131,13 @@ impl Engine {
     }
 
     pub fn handle(&self, req: Request) -> Reply {
+        let arrived = crate::util::realtime_ns();
         if !matches!(req, Request::HitLatency { .. } | Request::Stats { .. }) {
             // Every change made before this request was sent is seen from here on.
             self.hashes.watch.sync();
         }
         match req {
-            Request::Compile(c) => self.compile(c),
+            Request::Compile(c) => self.compile(c, arrived),
             Request::CompileDone { token, outcome } => self.compile_done(token, outcome),
             Request::HitLatency { micros } => {
                 self.stats
@@ -289,7 +290,7 @@ impl Engine {
         Ok(())
     }
 
-    fn compile(&self, req: CompileRequest) -> Reply {
+    fn compile(&self, req: CompileRequest, arrived: crate::fsutil::NanoTime) -> Reply {
         let t0 = Instant::now();
         let argv: Vec<OsString> = req
             .argv
@@ -328,6 +329,7 @@ impl Engine {
             env: &env,
             stderr_tty: req.stderr_tty,
             umask: req.umask,
+            arrived,
         };
         let ctx = KeyContext {
             hashes: &self.hashes,

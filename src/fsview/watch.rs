@@ -305,7 +305,14 @@ impl Tree {
     /// Whether every directory of `deps` is still in the table (events read while the fact
     /// was taken may have dropped one).
     fn deps_present(&self, deps: &Deps, whole: Option<&Path>) -> bool {
+        // Every directory on the way, also those a `..` climbed out of (all entries but
+        // the last were walked into).
         deps.iter().all(|(d, _)| self.dirs.contains_key(d))
+            && deps
+                .iter()
+                .rev()
+                .skip(1)
+                .all(|(d, n)| self.dirs.contains_key(&d.join(n)))
             && whole.is_none_or(|w| self.dirs.contains_key(w))
     }
 }
@@ -479,7 +486,11 @@ impl WatchInner {
 
     /// Walks `path` through the table, adding the directories on the way.
     fn walk(&self, st: &mut State, path: &Path) -> Walk {
-        if !path.is_absolute() || st.notifier.is_none() {
+        // A trailing `/` asks for a directory: left to the filesystem.
+        if !path.is_absolute()
+            || st.notifier.is_none()
+            || (path.as_os_str().len() > 1 && path.as_os_str().as_encoded_bytes().ends_with(b"/"))
+        {
             return Walk::Unwatchable;
         }
         let root = Path::new("/");
@@ -564,13 +575,10 @@ impl WatchInner {
                 tracing::trace!("not watchable: {}", path.display());
                 return None;
             }
+            // Not kept (a directory on the way went while it was taken): then the answer
+            // is not trusted either (it was taken on the path without `..`).
             Walk::Missing(deps) => {
-                return self
-                    .insert(st, path, &deps, None, None, None)
-                    .or(Some(Fact {
-                        meta: Some(None),
-                        ..Fact::default()
-                    }));
+                return self.insert(st, path, &deps, None, None, None);
             }
             Walk::Entry { deps, resolved } => {
                 let (parent, name) = deps.last().cloned()?;
@@ -603,9 +611,17 @@ impl WatchInner {
                             self.counters.unwatchable.fetch_add(1, Ordering::Relaxed);
                             return None;
                         }
-                        let file_wd = match (&file, &st.notifier) {
-                            (Some(f), Some(n)) if m.is_file() => n.watch_file(f).ok(),
-                            _ => None,
+                        // The file's own watch first, then the stat that is kept: a change
+                        // in between is reported.
+                        let (file_wd, m) = match (&file, &st.notifier) {
+                            (Some(f), Some(n)) if m.is_file() => match n.watch_file(f) {
+                                Ok(wd) => match f.metadata() {
+                                    Ok(again) => (Some(wd), again),
+                                    Err(_) => return None,
+                                },
+                                Err(_) => (None, m),
+                            },
+                            _ => (None, m),
                         };
                         (
                             Some(FileMeta {
@@ -621,12 +637,7 @@ impl WatchInner {
                 }
             }
         };
-        // Not kept if a directory on the way went meanwhile; the answer is still today's.
         self.insert(st, path, &deps, Some(meta), whole.as_deref(), file_wd)
-            .or(Some(Fact {
-                meta: Some(meta),
-                ..Fact::default()
-            }))
     }
 
     /// Caches a fact (if its directories are still in the table after the events read
@@ -1001,6 +1012,7 @@ mod tests {
             t.path().join("y.h"),
             t.path().join("link/../real/x.h"),
             PathBuf::from("real/x.h"),
+            PathBuf::from(format!("{}/", t.path().join("real/x.h").display())),
         ] {
             assert!(h.watch.meta(&p, false).is_none(), "{}", p.display());
         }
@@ -1026,6 +1038,16 @@ mod tests {
         fs::write(t.path().join("y.h"), b"y").unwrap();
         h.watch.sync();
         assert_eq!(kind(&h, &q), Some(false), "created next to it");
+        // A directory climbed out of, removed while another path through it is learned
+        // (its event read in the middle, when a new directory is put in the table): the
+        // answer is the filesystem's, not one taken without the `..`.
+        fs::create_dir(t.path().join("e")).unwrap();
+        fs::write(t.path().join("e/x.h"), b"x").unwrap();
+        h.watch.sync();
+        fs::remove_dir(t.path().join("sub")).unwrap();
+        let through = t.path().join("sub/../e/x.h");
+        assert_eq!(kind(&h, &through), None);
+        fs::create_dir(t.path().join("sub")).unwrap();
         // Without `sub`, `sub/..` leads nowhere.
         fs::remove_dir(t.path().join("sub")).unwrap();
         h.watch.sync();

@@ -141,11 +141,13 @@ mod linux {
     }
 
     /// Filesystems whose every change is made through this kernel's VFS, so a watch sees
-    /// it: local disk filesystems, tmpfs and overlayfs (whose lower layers must not change
-    /// under it). Network, FUSE and other filesystems are not.
+    /// it, and whose names match exactly unless a directory's flags say otherwise: local
+    /// disk filesystems, tmpfs and overlayfs (whose lower layers must not change under it).
+    /// Network, FUSE, case-insensitive and other filesystems are not. Not xfs either: one
+    /// made with `-n version=ci` matches names without regard to case, and no flag of a
+    /// directory tells.
     const LOCAL_TYPES: &[i64] = &[
         0xEF53,      // ext2/3/4
-        0x5846_5342, // xfs
         0x9123_683E, // btrfs
         0x0102_1994, // tmpfs
         0x8584_58f6, // ramfs
@@ -155,22 +157,23 @@ mod linux {
     ];
 
     /// `FS_CASEFOLD_FL`: names in the directory match without regard to case, so an event
-    /// may name an entry otherwise than it was asked for.
+    /// may name an entry otherwise than it was asked for. `FS_ENCRYPT_FL`: names in the
+    /// directory resolve otherwise once its key is added, without an event.
     const CASEFOLD: u32 = 0x4000_0000;
+    const ENCRYPT: u32 = 0x0000_0800;
 
     /// Whether changes in the directory at `path` can all be watched: every change to its
-    /// filesystem passes through this kernel, and its names are matched exactly (not a
-    /// case-folding directory).
+    /// filesystem passes through this kernel, and its names always match exactly (not a
+    /// case-folding or an encrypted directory).
     pub fn watchable_dir(path: &Path) -> bool {
         let local = rustix::fs::statfs(path)
             .map(|s| LOCAL_TYPES.contains(&crate::os::fs_type(&s)))
             .unwrap_or(false);
         local
             && match File::open(path) {
-                // Filesystems without the flags ioctl have no case folding either.
-                Ok(f) => {
-                    rustix::fs::ioctl_getflags(&f).map_or(true, |fl| fl.bits() & CASEFOLD == 0)
-                }
+                // Filesystems without the flags ioctl have neither.
+                Ok(f) => rustix::fs::ioctl_getflags(&f)
+                    .map_or(true, |fl| fl.bits() & (CASEFOLD | ENCRYPT) == 0),
                 Err(_) => false,
             }
     }

@@ -130,7 +130,7 @@ impl Compile for CcCompile {
         fs: &dyn FsView,
         inputs: &Inputs,
     ) -> Option<Box<dyn Fit + 'a>> {
-        let floor = inputs_hold(&self.job, fs, inputs, &self.absent)?;
+        let floor = inputs_hold(&self.job, fs, inputs, (&self.absent, caller.arrived))?;
         Some(Box::new(CcFit {
             job: &self.job,
             floor,
@@ -199,7 +199,7 @@ fn inputs_hold(
     job: &CcJob,
     fs: &dyn FsView,
     inputs: &Inputs,
-    memo: &AbsentMemo,
+    memo: (&AbsentMemo, NanoTime),
 ) -> Option<NanoTime> {
     for (name, value) in &inputs.env {
         match super::pseudo_env_holds(name, value.as_deref()) {
