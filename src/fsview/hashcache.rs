@@ -12,7 +12,6 @@
 use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use dashmap::DashMap;
 
@@ -59,13 +58,6 @@ pub enum HashError {
     Changed(PathBuf),
     #[error("{0} is not a regular file")]
     NotAFile(PathBuf),
-}
-
-fn realtime_ns() -> NanoTime {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as NanoTime)
-        .unwrap_or(0)
 }
 
 impl HashCache {
@@ -160,7 +152,7 @@ impl HashCache {
             Record {
                 stat: after,
                 digest,
-                taken: Some(realtime_ns()),
+                taken: Some(crate::util::realtime_ns()),
             },
         );
         Ok((digest, after))

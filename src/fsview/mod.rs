@@ -62,14 +62,19 @@ pub trait FsView: Send + Sync {
         self.open(path)?.read_to_end(&mut v)?;
         Ok(v)
     }
+    /// [`FsView::meta`] for a caller that uses what is there but not a regular file's stat
+    /// (which may then come from the daemon's watcher, see [`crate::fsview::watch`]).
+    fn kind(&self, path: &Path) -> io::Result<Option<FileMeta>> {
+        self.meta(path)
+    }
     fn is_file(&self, path: &Path) -> bool {
-        matches!(self.meta(path), Ok(Some(m)) if m.is_file)
+        matches!(self.kind(path), Ok(Some(m)) if m.is_file)
     }
     fn is_dir(&self, path: &Path) -> bool {
-        matches!(self.meta(path), Ok(Some(m)) if m.is_dir)
+        matches!(self.kind(path), Ok(Some(m)) if m.is_dir)
     }
     fn exists(&self, path: &Path) -> bool {
-        matches!(self.meta(path), Ok(Some(_)))
+        matches!(self.kind(path), Ok(Some(_)))
     }
 }
 
@@ -95,14 +100,8 @@ impl FsView for HostFs<'_> {
         self.hashes.list_dir(path)
     }
 
-    fn is_file(&self, path: &Path) -> bool {
-        matches!(self.hashes.meta(path, false), Ok(Some(m)) if m.is_file)
-    }
-    fn is_dir(&self, path: &Path) -> bool {
-        matches!(self.hashes.meta(path, false), Ok(Some(m)) if m.is_dir)
-    }
-    fn exists(&self, path: &Path) -> bool {
-        matches!(self.hashes.meta(path, false), Ok(Some(_)))
+    fn kind(&self, path: &Path) -> io::Result<Option<FileMeta>> {
+        self.hashes.meta(path, false)
     }
 
     fn clocks(&self) -> &FsClocks {

@@ -133,14 +133,8 @@ impl FsView for MountedFs<'_> {
         self.meta_for(path, true)
     }
 
-    fn is_file(&self, path: &Path) -> bool {
-        matches!(self.meta_for(path, false), Ok(Some(m)) if m.is_file)
-    }
-    fn is_dir(&self, path: &Path) -> bool {
-        matches!(self.meta_for(path, false), Ok(Some(m)) if m.is_dir)
-    }
-    fn exists(&self, path: &Path) -> bool {
-        matches!(self.meta_for(path, false), Ok(Some(_)))
+    fn kind(&self, path: &Path) -> io::Result<Option<FileMeta>> {
+        self.meta_for(path, false)
     }
 
     fn open(&self, path: &Path) -> io::Result<File> {

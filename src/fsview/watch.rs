@@ -63,8 +63,8 @@ struct Dir {
 
 #[derive(Clone, Default)]
 struct Fact {
-    /// What `stat` says; `Some(None)`: nothing there.
-    meta: Option<Option<FileMeta>>,
+    /// What `stat` says; `None`: nothing there.
+    meta: Option<FileMeta>,
     /// The file's own watch (mode [`WatchMode::Files`]): its stat may be trusted.
     file_wd: Option<i32>,
     digest: Option<Digest>,
@@ -563,9 +563,7 @@ impl WatchInner {
 
     /// The fact about `path`, taken now if not known. `None`: ask the filesystem.
     fn fact(&self, st: &mut State, path: &Path) -> Option<Fact> {
-        if let Some(f) = st.tree.facts.get(path)
-            && f.meta.is_some()
-        {
+        if let Some(f) = st.tree.facts.get(path) {
             self.counters.answered.fetch_add(1, Ordering::Relaxed);
             return Some(f.clone());
         }
@@ -637,7 +635,7 @@ impl WatchInner {
                 }
             }
         };
-        self.insert(st, path, &deps, Some(meta), whole.as_deref(), file_wd)
+        self.insert(st, path, &deps, meta, whole.as_deref(), file_wd)
     }
 
     /// Caches a fact (if its directories are still in the table after the events read
@@ -647,11 +645,10 @@ impl WatchInner {
         st: &mut State,
         path: &Path,
         deps: &Deps,
-        meta: Option<Option<FileMeta>>,
+        meta: Option<FileMeta>,
         whole: Option<&Path>,
         file_wd: Option<i32>,
     ) -> Option<Fact> {
-        let meta = meta.flatten();
         if !st.tree.deps_present(deps, whole) {
             if let Some(wd) = file_wd
                 && !st.tree.file_wds.contains_key(&wd)
@@ -677,7 +674,7 @@ impl WatchInner {
             st.tree.unwatch.retain(|&w| w != wd);
         }
         let fact = Fact {
-            meta: Some(meta),
+            meta,
             file_wd,
             digest: None,
             id: st.tree.next_id,
@@ -697,8 +694,7 @@ impl WatchInner {
         }
         let mut st = self.state.lock();
         let f = self.fact(&mut st, path)?;
-        let meta = f.meta?;
-        match meta {
+        match f.meta {
             Some(m) if m.is_file && need_stat && f.file_wd.is_none() => None,
             Some(m) if !m.is_file && !m.is_dir && need_stat => None,
             m => Some(Ok(m)),
@@ -780,10 +776,10 @@ impl WatchInner {
             let mut st = self.state.lock();
             let f = self.fact(&mut st, path)?;
             match (f.meta, f.digest) {
-                (Some(Some(m)), Some(d)) if f.file_wd.is_some() => {
+                (Some(m), Some(d)) if f.file_wd.is_some() => {
                     return Some(Ok((d, m.stat)));
                 }
-                (Some(Some(m)), None) if f.file_wd.is_some() => (f.id, m.stat),
+                (Some(m), None) if f.file_wd.is_some() => (f.id, m.stat),
                 _ => return None,
             }
         };
@@ -795,7 +791,7 @@ impl WatchInner {
             let mut st = self.state.lock();
             if let Some(cur) = st.tree.facts.get_mut(path)
                 && cur.id == f.0
-                && cur.meta.flatten().is_some_and(|m| m.stat == *stat)
+                && cur.meta.is_some_and(|m| m.stat == *stat)
             {
                 cur.digest = Some(*d);
             }

@@ -5,7 +5,6 @@
 //! whether every one is still the same (a few `stat`s), else the fact is learned again.
 
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::os::FileStat;
 
@@ -29,13 +28,6 @@ enum State {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Probes(Vec<(PathBuf, State)>);
 
-fn now_ns() -> i128 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i128)
-        .unwrap_or(0)
-}
-
 /// What is at a path: whether it is a directory, and its stat (`None`: nothing there).
 pub type StatFn<'a> = &'a dyn Fn(&Path) -> Option<(bool, FileStat)>;
 
@@ -50,7 +42,7 @@ fn state_now(path: &Path, kind: &State, stat: StatFn) -> State {
         (_, None) => State::Absent,
         (State::Dir(_), Some((true, s))) => State::Dir(s.ino),
         (State::Listing(_), Some((true, s))) => {
-            let now = now_ns();
+            let now = crate::util::realtime_ns();
             let settled = now - s.mtime.max(s.ctime) > SETTLE_NS;
             State::Listing(settled.then_some((s.ino, s.mtime, s.ctime)))
         }
