@@ -12,6 +12,10 @@
 # The kernel's dentry and inode caches are dropped first when this runs as root (`echo 2 >
 # /proc/sys/vm/drop_caches`): millions of negative dentries left by earlier test runs make
 # every path walk slower (docs/benchmarks.md).
+# `zcfs-mount` builds out of tree (a second build dir configured from the same source, the
+# source outside any mount) under `zcfs run --mount BUILD_DIR`: objects are projected, not
+# written. Its own cache and daemon; the mount stays between rounds (objects deleted
+# through it), as a developer's would.
 # Usage: bench/c_openssl.sh [--baseline EXE] [ROUNDS] (default 5). Needs zcfs on PATH
 # (scripts/install.sh), perl, make and cc; ccache, sccache and zccache are used when
 # installed and named in BENCH_PEERS (default: ccache). --baseline EXE measures another
@@ -40,9 +44,20 @@ if [ ! -d "$work/src" ]; then
     no-comp no-zlib >/dev/null)
   (cd "$work/src" && make -s build_generated >/dev/null 2>&1)
 fi
+oot=$work/oot
+mount_env="env ZCFS_DIR=$work/zcfs-mount-cache ZCFS_RUNTIME_DIR=$work/zcfs-mount-run"
+$mount_env zcfs unmount "$oot" >/dev/null 2>&1 || true
+$mount_env zcfs stop >/dev/null 2>&1 || true
+if [ ! -f "$oot/configdata.pm" ]; then
+  # Configure refuses a source tree configured in place: use the pristine unpacked copy.
+  rm -rf "$oot" && mkdir -p "$oot"
+  (cd "$oot" && "$work/unpack/openssl/Configure" linux-x86_64 no-shared no-module no-tests \
+    no-legacy no-comp no-zlib >/dev/null)
+  (cd "$oot" && make -s build_generated >/dev/null 2>&1)
+fi
 cd "$work/src"
 cc=gcc
-declare -A CCS=([zcfs]="zcfs $cc" [zcfs-files]="zcfs $cc")
+declare -A CCS=([zcfs]="zcfs $cc" [zcfs-files]="zcfs $cc" [zcfs-mount]="$cc")
 for p in $peers; do
   command -v "$p" >/dev/null && CCS[$p]="$p $cc"
 done
@@ -62,6 +77,15 @@ if [ -w /proc/sys/vm/drop_caches ]; then
 fi
 
 timed_make() {
+  if [ "$2" = zcfs-mount ]; then
+    local t0 t1
+    (cd "$oot" && find . -name '*.o' -delete && rm -f ./*.a)
+    t0=$(date +%s.%N)
+    (cd "$oot" && $mount_env zcfs run --mount . -- make -s -j2 CC="$1" build_libs >/dev/null 2>&1)
+    t1=$(date +%s.%N)
+    echo "$t1 - $t0" | bc
+    return
+  fi
   find . -name '*.o' -delete
   rm -f ./*.a
   local t0 t1
@@ -90,6 +114,12 @@ declare -A cold warm
 for k in "${!CCS[@]}"; do
   case $k in
     zcfs-files) $files_env zcfs clear >/dev/null 2>&1 || true ;;
+    zcfs-mount)
+      # An empty cache and no mount: the mount's journal lives in the cache.
+      $mount_env zcfs unmount "$oot" >/dev/null 2>&1 || true
+      $mount_env zcfs stop >/dev/null 2>&1 || true
+      rm -rf "$work/zcfs-mount-cache"
+      ;;
     *) clear_cache "$k" ;;
   esac
   cold[$k]=$(timed_make "${CCS[$k]}" "$k")
@@ -102,6 +132,7 @@ FLOOR_MODE=record FLOOR_DIR=$work/floor make -s -j2 CC="$work/floor-cc $cc" buil
 CCS[floor]="$work/floor-cc $cc"
 zcfs stats --zero >/dev/null 2>&1 || true
 $files_env zcfs stats --zero >/dev/null 2>&1 || true
+$mount_env zcfs stats --zero >/dev/null 2>&1 || true
 [ -n "$baseline" ] && { $base_env "$baseline" stats --zero >/dev/null 2>&1 || true; }
 for r in $(seq "$rounds"); do
   for k in "${!CCS[@]}"; do
@@ -111,7 +142,7 @@ done
 echo "OpenSSL 3.6.3 build_libs, $ncomp objects, $cc, make -j2, warm: median of $rounds rounds (seconds)"
 printf '%-10s %8s %8s %10s %10s\n' cache cold warm cold/none warm/none
 printf '%-10s %8.3f %8s %10.2f %10s\n' none "$none" - 1 -
-for k in zcfs zcfs-files base ccache sccache zccache floor; do
+for k in zcfs zcfs-files zcfs-mount base ccache sccache zccache floor; do
   [ -n "${CCS[$k]:-}" ] || continue
   w=$(echo "${warm[$k]}" | median)
   if [ -n "${cold[$k]:-}" ]; then
@@ -122,16 +153,17 @@ for k in zcfs zcfs-files base ccache sccache zccache floor; do
   fi
 done
 echo "make and ar alone, every object present (the floor): $archive s"
-for z in zcfs zcfs-files; do
+for z in zcfs zcfs-files zcfs-mount; do
   zw=$(echo "${warm[$z]}" | median)
   for k in base ccache sccache zccache floor; do
     [ -n "${CCS[$k]:-}" ] || continue
     printf '%s warm / %s warm: %.2f\n' "$z" "$k" "$(echo "$zw / $(echo "${warm[$k]}" | median)" | bc -l)"
   done
 done
-for z in zcfs zcfs-files; do
+for z in zcfs zcfs-files zcfs-mount; do
   env=""
   [ $z = zcfs-files ] && env=$files_env
+  [ $z = zcfs-mount ] && env=$mount_env
   echo "$z:"
   $env zcfs stats | grep -E "Hit latency|Hit service|Language|Watcher"
   $env zcfs stats --json | python3 -c '
@@ -140,6 +172,8 @@ d = json.load(sys.stdin)
 print("  hit phases p50 (us):", {k: v["p50_us"] for k, v in d["hit_phases"].items()})'
 done
 $files_env zcfs stop >/dev/null 2>&1 || true
+$mount_env zcfs unmount "$oot" >/dev/null 2>&1 || true
+$mount_env zcfs stop >/dev/null 2>&1 || true
 if [ -n "$baseline" ]; then
   echo "base ($baseline):"
   $base_env "$baseline" stats | grep -E "Hit latency|Hit service|Language"

@@ -162,6 +162,9 @@ pub struct CompileRequest {
     pub argv: Vec<Bytes>,
     #[serde(with = "serde_bytes")]
     pub cwd: Vec<u8>,
+    /// The (device, inode) of the working directory itself (`os::cwd_identity`): tells a
+    /// process that entered a directory before a mount hid it from one in the mount.
+    pub cwd_id: Option<(u64, u64)>,
     pub env: Vec<(Bytes, Bytes)>,
     /// The wrapper's stderr is a terminal (the compiler's colour choice depends on it).
     pub stderr_tty: bool,
@@ -355,6 +358,7 @@ mod tests {
         let req = Request::Compile(CompileRequest {
             argv: vec![Bytes(b"rustc".to_vec()), Bytes(b"-vV".to_vec())],
             cwd: b"/tmp".to_vec(),
+            cwd_id: Some((1, 2)),
             env: vec![(Bytes(b"A".to_vec()), Bytes(b"".to_vec()))],
             stderr_tty: false,
             umask: 0o022,

@@ -292,3 +292,99 @@ fn an_in_tree_build_in_a_mount_with_headers_named_through_dot_dot() {
     assert_eq!((h, m), (2, 2), "both hits, the one through `..` too");
     assert_eq!(projected, 2);
 }
+
+/// An out-of-tree build: the build dir mounted by `zcfs run --mount .` from a shell already
+/// in it (the shell entered it before the mount existed; the command must build in the
+/// mount, not in the directory below it), sources and headers named through `..` out of
+/// the mount's root. Stored on the first build, projected on the next.
+#[test]
+fn an_out_of_tree_build_mounted_from_inside_with_sources_named_through_dot_dot() {
+    let env = Env::new();
+    let src = env.tmp.path().join("src");
+    c_project(&src);
+    let build = env.tmp.path().join("build");
+    write(
+        &build,
+        "Makefile",
+        "CFLAGS = -O1 -I../src/inc\napp: main.o util.o\n\t$(CC) -o app main.o util.o\n%.o: ../src/%.c\n\t$(CC) $(CFLAGS) -MMD -c $< -o $@\n",
+    );
+    let make = || {
+        let o = env
+            .command("sh")
+            .args([
+                "-c",
+                &format!(
+                    "cd {} && exec \"$0\" run --mount . -- make",
+                    build.display()
+                ),
+                ZCFS,
+            ])
+            .current_dir(env.tmp.path())
+            .env_remove("CC")
+            .output()
+            .unwrap();
+        ok(&o);
+        assert!(is_mounted(&build));
+        let o = std::process::Command::new(build.join("app"))
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "42");
+    };
+    make();
+    let s = env.stats();
+    assert_eq!(c_counts(&env), (0, 2, 0));
+    assert_eq!(
+        s["not_stored"].as_object().map(|m| m.len()),
+        Some(0),
+        "{}",
+        s["not_stored"]
+    );
+    assert_eq!(
+        s["uncacheable"]["cwd below a mount"].as_u64().unwrap_or(0),
+        0
+    );
+    // Deleted through the mount (this process enters it afresh).
+    for o in ["main.o", "util.o", "app"] {
+        std::fs::remove_file(build.join(o)).unwrap();
+    }
+    make();
+    assert_eq!(c_counts(&env), (2, 2, 2), "both hits, projected");
+    let _ = env.zcfs(&["unmount", build.to_str().unwrap()]);
+}
+
+/// A shell that entered a directory before `zcfs mount .` stays in the directory below the
+/// mount: `zcfs mount` says so, and a compile started there passes through (its output is
+/// written where that shell sees it) instead of projecting where it cannot see.
+#[test]
+fn a_compile_from_a_working_directory_hidden_by_the_mount_passes_through() {
+    let env = Env::new();
+    let src = env.tmp.path().join("src");
+    c_project(&src);
+    let build = env.tmp.path().join("build");
+    std::fs::create_dir_all(&build).unwrap();
+    let o = env
+        .command("sh")
+        .args([
+            "-c",
+            &format!(
+                "cd {} && \"$0\" mount . && \"$0\" gcc -I../src/inc -c ../src/util.c -o util.o && test -s util.o",
+                build.display()
+            ),
+            ZCFS,
+        ])
+        .current_dir(env.tmp.path())
+        .output()
+        .unwrap();
+    ok(&o);
+    assert!(text(&o).contains("below the mount"), "{}", text(&o));
+    assert_eq!(
+        env.stats()["uncacheable"]["cwd below a mount"].as_u64(),
+        Some(1),
+        "{}",
+        env.stats()["uncacheable"]
+    );
+    assert_eq!(c_counts(&env), (0, 0, 0));
+    ok(&env.zcfs(&["unmount", build.to_str().unwrap()]));
+    // The object is where the compiler wrote it: in the directory the shell was in.
+    assert!(build.join("util.o").metadata().unwrap().len() > 0);
+}

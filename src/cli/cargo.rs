@@ -289,6 +289,13 @@ pub fn ensure_mounted(config: &Config, paths: &Paths, dir: &Path) -> Result<()> 
     if !m.already {
         eprintln!("zcfs: mounted {}", m.dir);
     }
+    if super::mount::cwd_below(&dir) {
+        // Entered before the mount hid it: enter it again, through the mount, so that the
+        // command builds there (a compile that runs below the mount passes through).
+        let cwd = std::env::current_dir()?;
+        std::env::set_current_dir(&cwd)
+            .with_context(|| format!("entering {} through the mount", cwd.display()))?;
+    }
     Ok(())
 }
 

@@ -393,6 +393,14 @@ fn run(cli: Cli) -> Result<i32> {
                     String::new()
                 }
             );
+            if mount::cwd_below(&dir) {
+                // The caller's shell stays in the directory below the mount.
+                eprintln!(
+                    "zcfs: this shell's working directory is below the mount; `cd {}` \
+                     enters it (builds started here compile without the cache)",
+                    dir.display()
+                );
+            }
             Ok(0)
         }
         Cmd::Unmount {

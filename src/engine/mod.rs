@@ -290,6 +290,22 @@ impl Engine {
         Ok(())
     }
 
+    /// Whether the caller's working directory is the directory that a mount hides, not the
+    /// mount: a process that entered it before it was mounted (a shell, `make` started
+    /// there). Its compiler would write below the mount, out of the mount's sight, and a
+    /// hit would project where that process cannot see.
+    fn cwd_below_mount(&self, cwd: &Path, id: (u64, u64)) -> bool {
+        let fs = self.fs_with(Vec::new());
+        let Some((m, rel)) = fs.locate(cwd) else {
+            return false;
+        };
+        m.core
+            .dir_handle(&rel)
+            .ok()
+            .and_then(|h| crate::os::dir_identity(&h))
+            == Some(id)
+    }
+
     fn compile(&self, req: CompileRequest, arrived: crate::fsutil::NanoTime) -> Reply {
         let t0 = Instant::now();
         let argv: Vec<OsString> = req
@@ -317,6 +333,19 @@ impl Engine {
         let cwd = PathBuf::from(OsString::from_vec(req.cwd));
         if !cwd.is_absolute() {
             return Reply::Error("cwd is not absolute".into());
+        }
+        if let Some(id) = req.cwd_id
+            && self.cwd_below_mount(&cwd, id)
+        {
+            self.stats.uncacheable(lang, "cwd below a mount");
+            return Reply::PassThrough {
+                reason: format!(
+                    "the working directory is the directory below the zcfs mount at {}, \
+                     not the mount (it was entered before the mount was made; `cd {0}` \
+                     enters the mount)",
+                    cwd.display()
+                ),
+            };
         }
         let env: HashMap<OsString, OsString> = req
             .env

@@ -56,6 +56,12 @@ pub trait FsView: Send + Sync {
         false
     }
 
+    /// Refuses a path whose content depends on who reads it
+    /// ([`crate::fsutil::check_shared_file`]).
+    fn check_shared(&self, path: &Path) -> Result<(), String> {
+        crate::fsutil::check_shared_file(path)
+    }
+
     fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
         use std::io::Read;
         let mut v = Vec::new();

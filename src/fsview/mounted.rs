@@ -1,9 +1,10 @@
 //! The engine's view of files: through the mount's core for paths under one of the daemon's
 //! mounts, plain paths elsewhere (see `crate::fsview`).
 
+use std::borrow::Cow;
 use std::fs::File;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
 use crate::fsutil::NanoTime;
@@ -33,22 +34,68 @@ fn projected_stat(id: u64, size: u64, mtime: NanoTime, ctime: NanoTime) -> FileS
     }
 }
 
+/// Where a path is read: in one of the daemon's mounts (the mount, the path relative to
+/// it), or on the host (the path, with any `..` that climbed out of a mount's root folded).
+pub enum Place<'p> {
+    Mount(Arc<LiveMount>, PathBuf),
+    Host(Cow<'p, Path>),
+}
+
+/// `dir` (a mount's root: absolute and canonical) joined with `rel`, whose leading `..`
+/// components climb out of it, folded lexically: the root is a real directory, so its `..`
+/// is its parent (`/..` is `/`). `None` if `rel` does not start with `..`.
+fn climb_out(dir: &Path, rel: &Path) -> Option<PathBuf> {
+    let mut parts = rel.components().peekable();
+    if parts.peek() != Some(&Component::ParentDir) {
+        return None;
+    }
+    let mut out = dir.to_path_buf();
+    while parts.peek() == Some(&Component::ParentDir) {
+        parts.next();
+        out.pop();
+    }
+    out.extend(parts);
+    Some(out)
+}
+
 impl MountedFs<'_> {
+    /// Where `path` is read (also through an alias into a mount). A path that enters a
+    /// mount and climbs out of its root (`BUILD/../src/x.h`, as an out-of-tree build names
+    /// its sources) is a host path, or one in another mount: the daemon never looks a path
+    /// up through its own mount.
+    pub fn place<'p>(&self, path: &'p Path) -> Place<'p> {
+        let found = self
+            .aliases
+            .iter()
+            .find_map(|(from, to)| path.strip_prefix(from).ok().map(|rest| to.join(rest)))
+            .map_or_else(|| self.mounts.find(path), |p| self.mounts.find(&p));
+        match found {
+            None => Place::Host(Cow::Borrowed(path)),
+            Some((m, rel)) => match climb_out(&m.dir, &rel) {
+                Some(out) => match self.place(&out) {
+                    Place::Mount(m, rel) => Place::Mount(m, rel),
+                    Place::Host(Cow::Owned(p)) => Place::Host(Cow::Owned(p)),
+                    Place::Host(Cow::Borrowed(_)) => Place::Host(Cow::Owned(out)),
+                },
+                None => Place::Mount(m, rel),
+            },
+        }
+    }
+
     /// The mount a path lies in (also through an alias), with the path relative to it.
     pub fn locate(&self, path: &Path) -> Option<(Arc<LiveMount>, PathBuf)> {
-        for (from, to) in &self.aliases {
-            if let Ok(rest) = path.strip_prefix(from) {
-                return self.mounts.find(&to.join(rest));
-            }
+        match self.place(path) {
+            Place::Mount(m, rel) => Some((m, rel)),
+            Place::Host(_) => None,
         }
-        self.mounts.find(path)
     }
 
     /// [`FsView::meta`]; `need_stat`: the caller uses a regular file's stat (a host path's
     /// answer may then not come from the watcher, see [`crate::fsview::watch`]).
     fn meta_for(&self, path: &Path, need_stat: bool) -> io::Result<Option<FileMeta>> {
-        let Some((m, rel)) = self.locate(path) else {
-            return self.hashes.meta(path, need_stat);
+        let (m, rel) = match self.place(path) {
+            Place::Mount(m, rel) => (m, rel),
+            Place::Host(p) => return self.hashes.meta(&p, need_stat),
         };
         if rel.as_os_str().is_empty() {
             return Ok(Some(FileMeta {
@@ -88,10 +135,10 @@ impl MountedFs<'_> {
     }
 
     fn digest_once(&self, path: &Path) -> Result<(Digest, FileStat), HashError> {
-        let Some((m, rel)) = self.locate(path) else {
-            return self.hashes.digest(path);
+        let (m, rel) = match self.place(path) {
+            Place::Mount(m, rel) => (m, rel),
+            Place::Host(p) => return self.hashes.digest(&p),
         };
-
         match m.core.path_target(&rel) {
             Ok(PathTarget::Projected {
                 id,
@@ -114,7 +161,16 @@ impl MountedFs<'_> {
 
 impl FsView for MountedFs<'_> {
     fn in_mount(&self, path: &Path) -> bool {
-        self.locate(path).is_some()
+        matches!(self.place(path), Place::Mount(..))
+    }
+
+    /// A path in a mount is the mount's file, the same for every reader (the core follows
+    /// no symlink); it is never looked up through the mount.
+    fn check_shared(&self, path: &Path) -> Result<(), String> {
+        match self.place(path) {
+            Place::Mount(..) => Ok(()),
+            Place::Host(p) => crate::fsutil::check_shared_file(&p),
+        }
     }
 
     fn digest(&self, path: &Path) -> Result<(Digest, FileStat), HashError> {
@@ -138,8 +194,9 @@ impl FsView for MountedFs<'_> {
     }
 
     fn open(&self, path: &Path) -> io::Result<File> {
-        let Some((m, rel)) = self.locate(path) else {
-            return File::open(path);
+        let (m, rel) = match self.place(path) {
+            Place::Mount(m, rel) => (m, rel),
+            Place::Host(p) => return File::open(p),
         };
         match m.core.path_target(&rel)? {
             PathTarget::Real { at, is_file: true } => at.open(),
@@ -159,22 +216,23 @@ impl FsView for MountedFs<'_> {
     }
 
     fn dir_device(&self, dir: &Path) -> Option<u64> {
-        let fd = match self.locate(dir) {
-            Some((m, rel)) => m.core.dir_handle(&rel).ok()?,
-            None => crate::fsview::open_dir_path(dir)?,
+        let fd = match self.place(dir) {
+            Place::Mount(m, rel) => m.core.dir_handle(&rel).ok()?,
+            Place::Host(p) => crate::fsview::open_dir_path(&p)?,
         };
         crate::fsview::learn_dir(&self.hashes.clocks, fd)
     }
 
     fn list_dir(&self, path: &Path) -> io::Result<Listing> {
-        let Some((m, rel)) = self.locate(path) else {
-            return self.hashes.list_dir(path);
+        let (m, rel) = match self.place(path) {
+            Place::Mount(m, rel) => (m, rel),
+            Place::Host(p) => return self.hashes.list_dir(&p),
         };
         Ok(Arc::new(m.core.list_dir(&rel)?.into_iter().collect()))
     }
 
     fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
-        if let Some((m, rel)) = self.locate(path)
+        if let Place::Mount(m, rel) = self.place(path)
             && let Some(bytes) = m.core.projected_bytes(&rel)
         {
             return Ok(bytes);
@@ -183,5 +241,32 @@ impl FsView for MountedFs<'_> {
         let mut v = Vec::new();
         self.open(path)?.read_to_end(&mut v)?;
         Ok(v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::climb_out;
+    use std::path::{Path, PathBuf};
+
+    #[test]
+    fn climbing_out_of_a_mount_root_folds_only_the_leading_dot_dots() {
+        let root = Path::new("/w/build");
+        assert_eq!(
+            climb_out(root, Path::new("../src/inc/a.h")),
+            Some(PathBuf::from("/w/src/inc/a.h"))
+        );
+        // What follows is a host path: its own `..` are left to the host walk.
+        assert_eq!(
+            climb_out(root, Path::new("../../x/../y.h")),
+            Some(PathBuf::from("/x/../y.h"))
+        );
+        assert_eq!(
+            climb_out(Path::new("/b"), Path::new("../../../c")),
+            Some(PathBuf::from("/c"))
+        );
+        assert_eq!(climb_out(root, Path::new("sub/../a.h")), None);
+        assert_eq!(climb_out(root, Path::new("a.h")), None);
+        assert_eq!(climb_out(root, Path::new("")), None);
     }
 }

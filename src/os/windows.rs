@@ -58,6 +58,22 @@ pub fn dir_device(dir: &DirHandle) -> Option<u64> {
     handle_stat(dir, &meta).ok().map(|s| s.dev)
 }
 
+/// A directory's (device, inode): not needed on Windows, where a projection root is not
+/// mounted over a directory.
+pub fn dir_identity(_dir: &DirHandle) -> Option<(u64, u64)> {
+    None
+}
+
+/// See the Unix version: always `None` here.
+pub fn cwd_identity() -> Option<(u64, u64)> {
+    None
+}
+
+/// See the Unix version: always `None` here.
+pub fn path_identity(_path: &Path) -> Option<(u64, u64)> {
+    None
+}
+
 /// Whether an error means that the path (or a parent of it) does not exist.
 pub fn is_not_found(e: &io::Error) -> bool {
     // ERROR_FILE_NOT_FOUND, ERROR_PATH_NOT_FOUND

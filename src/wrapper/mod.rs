@@ -74,6 +74,7 @@ pub fn main(mut args: Vec<OsString>) -> ! {
     let req = Request::Compile(CompileRequest {
         argv: args.iter().map(|a| Bytes(a.as_bytes().to_vec())).collect(),
         cwd: cwd.as_os_str().as_bytes().to_vec(),
+        cwd_id: crate::os::cwd_identity(),
         env: std::env::vars_os()
             .map(|(k, v)| (Bytes(k.into_vec()), Bytes(v.into_vec())))
             .collect(),

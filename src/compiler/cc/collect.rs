@@ -80,7 +80,7 @@ impl Files {
         spelled: &str,
         abs: &Path,
     ) -> Result<(), Uncacheable> {
-        crate::fsutil::check_shared_file(abs)
+        fs.check_shared(abs)
             .map_err(|e| Uncacheable::new("not a regular file", e))?;
         let (digest, stat) = fs
             .digest(abs)

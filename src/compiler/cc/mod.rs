@@ -404,7 +404,9 @@ pub fn prepare(inp: &KeyInputs<'_>) -> Result<CcJob, KeyError> {
     }
     for f in &a.named_files {
         let p = resolve(inp.cwd, f);
-        crate::fsutil::check_shared_file(&p).map_err(|e| Uncacheable::new("missing file", e))?;
+        inp.fs
+            .check_shared(&p)
+            .map_err(|e| Uncacheable::new("missing file", e))?;
         let (d, _) = inp
             .fs
             .digest(&p)
@@ -430,7 +432,8 @@ pub fn prepare(inp: &KeyInputs<'_>) -> Result<CcJob, KeyError> {
         h.field("value", v.as_bytes());
     }
     let input = resolve(inp.cwd, &a.input);
-    crate::fsutil::check_shared_file(&input)
+    inp.fs
+        .check_shared(&input)
         .map_err(|e| Uncacheable::new("not a regular file", e))?;
     let (input_digest, _) = inp
         .fs
