@@ -306,9 +306,10 @@ fn an_out_of_tree_build_mounted_from_inside_with_sources_named_through_dot_dot()
     write(
         &build,
         "Makefile",
-        "CFLAGS = -O1 -I../src/inc\napp: main.o util.o\n\t$(CC) -o app main.o util.o\n%.o: ../src/%.c\n\t$(CC) $(CFLAGS) -MMD -c $< -o $@\n",
+        "CFLAGS = -O1 -I../src/override -I../src/inc\napp: main.o util.o\n\t$(CC) -o app main.o util.o\n%.o: ../src/%.c\n\t$(CC) $(CFLAGS) -MMD -c $< -o $@\n",
     );
-    let make = || {
+    std::fs::create_dir_all(src.join("override")).unwrap();
+    let make = |want: &str| {
         let o = env
             .command("sh")
             .args([
@@ -328,9 +329,9 @@ fn an_out_of_tree_build_mounted_from_inside_with_sources_named_through_dot_dot()
         let o = std::process::Command::new(build.join("app"))
             .output()
             .unwrap();
-        assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "42");
+        assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), want);
     };
-    make();
+    make("42");
     let s = env.stats();
     assert_eq!(c_counts(&env), (0, 2, 0));
     assert_eq!(
@@ -347,8 +348,16 @@ fn an_out_of_tree_build_mounted_from_inside_with_sources_named_through_dot_dot()
     for o in ["main.o", "util.o", "app"] {
         std::fs::remove_file(build.join(o)).unwrap();
     }
-    make();
+    make("42");
     assert_eq!(c_counts(&env), (2, 2, 2), "both hits, projected");
+    // A header that appears earlier on the search path, named through `..` too: both
+    // compiles include it now.
+    write(&src, "override/shared.h", "#define SHARED 50\n");
+    for o in ["main.o", "util.o", "app"] {
+        std::fs::remove_file(build.join(o)).unwrap();
+    }
+    make("52");
+    assert_eq!(c_counts(&env), (2, 4, 2));
     let _ = env.zcfs(&["unmount", build.to_str().unwrap()]);
 }
 

@@ -678,6 +678,14 @@ struct Placement<'a> {
     groups: std::collections::BTreeMap<PathBuf, Vec<Vec<u8>>>,
 }
 
+/// Whether a relative candidate has a `..` after its first other component (`a/../b.h`):
+/// leading ones (`../inc/b.h`, also after `./`) climb out of the canonical cwd.
+fn inner_dot_dot(c: &str) -> bool {
+    c.split('/')
+        .skip_while(|p| *p == ".." || *p == ".")
+        .any(|p| p == "..")
+}
+
 impl Placement<'_> {
     fn candidate(&mut self, c: &str) -> Result<Candidate, Uncacheable> {
         let fs = self.fs;
@@ -700,8 +708,10 @@ impl Placement<'_> {
                 None => Ok(Candidate::Single),
             }
         };
-        if c.split('/').any(|p| p == "..") {
-            // Not a prefix walk: asked of the filesystem, recorded as is.
+        if inner_dot_dot(c) {
+            // Not a prefix walk: asked of the filesystem, recorded as is. (Leading `..`
+            // climb out of the cwd, which is canonical: its lexical parents are its real
+            // ones, so such names are grouped like any other.)
             return match fs.meta(&abs).ok().flatten() {
                 None => Ok(Candidate::Single),
                 m => found(m),
@@ -812,13 +822,19 @@ impl Listings {
             .components()
             .skip_while(|c| matches!(c, std::path::Component::CurDir))
             .collect();
-        if comps
+        // Leading `..` name the cwd's ancestors, which exist (the cwd is canonical, so they
+        // are its real parents); a `..` further in is not a prefix walk.
+        let lead = comps
+            .iter()
+            .take_while(|c| matches!(c, std::path::Component::ParentDir))
+            .count();
+        if comps[lead..]
             .iter()
             .any(|c| matches!(c, std::path::Component::ParentDir))
         {
             return None;
         }
-        for k in (0..comps.len()).rev() {
+        for k in (lead..comps.len()).rev() {
             let prefix: PathBuf = comps[..k].iter().collect();
             let rest: PathBuf = comps[k..].iter().collect();
             let (anc, abs) = if prefix.as_os_str().is_empty() {
@@ -826,7 +842,7 @@ impl Listings {
             } else {
                 (prefix.clone(), resolve(cwd, &prefix))
             };
-            if prefix.as_os_str().is_empty() || self.exists_dir(fs, &abs) {
+            if k == lead || self.exists_dir(fs, &abs) {
                 // The name itself (the last component) is the caller's to judge.
                 if k + 1 < comps.len() && self.listed(fs, &abs, comps[k].as_os_str()) {
                     return None;
@@ -855,6 +871,80 @@ impl Listings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_leading_dot_dots_keep_a_candidate_in_its_group() {
+        for c in [
+            "../inc/a.h",
+            "../../x/a.h",
+            "./../a.h",
+            "inc/a.h",
+            "a.h",
+            "/usr/include/a.h",
+        ] {
+            assert!(!super::inner_dot_dot(c), "{c}");
+        }
+        for c in [
+            "inc/../a.h",
+            "../inc/../a.h",
+            "/usr/include/../a.h",
+            "./a/../b.h",
+        ] {
+            assert!(super::inner_dot_dot(c), "{c}");
+        }
+    }
+
+    /// An out-of-tree build names the sources' search directories through `..`: those
+    /// candidates are grouped under their deepest existing directory, as any other (one
+    /// listing per hit instead of one lookup per name); a `..` further in is not.
+    #[test]
+    fn candidates_named_through_leading_dot_dots_are_grouped() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().canonicalize().unwrap();
+        std::fs::create_dir_all(root.join("build")).unwrap();
+        std::fs::create_dir_all(root.join("src/inc")).unwrap();
+        let hashes = crate::fsview::hashcache::HashCache::new();
+        let fs = crate::fsview::HostFs { hashes: &hashes };
+        let cwd = root.join("build");
+        let mut place = Placement {
+            fs: &fs,
+            cwd: &cwd,
+            listing: Listings::default(),
+            per_dir: HashMap::new(),
+            groups: Default::default(),
+        };
+        for c in [
+            "../src/inc/openssl/evp.h",
+            "../src/openssl/evp.h",
+            "../../none/x.h",
+        ] {
+            assert!(matches!(place.candidate(c), Ok(Candidate::Absent)), "{c}");
+        }
+        assert!(matches!(
+            place.candidate("../src/inc/../x.h"),
+            Ok(Candidate::Single)
+        ));
+        let groups: Vec<(String, Vec<String>)> = place
+            .groups
+            .iter()
+            .map(|(d, n)| {
+                (
+                    d.display().to_string(),
+                    n.iter()
+                        .map(|b| String::from_utf8_lossy(b).into())
+                        .collect(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            groups,
+            vec![
+                ("../..".to_string(), vec!["none/x.h".to_string()]),
+                ("../src".to_string(), vec!["openssl/evp.h".to_string()]),
+                ("../src/inc".to_string(), vec!["openssl/evp.h".to_string()]),
+            ]
+        );
+    }
 
     #[test]
     fn same_file_classes() {
