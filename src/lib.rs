@@ -23,6 +23,7 @@ pub mod platform;
 pub mod projection;
 pub mod proto;
 pub mod remote;
+pub mod snapshot;
 pub mod stats;
 pub mod store;
 pub mod util;

@@ -1,0 +1,11 @@
+//! Snapshots of cargo's own unit records (issue 22, docs/snapshot.md): what cargo wrote in
+//! its build dir for each unit, so that a later build from an empty target can be given
+//! the records of every unit whose inputs still verify, and cargo finds them Fresh.
+//!
+//! Built so far: the readers of cargo's records, tested against what cargo 1.95 writes
+//! (`units`: fingerprint directories and their layout; `dep_file`: a unit's recorded
+//! inputs). Recording them after a build and projecting them before one are not built yet:
+//! nothing here runs during a build.
+
+pub mod dep_file;
+pub mod units;

@@ -1,0 +1,181 @@
+//! Issue 22's readers of cargo's unit records, against what the installed cargo writes: a
+//! workspace with a library whose build script generates code and declares its inputs, a
+//! binary, a proc-macro and tests, built plainly (no zcfs). Every fingerprint directory must
+//! read as a unit, every `dep-` file must parse and encode back to the same bytes, and the
+//! paths it records must name the files the build read. A cargo whose records differ from
+//! what zcfs models fails here.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::Command;
+
+use zcfs::snapshot::dep_file::{self, Base};
+use zcfs::snapshot::units::{self, Layout};
+
+fn write(dir: &Path, rel: &str, content: &str) {
+    let p = dir.join(rel);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, content).unwrap();
+}
+
+fn workspace(ws: &Path) {
+    write(
+        ws,
+        "Cargo.toml",
+        "[workspace]\nmembers = [\"util\", \"pm\", \"app\"]\nresolver = \"2\"\n",
+    );
+    write(
+        ws,
+        "util/Cargo.toml",
+        "[package]\nname = \"util\"\nversion = \"0.1.0\"\nedition = \"2021\"\n",
+    );
+    write(
+        ws,
+        "util/build.rs",
+        "fn main() {\n    println!(\"cargo::rerun-if-changed=data.txt\");\n    println!(\"cargo::rerun-if-env-changed=UTIL_GREETING\");\n    let n = std::fs::read_to_string(\"data.txt\").unwrap();\n    let out = std::path::Path::new(&std::env::var(\"OUT_DIR\").unwrap()).join(\"gen.rs\");\n    std::fs::write(out, format!(\"pub const N: u32 = {};\", n.trim())).unwrap();\n}\n",
+    );
+    write(ws, "util/data.txt", "42\n");
+    write(
+        ws,
+        "util/src/lib.rs",
+        "include!(concat!(env!(\"OUT_DIR\"), \"/gen.rs\"));\nmod inner;\npub fn n() -> u32 { inner::id(N) }\npub fn who() -> &'static str { option_env!(\"UTIL_WHO\").unwrap_or(\"nobody\") }\n",
+    );
+    write(ws, "util/src/inner.rs", "pub fn id(x: u32) -> u32 { x }\n");
+    write(
+        ws,
+        "pm/Cargo.toml",
+        "[package]\nname = \"pm\"\nversion = \"0.1.0\"\nedition = \"2021\"\n[lib]\nproc-macro = true\n",
+    );
+    write(
+        ws,
+        "pm/src/lib.rs",
+        "use proc_macro::TokenStream;\n#[proc_macro]\npub fn seven(_: TokenStream) -> TokenStream { \"7\".parse().unwrap() }\n",
+    );
+    write(
+        ws,
+        "app/Cargo.toml",
+        "[package]\nname = \"app\"\nversion = \"0.1.0\"\nedition = \"2021\"\n[dependencies]\nutil = { path = \"../util\" }\npm = { path = \"../pm\" }\n",
+    );
+    write(
+        ws,
+        "app/src/main.rs",
+        "fn main() { println!(\"{} {} {}\", util::n(), pm::seven!(), util::who()); }\n#[test]\nfn t() { assert_eq!(util::n(), 42); }\n",
+    );
+}
+
+#[test]
+fn cargo_unit_records_read_as_modelled() {
+    let t = tempfile::tempdir().unwrap();
+    let ws = t.path().canonicalize().unwrap().join("ws");
+    workspace(&ws);
+    let mut cmd = Command::new("cargo");
+    cmd.args(["build", "--all-targets", "--offline", "-q"])
+        .current_dir(&ws);
+    for v in [
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_TARGET_DIR",
+        "CARGO_BUILD_BUILD_DIR",
+        "RUSTC_WRAPPER",
+        "CARGO_BUILD_RUSTC_WRAPPER",
+        "RUSTUP_TOOLCHAIN",
+        "CARGO_MAKEFLAGS",
+        "MAKEFLAGS",
+        "UTIL_WHO",
+    ] {
+        cmd.env_remove(v);
+    }
+    let o = cmd.output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    let build_root = ws.join("target");
+    let profile = build_root.join("debug");
+    assert_eq!(units::layout(&profile).unwrap(), Layout::Legacy);
+    let all = units::read_units(&profile).unwrap();
+    // util: lib + test, build-script compile, build-script run; pm: lib + test; app: bin +
+    // test.
+    assert!(all.len() >= 6, "{all:?}");
+    let mut by_target: HashMap<String, u64> = HashMap::new();
+    let mut dep_files = 0;
+    for u in all {
+        let u = u.unwrap();
+        assert!(
+            u.unknown.is_empty(),
+            "{}: {:?}",
+            u.path.display(),
+            u.unknown
+        );
+        let pkg_root = ws.join(&u.package);
+        for tr in &u.targets {
+            let hash = tr.hash.unwrap_or_else(|| panic!("{}: empty hash", tr.name));
+            by_target.insert(format!("{}/{}", u.package, tr.name), hash);
+            if tr.name.starts_with("run-") {
+                assert!(!tr.dep_file, "a build-script run has no dep file");
+                continue;
+            }
+            assert!(tr.dep_file, "{}: no dep file", tr.name);
+            let p = u.path.join(format!("dep-{}", tr.name));
+            let bytes = std::fs::read(&p).unwrap();
+            let d = dep_file::parse(&bytes).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            assert_eq!(dep_file::encode(&d), bytes, "{}", p.display());
+            dep_files += 1;
+            assert!(!d.files.is_empty());
+            for f in &d.files {
+                let at = f.resolve(&pkg_root, &build_root);
+                assert!(
+                    at.is_file(),
+                    "{}: {} is not there",
+                    p.display(),
+                    at.display()
+                );
+                assert!(f.checksum.is_none(), "stable cargo records no checksum");
+                if f.base == Base::BuildRoot {
+                    // util's generated file, relative to the build root (not the profile).
+                    let rel = String::from_utf8_lossy(&f.path);
+                    assert!(rel.starts_with("debug/build/util-"), "{rel}");
+                    assert!(rel.ends_with("/out/gen.rs"), "{rel}");
+                }
+            }
+            // The variable read through `option_env!` is recorded, unset; OUT_DIR (set by
+            // cargo on the command) is not.
+            if u.package == "util" && tr.name == "lib-util" {
+                assert_eq!(d.env, vec![(b"UTIL_WHO".to_vec(), None)]);
+                assert!(d.files.iter().any(|f| f.path == b"src/inner.rs"));
+            }
+        }
+    }
+    assert!(dep_files >= 5, "{by_target:?}");
+    for t in [
+        "util/lib-util",
+        "util/build-script-build-script-build",
+        "util/run-build-script-build-script-build",
+        "pm/lib-pm",
+        "app/bin-app",
+        "app/test-bin-app",
+    ] {
+        assert!(by_target.contains_key(t), "{t} missing: {by_target:?}");
+    }
+    // The hash file holds the same number cargo records for the unit in its dependents'
+    // JSON (`deps`: [package hash, extern name, public, hash]).
+    let app_json = std::fs::read_dir(profile.join(".fingerprint"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name().unwrap().to_string_lossy().starts_with("app-")
+                && p.join("bin-app.json").is_file()
+        })
+        .unwrap()
+        .join("bin-app.json");
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(app_json).unwrap()).unwrap();
+    let util_dep = json["deps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d[1] == "util")
+        .unwrap_or_else(|| panic!("{}", json["deps"]));
+    assert_eq!(util_dep[3].as_u64(), Some(by_target["util/lib-util"]));
+}
