@@ -11,8 +11,11 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::process::Command;
 
+use std::time::{Duration, SystemTime};
+
 use zcfs::snapshot::dep_file::{self, Base};
-use zcfs::snapshot::units::{self, Layout};
+use zcfs::snapshot::script_output;
+use zcfs::snapshot::units::{self, Layout, UnitDir};
 
 fn write(dir: &Path, rel: &str, content: &str) {
     let p = dir.join(rel);
@@ -65,14 +68,9 @@ fn workspace(ws: &Path) {
     );
 }
 
-#[test]
-fn cargo_unit_records_read_as_modelled() {
-    let t = tempfile::tempdir().unwrap();
-    let ws = t.path().canonicalize().unwrap().join("ws");
-    workspace(&ws);
+fn cargo(ws: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::new("cargo");
-    cmd.args(["build", "--all-targets", "--offline", "-q"])
-        .current_dir(&ws);
+    cmd.args(args).current_dir(ws);
     for v in [
         "RUSTFLAGS",
         "CARGO_ENCODED_RUSTFLAGS",
@@ -85,10 +83,68 @@ fn cargo_unit_records_read_as_modelled() {
         "CARGO_MAKEFLAGS",
         "MAKEFLAGS",
         "UTIL_WHO",
+        "UTIL_GREETING",
+        "CARGO_LOG",
     ] {
         cmd.env_remove(v);
     }
-    let o = cmd.output().unwrap();
+    cmd
+}
+
+/// Every input a unit's records name, resolved for a package under `ws` and the build
+/// root `build_root`: the files of its `dep-` files, and for a build-script run the paths
+/// it declared.
+fn inputs(u: &UnitDir, ws: &Path, build_root: &Path, profile: &Path) -> Vec<std::path::PathBuf> {
+    let pkg_root = ws.join(&u.package);
+    let mut out = Vec::new();
+    for tr in &u.targets {
+        if tr.dep_file {
+            let bytes = std::fs::read(u.path.join(format!("dep-{}", tr.name))).unwrap();
+            let d = dep_file::parse(&bytes).unwrap();
+            out.extend(d.files.iter().map(|f| f.resolve(&pkg_root, build_root)));
+        }
+        if tr.name.starts_with("run-") {
+            let run = profile
+                .join("build")
+                .join(format!("{}-{}", u.package, u.unit_hash));
+            let text = std::fs::read(run.join("output")).unwrap();
+            let d = script_output::parse(&text, None).unwrap();
+            out.extend(d.rerun_if_changed.iter().map(|p| pkg_root.join(p)));
+        }
+    }
+    out
+}
+
+fn mtime(p: &Path) -> SystemTime {
+    std::fs::metadata(p).unwrap().modified().unwrap()
+}
+
+fn set_mtime(p: &Path, t: SystemTime) {
+    std::fs::File::open(p)
+        .unwrap()
+        .set_times(std::fs::FileTimes::new().set_modified(t))
+        .unwrap();
+}
+
+fn files_under(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            files_under(&e.path(), out);
+        } else if e.file_type().unwrap().is_file() {
+            out.push(e.path());
+        }
+    }
+}
+
+#[test]
+fn cargo_unit_records_read_as_modelled() {
+    let t = tempfile::tempdir().unwrap();
+    let ws = t.path().canonicalize().unwrap().join("ws");
+    workspace(&ws);
+    let o = cargo(&ws, &["build", "--all-targets", "--offline", "-q"])
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 
     let build_root = ws.join("target");
@@ -146,6 +202,20 @@ fn cargo_unit_records_read_as_modelled() {
                 assert!(d.files.iter().any(|f| f.path == b"src/inner.rs"));
             }
         }
+        // The run's recorded stdout, in `build/<package>-<its unit hash>/`.
+        if u.targets.iter().any(|t| t.name.starts_with("run-")) {
+            let run = profile
+                .join("build")
+                .join(format!("{}-{}", u.package, u.unit_hash));
+            let d =
+                script_output::parse(&std::fs::read(run.join("output")).unwrap(), None).unwrap();
+            assert_eq!(
+                d.rerun_if_changed,
+                vec![std::path::PathBuf::from("data.txt")]
+            );
+            assert_eq!(d.rerun_if_env_changed, vec!["UTIL_GREETING".to_string()]);
+            assert!(run.join("root-output").is_file() && run.join("out/gen.rs").is_file());
+        }
     }
     assert!(dep_files >= 5, "{by_target:?}");
     for t in [
@@ -178,4 +248,66 @@ fn cargo_unit_records_read_as_modelled() {
         .find(|d| d[1] == "util")
         .unwrap_or_else(|| panic!("{}", json["deps"]));
     assert_eq!(util_dep[3].as_u64(), Some(by_target["util/lib-util"]));
+    // The plan's rule, applied by hand with these readers: the same sources checked out
+    // afresh at another path (new mtimes, the newest one only the records name: a module
+    // and a declared build-script input), the records copied, every recorded file given
+    // T = the newest input the records name outside the build root. cargo must then find every unit Fresh. A
+    // reader that missed an input would leave T older than it, and cargo would rebuild.
+    let ws2 = t.path().canonicalize().unwrap().join("elsewhere/ws");
+    workspace(&ws2);
+    let base = SystemTime::now() - Duration::from_secs(60);
+    let mut sources = Vec::new();
+    files_under(&ws2, &mut sources);
+    for f in &sources {
+        set_mtime(f, base);
+    }
+    set_mtime(&ws2.join("util/data.txt"), base + Duration::from_secs(30));
+    set_mtime(
+        &ws2.join("util/src/inner.rs"),
+        base + Duration::from_secs(20),
+    );
+    let o = Command::new("cp")
+        .arg("-a")
+        .arg(&build_root)
+        .arg(ws2.join("target"))
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let build_root2 = ws2.join("target");
+    let profile2 = build_root2.join("debug");
+    let mut newest = SystemTime::UNIX_EPOCH;
+    for u in units::read_units(&profile2).unwrap() {
+        for i in inputs(&u.unwrap(), &ws2, &build_root2, &profile2) {
+            // Files under the build root (OUT_DIR) are records too: they get T.
+            if !i.starts_with(&build_root2) {
+                newest = newest.max(mtime(&i));
+            }
+        }
+    }
+    assert_eq!(newest, base + Duration::from_secs(30));
+    let mut recorded = Vec::new();
+    files_under(&build_root2, &mut recorded);
+    for f in &recorded {
+        set_mtime(f, newest);
+    }
+    let o = cargo(&ws2, &["build", "--all-targets", "--offline", "-v"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        !err.contains("Compiling") && !err.contains("Running") && err.contains("Fresh util"),
+        "{err}"
+    );
+    // Without the module's mtime in T, cargo would rebuild: the rule is what makes it
+    // Fresh, not the copy.
+    set_mtime(
+        &ws2.join("util/src/inner.rs"),
+        newest + Duration::from_secs(1),
+    );
+    let o = cargo(&ws2, &["build", "--all-targets", "--offline", "-v"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("Dirty util"), "{err}");
 }

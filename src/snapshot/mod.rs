@@ -3,9 +3,11 @@
 //! the records of every unit whose inputs still verify, and cargo finds them Fresh.
 //!
 //! Built so far: the readers of cargo's records, tested against what cargo 1.95 writes
-//! (`units`: fingerprint directories and their layout; `dep_file`: a unit's recorded
-//! inputs). Recording them after a build and projecting them before one are not built yet:
-//! nothing here runs during a build.
+//! (`units`: fingerprint directories and their layout; `dep_file`: a rustc unit's recorded
+//! inputs; `script_output`: what a build-script run declared). Recording them after a
+//! build and projecting them before one are not built yet: nothing here runs during a
+//! build.
 
 pub mod dep_file;
+pub mod script_output;
 pub mod units;
