@@ -452,7 +452,11 @@ pub fn replayable_stderr(stderr: &[u8]) -> Vec<u8> {
 /// of the command line and `EMCC_CFLAGS` is replaced by its words, once (a nested `@file`
 /// would reach clang, which expands it by other rules: not cached). Files are UTF-8 (a
 /// leading BOM dropped) unless their name ends in another encoding's suffix (not cached).
-pub fn expand_response_files(args: Vec<String>, cwd: &Path) -> Result<Vec<String>, Uncacheable> {
+pub fn expand_response_files(
+    args: Vec<String>,
+    cwd: &Path,
+    fs: &dyn crate::fsview::FsView,
+) -> Result<Vec<String>, Uncacheable> {
     if !args
         .iter()
         .any(|a| a.starts_with('@') || a.starts_with("-Wl,@"))
@@ -486,7 +490,7 @@ pub fn expand_response_files(args: Vec<String>, cwd: &Path) -> Result<Vec<String
                 format!("@{file}: encoded as {suffix}"),
             ));
         }
-        let text = super::rsp::read_response_file(cwd, &file)?;
+        let text = super::rsp::read_response_file(cwd, &file, fs)?;
         let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
         for w in shell_split(text)? {
             if w.starts_with('@') {

@@ -287,7 +287,7 @@ pub fn prepare(inp: &KeyInputs<'_>) -> Result<CcJob, KeyError> {
         // emcc appends EMCC_CFLAGS, then replaces response files, then consumes its own
         // options before clang sees the rest.
         let all = emcc::with_cflags(raw.clone(), inp.env)?;
-        let all = emcc::expand_response_files(all, inp.cwd)?;
+        let all = emcc::expand_response_files(all, inp.cwd, inp.fs)?;
         let split = emcc::split_args(&all)?;
         let a = args::parse(split.clang.clone())?;
         let id = inp.facts.emcc.identity(
@@ -326,7 +326,7 @@ pub fn prepare(inp: &KeyInputs<'_>) -> Result<CcJob, KeyError> {
             Driver::Gcc => rsp::RspSyntax::Gcc,
             Driver::Clang => rsp::RspSyntax::Clang,
         };
-        let expanded = rsp::expand_response_files(&raw, inp.cwd, syntax)?;
+        let expanded = rsp::expand_response_files(&raw, inp.cwd, syntax, inp.fs)?;
         let identity = match external_as(&expanded) {
             true if first.family == Driver::Clang => id(true)?,
             _ => first,

@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use crate::compiler::Uncacheable;
+use crate::fsview::FsView;
 
 /// How a driver splits a response file into arguments.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,9 +27,10 @@ pub fn expand_response_files(
     args: &[String],
     cwd: &Path,
     syntax: RspSyntax,
+    fs: &dyn FsView,
 ) -> Result<Vec<String>, Uncacheable> {
     let mut out = Vec::with_capacity(args.len());
-    expand_into(args, cwd, syntax, &mut out, 0)?;
+    expand_into(args, cwd, syntax, fs, &mut out, 0)?;
     Ok(out)
 }
 
@@ -36,6 +38,7 @@ fn expand_into(
     args: &[String],
     cwd: &Path,
     syntax: RspSyntax,
+    fs: &dyn FsView,
     out: &mut Vec<String>,
     depth: usize,
 ) -> Result<(), Uncacheable> {
@@ -47,22 +50,24 @@ fn expand_into(
         if depth > 16 {
             return Err(Uncacheable::new("bad arguments", "@file nested too deeply"));
         }
-        let text = read_response_file(cwd, file)?;
+        let text = read_response_file(cwd, file, fs)?;
         let words = match syntax {
             RspSyntax::Gcc => split_gcc(&text),
             RspSyntax::Clang => split_clang(&text),
         };
-        expand_into(&words, cwd, syntax, out, depth + 1)?;
+        expand_into(&words, cwd, syntax, fs, out, depth + 1)?;
     }
     Ok(())
 }
 
-/// The text of a response file named by an `@file` argument (relative to the cwd).
-pub fn read_response_file(cwd: &Path, file: &str) -> Result<String, Uncacheable> {
+/// The text of a response file named by an `@file` argument (relative to the cwd), read
+/// through `fs` (in a mount: through its core, never through the mount itself).
+pub fn read_response_file(cwd: &Path, file: &str, fs: &dyn FsView) -> Result<String, Uncacheable> {
     let path = crate::fsutil::resolve(cwd, Path::new(file));
-    crate::fsutil::check_shared_file(&path)
+    fs.check_shared(&path)
         .map_err(|e| Uncacheable::new("bad arguments", format!("@{file}: {e}")))?;
-    let bytes = std::fs::read(&path)
+    let bytes = fs
+        .read(&path)
         .map_err(|e| Uncacheable::new("bad arguments", format!("cannot read @{file}: {e}")))?;
     if bytes.contains(&0) {
         // gcc stops reading at a NUL, clang does not.
@@ -160,24 +165,28 @@ mod tests {
 
     #[test]
     fn response_files_expand_recursively() {
+        let hashes = crate::fsview::hashcache::HashCache::new();
+        let fs = crate::fsview::HostFs { hashes: &hashes };
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("a.rsp"), "-DX=\"a b\" 'c d' @b.rsp\n").unwrap();
         std::fs::write(dir.path().join("b.rsp"), "-c\tx\\ y.c").unwrap();
         for syntax in [RspSyntax::Gcc, RspSyntax::Clang] {
-            let out = expand_response_files(&["@a.rsp".to_string()], dir.path(), syntax).unwrap();
+            let out =
+                expand_response_files(&["@a.rsp".to_string()], dir.path(), syntax, &fs).unwrap();
             assert_eq!(out, vec!["-DX=a b", "c d", "-c", "x y.c"]);
-            let missing = expand_response_files(&["@missing".to_string()], dir.path(), syntax);
+            let missing = expand_response_files(&["@missing".to_string()], dir.path(), syntax, &fs);
             assert!(missing.is_err());
         }
         // Nested files are named relative to the cwd, not to the file that names them.
         std::fs::create_dir(dir.path().join("sub")).unwrap();
         std::fs::write(dir.path().join("sub/o.rsp"), "@b.rsp").unwrap();
         let out =
-            expand_response_files(&["@sub/o.rsp".to_string()], dir.path(), RspSyntax::Gcc).unwrap();
+            expand_response_files(&["@sub/o.rsp".to_string()], dir.path(), RspSyntax::Gcc, &fs)
+                .unwrap();
         assert_eq!(out, vec!["-c", "x y.c"]);
         // The daemon's own descriptors and FIFOs are never read.
         for bad in ["@/dev/stdin", "@/proc/self/fd/0"] {
-            let r = expand_response_files(&[bad.to_string()], dir.path(), RspSyntax::Gcc);
+            let r = expand_response_files(&[bad.to_string()], dir.path(), RspSyntax::Gcc, &fs);
             assert_eq!(r.unwrap_err().reason, "bad arguments", "{bad}");
         }
     }

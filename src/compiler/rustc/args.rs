@@ -219,8 +219,13 @@ impl RustcArgs {
 }
 
 /// Expands `@file` arguments with rustc's semantics: one argument per line, no quoting, no
-/// recursion (spec W4). Relative argfile paths are resolved against `cwd`.
-pub fn expand_argfiles(args: &[OsString], cwd: &Path) -> Result<Vec<OsString>, Uncacheable> {
+/// recursion (spec W4). Relative argfile paths are resolved against `cwd`; a file is read
+/// through `fs` (in a mount: through its core), and only if every process reads it alike.
+pub fn expand_argfiles(
+    args: &[OsString],
+    cwd: &Path,
+    fs: &dyn crate::fsview::FsView,
+) -> Result<Vec<OsString>, Uncacheable> {
     let mut out = Vec::with_capacity(args.len());
     for a in args {
         let bytes = a.as_bytes();
@@ -234,7 +239,9 @@ pub fn expand_argfiles(args: &[OsString], cwd: &Path) -> Result<Vec<OsString>, U
                 ));
             }
             let path = crate::fsutil::resolve(cwd, rel);
-            let text = std::fs::read(&path).map_err(|e| {
+            fs.check_shared(&path)
+                .map_err(|e| Uncacheable::new("argfile", e))?;
+            let text = fs.read(&path).map_err(|e| {
                 Uncacheable::new("argfile", format!("cannot read {}: {e}", path.display()))
             })?;
             let text = String::from_utf8(text).map_err(|_| {
@@ -909,12 +916,27 @@ mod tests {
             "--crate-name\nutil\n--cfg\nfeature=\"a b\"\n",
         )
         .unwrap();
-        let out = expand_argfiles(&os(&["@args", "x.rs"]), dir.path()).unwrap();
+        let hashes = crate::fsview::hashcache::HashCache::new();
+        let fs = crate::fsview::HostFs { hashes: &hashes };
+        let out = expand_argfiles(&os(&["@args", "x.rs"]), dir.path(), &fs).unwrap();
         assert_eq!(
             out,
             os(&["--crate-name", "util", "--cfg", "feature=\"a b\"", "x.rs"])
         );
-        let err = expand_argfiles(&os(&["@missing"]), dir.path()).unwrap_err();
+        let err = expand_argfiles(&os(&["@missing"]), dir.path(), &fs).unwrap_err();
         assert_eq!(err.reason, "argfile");
+        // The caller's stdin is not the daemon's: such an argfile is not read.
+        #[cfg(unix)]
+        std::os::unix::fs::symlink("/dev/stdin", dir.path().join("in")).unwrap();
+        #[cfg(unix)]
+        for a in ["@/dev/stdin", "@/proc/self/fd/0", "@in"] {
+            let err = expand_argfiles(&os(&[a]), dir.path(), &fs).unwrap_err();
+            assert_eq!(err.reason, "argfile", "{a}");
+            assert!(
+                err.detail.contains("stdin") || err.detail.contains("proc"),
+                "{a}: {}",
+                err.detail
+            );
+        }
     }
 }

@@ -49,7 +49,13 @@ impl Family for RustcFamily {
         caller: &Invocation<'_>,
         ctx: &KeyContext<'_>,
     ) -> Result<Box<dyn Compile>, KeyError> {
-        let parsed = super::parse_invocation(caller.argv, caller.cwd, caller.env)?;
+        // Argfiles are read before the target dir (and so any alias into a mount) is known.
+        let parsed = super::parse_invocation(
+            caller.argv,
+            caller.cwd,
+            caller.env,
+            &*ctx.views.view(Vec::new()),
+        )?;
         // A target dir that is a symlink into a mount is read through the mount's core.
         let out_dir = resolve(caller.cwd, &parsed.out_dir);
         let aliases: Vec<(PathBuf, PathBuf)> = super::target_root(&parsed, caller.cwd)

@@ -203,7 +203,7 @@ fn hash_err(e: HashError) -> KeyError {
 
 /// Parses and keys a rustc invocation. `argv[0]` is the rustc path.
 pub fn prepare(inp: &KeyInputs<'_>) -> Result<RustcJob, KeyError> {
-    prepare_parsed(inp, parse_invocation(inp.argv, inp.cwd, inp.env)?)
+    prepare_parsed(inp, parse_invocation(inp.argv, inp.cwd, inp.env, inp.fs)?)
 }
 
 /// Reads the arguments of a rustc invocation (`argv[0]` is rustc), argfiles expanded.
@@ -211,11 +211,12 @@ pub fn parse_invocation(
     argv: &[OsString],
     cwd: &Path,
     env: &HashMap<OsString, OsString>,
+    fs: &dyn FsView,
 ) -> Result<RustcArgs, KeyError> {
     if env.contains_key(OsStr::new("RUSTC_LOG")) {
         return Err(Uncacheable::new("RUSTC_LOG", "RUSTC_LOG is set").into());
     }
-    let expanded = args::expand_argfiles(argv.get(1..).unwrap_or(&[]), cwd)?;
+    let expanded = args::expand_argfiles(argv.get(1..).unwrap_or(&[]), cwd, fs)?;
     Ok(args::parse(&expanded)?)
 }
 
