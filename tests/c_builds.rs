@@ -397,3 +397,50 @@ fn a_compile_from_a_working_directory_hidden_by_the_mount_passes_through() {
     // The object is where the compiler wrote it: in the directory the shell was in.
     assert!(build.join("util.o").metadata().unwrap().len() > 0);
 }
+
+/// A compile from a subdirectory of a mount whose search path climbs out of the mount
+/// (`cd build/lib && cc -I../../src/include -I. -c p.c`, as automake's VPATH builds do): the
+/// candidate above the mount is checked on the host. The first compile is stored, the
+/// second hits, and a header created later in the earlier directory is a miss. (A path the
+/// mount cannot resolve never counts as absent.)
+#[test]
+fn a_header_created_above_a_mount_from_a_subdirectory_of_it_is_seen() {
+    let env = Env::new();
+    let root = env.tmp.path().join("proj");
+    std::fs::create_dir_all(root.join("src/include")).unwrap();
+    let build = root.join("build");
+    write(&build, "lib/config.h", "#define V 1\n");
+    write(&build, "lib/p.c", "#include <config.h>\nint v = V;\n");
+    let _m = env.mount(&build);
+    let lib = build.join("lib");
+    let compile = || {
+        let _ = std::fs::remove_file(lib.join("p.o"));
+        ok(&env
+            .command(ZCFS)
+            .args([
+                "gcc",
+                "-I../../src/include",
+                "-I.",
+                "-c",
+                "p.c",
+                "-o",
+                "p.o",
+            ])
+            .current_dir(&lib)
+            .output()
+            .unwrap());
+    };
+    compile();
+    let s = env.stats();
+    assert_eq!(
+        s["not_stored"].as_object().map(|m| m.len()),
+        Some(0),
+        "{}",
+        s["not_stored"]
+    );
+    compile();
+    assert_eq!(c_counts(&env), (1, 1, 1));
+    write(&root, "src/include/config.h", "#define V 2\n");
+    compile();
+    assert_eq!(c_counts(&env), (1, 2, 1), "the new header is read");
+}

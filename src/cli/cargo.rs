@@ -293,8 +293,13 @@ pub fn ensure_mounted(config: &Config, paths: &Paths, dir: &Path) -> Result<()> 
         // Entered before the mount hid it: enter it again, through the mount, so that the
         // command builds there (a compile that runs below the mount passes through).
         let cwd = std::env::current_dir()?;
-        std::env::set_current_dir(&cwd)
-            .with_context(|| format!("entering {} through the mount", cwd.display()))?;
+        if let Err(e) = std::env::set_current_dir(&cwd) {
+            // The command then runs below the mount, where its compiles pass through.
+            eprintln!(
+                "zcfs: cannot enter {} through the mount ({e}); its compiles will not be cached",
+                cwd.display()
+            );
+        }
     }
     Ok(())
 }

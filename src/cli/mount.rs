@@ -18,8 +18,6 @@ use crate::wrapper::client::{self, ClientError};
 
 const TIMEOUT: Duration = Duration::from_secs(120);
 
-/// The absolute path of a mount directory (default `./target`), created if `create` and
-/// missing. A dead mount cannot be canonicalized (ENOTCONN), so only its parent is.
 /// Whether this process's working directory is at or below `dir` (canonical) but is not
 /// what its path names now: it was entered before `dir` was mounted, and the mount hides it.
 pub fn cwd_below(dir: &Path) -> bool {
@@ -31,6 +29,8 @@ pub fn cwd_below(dir: &Path) -> bool {
             .is_some_and(|here| crate::os::path_identity(&cwd).is_some_and(|named| named != here))
 }
 
+/// The absolute path of a mount directory (default `./target`), created if `create` and
+/// missing. A dead mount cannot be canonicalized (ENOTCONN), so only its parent is.
 pub fn dir_arg(dir: Option<PathBuf>, create: bool) -> Result<PathBuf> {
     let d = dir.unwrap_or_else(|| PathBuf::from("target"));
     let abs = if d.is_absolute() {

@@ -196,7 +196,7 @@ pub fn absent_holds(
 ) -> bool {
     let arrived = memo.map_or(0, |(_, t)| t);
     let memo = memo.map(|(m, _)| m);
-    if inputs.absent.iter().any(|p| fs.exists(&here(p))) {
+    if !inputs.absent.iter().all(|p| fs.absent(&here(p))) {
         return false;
     }
     for group in &inputs.absent_under {
@@ -274,7 +274,8 @@ fn names_absent(fs: &dyn FsView, dir: &Path, names: &[Vec<u8>]) -> bool {
 /// entry (a change there does not change the directory).
 fn names_absent_how(fs: &dyn FsView, dir: &Path, names: &[Vec<u8>]) -> Option<bool> {
     const LIST_ABOVE: usize = 8;
-    let exists = |n: &[u8]| fs.exists(&dir.join(crate::os::os_str(n)));
+    // Anything but a sure absence (an error too) counts as there.
+    let exists = |n: &[u8]| !fs.absent(&dir.join(crate::os::os_str(n)));
     let components = |n: &'_ [u8]| -> Vec<Vec<u8>> {
         n.split(|&b| b == b'/')
             .filter(|c| !c.is_empty() && *c != b".")

@@ -82,6 +82,11 @@ pub trait FsView: Send + Sync {
     fn exists(&self, path: &Path) -> bool {
         matches!(self.kind(path), Ok(Some(_)))
     }
+    /// Whether nothing is at `path`, known for sure (not found, or a parent is not a
+    /// directory). An error is no answer: whoever relies on an absence fails closed.
+    fn absent(&self, path: &Path) -> bool {
+        matches!(self.kind(path), Ok(None))
+    }
 }
 
 /// Plain paths, hashed through the hash cache.

@@ -41,21 +41,40 @@ pub enum Place<'p> {
     Host(Cow<'p, Path>),
 }
 
-/// `dir` (a mount's root: absolute and canonical) joined with `rel`, whose leading `..`
-/// components climb out of it, folded lexically: the root is a real directory, so its `..`
-/// is its parent (`/..` is `/`). `None` if `rel` does not start with `..`.
-fn climb_out(dir: &Path, rel: &Path) -> Option<PathBuf> {
+/// `dir` (a mount's root: absolute and canonical) joined with `rel`, when `rel` climbs out
+/// of it through `..` (`../src/x.h`, `sub/../../src/x.h`): folded lexically, which is sound
+/// because the root is a real directory (its `..` is its parent; `/..` is `/`) and every
+/// directory of the mount that a `..` climbs out of must be one too (`real_dir`, asked of
+/// the mount's core, which follows no symlink). `None` if `rel` stays in the mount (the
+/// core folds its `..`), or climbs out of something that is not a real directory.
+fn climb_out(dir: &Path, rel: &Path, real_dir: impl Fn(&Path) -> bool) -> Option<PathBuf> {
+    let mut kept: Vec<&std::ffi::OsStr> = Vec::new();
     let mut parts = rel.components().peekable();
-    if parts.peek() != Some(&Component::ParentDir) {
-        return None;
+    while let Some(c) = parts.next() {
+        match c {
+            Component::Normal(n) => kept.push(n),
+            Component::CurDir => {}
+            Component::ParentDir if kept.is_empty() => {
+                // The root's ancestors are real directories too (it is canonical).
+                let mut out = dir.to_path_buf();
+                out.pop();
+                while parts.next_if_eq(&Component::ParentDir).is_some() {
+                    out.pop();
+                }
+                // What follows is a host path: its own `..` are the host walk's.
+                out.extend(parts);
+                return Some(out);
+            }
+            Component::ParentDir => {
+                if !real_dir(&kept.iter().collect::<PathBuf>()) {
+                    return None;
+                }
+                kept.pop();
+            }
+            Component::RootDir | Component::Prefix(_) => return None,
+        }
     }
-    let mut out = dir.to_path_buf();
-    while parts.peek() == Some(&Component::ParentDir) {
-        parts.next();
-        out.pop();
-    }
-    out.extend(parts);
-    Some(out)
+    None
 }
 
 impl MountedFs<'_> {
@@ -71,7 +90,7 @@ impl MountedFs<'_> {
             .map_or_else(|| self.mounts.find(path), |p| self.mounts.find(&p));
         match found {
             None => Place::Host(Cow::Borrowed(path)),
-            Some((m, rel)) => match climb_out(&m.dir, &rel) {
+            Some((m, rel)) => match climb_out(&m.dir, &rel, |d| m.core.dir_handle(d).is_ok()) {
                 Some(out) => match self.place(&out) {
                     Place::Mount(m, rel) => Place::Mount(m, rel),
                     Place::Host(Cow::Owned(p)) => Place::Host(Cow::Owned(p)),
@@ -250,23 +269,34 @@ mod tests {
     use std::path::{Path, PathBuf};
 
     #[test]
-    fn climbing_out_of_a_mount_root_folds_only_the_leading_dot_dots() {
+    fn climbing_out_of_a_mount_root_through_real_directories() {
         let root = Path::new("/w/build");
+        let real = |_: &Path| true;
+        let c = |rel: &str| climb_out(root, Path::new(rel), real);
+        assert_eq!(c("../src/inc/a.h"), Some(PathBuf::from("/w/src/inc/a.h")));
+        // From a subdirectory of the mount (a cwd below its root).
+        assert_eq!(c("lib/../../src/a.h"), Some(PathBuf::from("/w/src/a.h")));
+        assert_eq!(c("lib/./x/../../../a.h"), Some(PathBuf::from("/w/a.h")));
+        // What follows the climb is a host path: its own `..` are left to the host walk.
+        assert_eq!(c("../../x/../y.h"), Some(PathBuf::from("/x/../y.h")));
         assert_eq!(
-            climb_out(root, Path::new("../src/inc/a.h")),
-            Some(PathBuf::from("/w/src/inc/a.h"))
-        );
-        // What follows is a host path: its own `..` are left to the host walk.
-        assert_eq!(
-            climb_out(root, Path::new("../../x/../y.h")),
-            Some(PathBuf::from("/x/../y.h"))
-        );
-        assert_eq!(
-            climb_out(Path::new("/b"), Path::new("../../../c")),
+            climb_out(Path::new("/b"), Path::new("../../../c"), real),
             Some(PathBuf::from("/c"))
         );
-        assert_eq!(climb_out(root, Path::new("sub/../a.h")), None);
-        assert_eq!(climb_out(root, Path::new("a.h")), None);
-        assert_eq!(climb_out(root, Path::new("")), None);
+        // Staying in the mount: the core's to fold.
+        assert_eq!(c("sub/../a.h"), None);
+        assert_eq!(c("a.h"), None);
+        assert_eq!(c(""), None);
+        // Climbing out of something that is not a real directory (a symlink): not folded.
+        let only_lib = |d: &Path| d == Path::new("lib");
+        assert_eq!(
+            climb_out(root, Path::new("lib/../../a.h"), only_lib),
+            Some(PathBuf::from("/w/a.h"))
+        );
+        assert_eq!(climb_out(root, Path::new("link/../../a.h"), only_lib), None);
+        assert_eq!(
+            climb_out(root, Path::new("lib/x/../../../a.h"), only_lib),
+            None
+        );
     }
 }

@@ -162,7 +162,8 @@ pub fn parse(bytes: &[u8]) -> Result<DepFile, DepFileError> {
     }
     // A file is at least: base, path length, has_checksum.
     let nfiles = r.count(1 + 4 + 1)?;
-    let mut files = Vec::with_capacity(nfiles);
+    // The count is bounded by the bytes left, not by what each entry takes in memory.
+    let mut files = Vec::with_capacity(nfiles.min(1024));
     for _ in 0..nfiles {
         let at = r.at;
         let base = match r.u8()? {
@@ -191,7 +192,7 @@ pub fn parse(bytes: &[u8]) -> Result<DepFile, DepFileError> {
     }
     // A variable is at least: name length, set flag.
     let nenv = r.count(4 + 1)?;
-    let mut env = Vec::with_capacity(nenv);
+    let mut env = Vec::with_capacity(nenv.min(1024));
     for _ in 0..nenv {
         let name = r.str()?;
         let value = if r.flag("variable flag")? {

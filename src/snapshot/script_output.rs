@@ -34,7 +34,7 @@ pub const MAX_SIZE: u64 = 64 << 20;
 
 /// Parses a run's recorded stdout. `out_dirs`: (the OUT_DIR in its `root-output`, the
 /// OUT_DIR now), when they differ. `None` for an output cargo would have refused (a
-/// `cargo::` line without `=`): not a record of a finished run.
+/// `cargo:` or `cargo::` line without `=`): not a record of a finished run.
 pub fn parse(output: &[u8], out_dirs: Option<(&str, &str)>) -> Option<Declared> {
     let mut d = Declared::default();
     for line in output.split(|&b| b == b'\n') {
@@ -42,20 +42,14 @@ pub fn parse(output: &[u8], out_dirs: Option<(&str, &str)>) -> Option<Declared> 
             continue;
         };
         let line = line.trim();
-        let (data, new_syntax) = match line.strip_prefix("cargo::") {
-            Some(d) => (d, true),
-            None => match line.strip_prefix("cargo:") {
-                Some(d) => (d, false),
-                None => continue,
-            },
-        };
-        let Some((key, value)) = data.split_once('=') else {
-            if new_syntax {
-                return None;
-            }
-            // `cargo:name` without a value: metadata to cargo, nothing declared.
+        let Some(data) = line
+            .strip_prefix("cargo::")
+            .or_else(|| line.strip_prefix("cargo:"))
+        else {
             continue;
         };
+        // cargo refuses a directive, and old-style metadata, without `=`.
+        let (key, value) = data.split_once('=')?;
         let value = match out_dirs {
             Some((old, new)) if !old.is_empty() => value.replace(old, new),
             _ => value.to_string(),
@@ -106,6 +100,7 @@ mod tests {
     #[test]
     fn an_output_cargo_would_refuse_is_no_record() {
         assert_eq!(parse(b"cargo::rerun-if-changed\n", None), None);
-        assert!(parse(b"cargo:somekey\n", None).is_some());
+        assert_eq!(parse(b"cargo:somekey\n", None), None);
+        assert!(parse(b"cargo:somekey=1\n", None).is_some());
     }
 }

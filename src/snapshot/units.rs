@@ -125,6 +125,35 @@ fn is_hex16(s: &str) -> bool {
 /// The largest hash file read: cargo writes 16 bytes.
 const HASH_FILE_MAX: u64 = 64;
 
+/// The text of a regular file of at most [`HASH_FILE_MAX`] bytes; `None` for anything
+/// else. Opened without following a symlink or waiting on a FIFO, checked on the open
+/// file, read with a cap (the file may change between the listing and the read).
+fn read_small_file(p: &Path) -> io::Result<Option<String>> {
+    use std::io::Read;
+    let mut opts = fs::OpenOptions::new();
+    opts.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
+    }
+    let f = match opts.open(p) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(e),
+        Err(_) => return Ok(None),
+    };
+    let meta = f.metadata()?;
+    if !meta.is_file() || meta.len() > HASH_FILE_MAX {
+        return Ok(None);
+    }
+    let mut bytes = Vec::new();
+    f.take(HASH_FILE_MAX + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > HASH_FILE_MAX {
+        return Ok(None);
+    }
+    Ok(String::from_utf8(bytes).ok())
+}
+
 /// Reads one unit's fingerprint directory.
 pub fn read_unit(dir: &Path) -> Result<UnitDir, UnitError> {
     let io_err = |e| UnitError::Io(dir.to_path_buf(), e);
@@ -156,12 +185,10 @@ pub fn read_unit(dir: &Path) -> Result<UnitDir, UnitError> {
             continue;
         }
         let p = dir.join(n);
-        let meta = fs::symlink_metadata(&p).map_err(io_err)?;
-        if !meta.is_file() || meta.len() > HASH_FILE_MAX {
+        let Some(text) = read_small_file(&p).map_err(io_err)? else {
             unknown.push(n.clone());
             continue;
-        }
-        let text = fs::read_to_string(&p).map_err(|_| UnitError::BadHash(p.clone()))?;
+        };
         let hash = if text.is_empty() {
             None
         } else if is_hex16(&text) {
