@@ -14,6 +14,7 @@ use std::process::Command;
 use std::time::{Duration, SystemTime};
 
 use zcfs::snapshot::dep_file::{self, Base};
+use zcfs::snapshot::fingerprint_json::{self, Local};
 use zcfs::snapshot::script_output;
 use zcfs::snapshot::units::{self, Layout, UnitDir};
 
@@ -218,6 +219,50 @@ fn cargo_unit_records_read_as_modelled() {
         }
     }
     assert!(dep_files >= 5, "{by_target:?}");
+    // The `.json` beside each hash file: its `deps` name other units by their hash files'
+    // numbers (the graph is closed), its `local` names the dep file or the run's output.
+    let hashes: std::collections::HashSet<u64> = by_target.values().copied().collect();
+    let mut edges = 0;
+    for u in units::read_units(&profile).unwrap() {
+        let u = u.unwrap();
+        for tr in u.targets.iter().filter(|t| t.json) {
+            let p = u.path.join(format!("{}.json", tr.name));
+            let j = fingerprint_json::parse(&std::fs::read(&p).unwrap())
+                .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            for d in &j.deps {
+                assert!(hashes.contains(&d.hash), "{}: {d:?}", p.display());
+                edges += 1;
+            }
+            let dir = u.path.file_name().unwrap().to_string_lossy().into_owned();
+            if tr.name.starts_with("run-") {
+                assert_eq!(
+                    j.local,
+                    vec![
+                        Local::RerunIfChanged {
+                            output: format!("debug/build/{}-{}/output", u.package, u.unit_hash),
+                            paths: vec!["data.txt".into()],
+                        },
+                        Local::RerunIfEnvChanged {
+                            var: "UTIL_GREETING".into(),
+                            val: None,
+                        },
+                    ]
+                );
+            } else {
+                assert_eq!(
+                    j.local,
+                    vec![Local::DepInfo {
+                        dep_info: format!("debug/.fingerprint/{dir}/dep-{}", tr.name),
+                        checksum: false,
+                    }],
+                    "{}",
+                    p.display()
+                );
+            }
+        }
+    }
+    // app's bin: util, pm, and util's run through util; at least those.
+    assert!(edges >= 5, "{edges}");
     for t in [
         "util/lib-util",
         "util/build-script-build-script-build",

@@ -4,10 +4,12 @@
 //!
 //! Built so far: the readers of cargo's records, tested against what cargo 1.95 writes
 //! (`units`: fingerprint directories and their layout; `dep_file`: a rustc unit's recorded
-//! inputs; `script_output`: what a build-script run declared). Recording them after a
+//! inputs; `script_output`: what a build-script run declared; `fingerprint_json`: the
+//! units' dependency graph and what cargo checks for each). Recording them after a
 //! build and projecting them before one are not built yet: nothing here runs during a
 //! build.
 
 pub mod dep_file;
+pub mod fingerprint_json;
 pub mod script_output;
 pub mod units;
