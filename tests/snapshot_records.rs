@@ -356,3 +356,77 @@ fn cargo_unit_records_read_as_modelled() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("Dirty util"), "{err}");
 }
+
+/// The plan's refusals on cargo's own records: a build script that declares nothing
+/// (cargo tracks it by its package's newest mtime) is refused, and so is everything above
+/// it; a unit beside it is offered.
+#[test]
+fn an_untracked_build_script_and_its_dependents_are_refused() {
+    let t = tempfile::tempdir().unwrap();
+    let ws = t.path().canonicalize().unwrap().join("ws");
+    write(
+        &ws,
+        "Cargo.toml",
+        "[workspace]\nmembers = [\"legacy\", \"uses\", \"free\"]\nresolver = \"2\"\n",
+    );
+    for (name, deps) in [
+        ("legacy", ""),
+        ("uses", "legacy = { path = \"../legacy\" }\n"),
+        ("free", ""),
+    ] {
+        write(
+            &ws,
+            &format!("{name}/Cargo.toml"),
+            &format!(
+                "[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2021\"\n[dependencies]\n{deps}"
+            ),
+        );
+        write(
+            &ws,
+            &format!("{name}/src/lib.rs"),
+            "pub fn f() -> u32 { 1 }\n",
+        );
+    }
+    write(&ws, "legacy/build.rs", "fn main() {}\n");
+    let o = cargo(&ws, &["build", "--offline", "-q"]).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let profile = ws.join("target/debug");
+    let units: Vec<UnitDir> = units::read_units(&profile)
+        .unwrap()
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let mut json = HashMap::new();
+    for u in &units {
+        for tr in u.targets.iter().filter(|t| t.json) {
+            let bytes = std::fs::read(u.path.join(format!("{}.json", tr.name))).unwrap();
+            json.insert(
+                format!("{}-{}/{}", u.package, u.unit_hash, tr.name),
+                fingerprint_json::parse(&bytes).unwrap(),
+            );
+        }
+    }
+    let verdicts = zcfs::snapshot::plan::verdicts(&units, &json);
+    let of = |target: &str| {
+        verdicts
+            .iter()
+            .filter(|(id, _)| id.ends_with(&format!("/{target}")))
+            .map(|(_, r)| r.clone())
+            .collect::<Vec<_>>()
+    };
+    use zcfs::snapshot::plan::Refusal;
+    assert_eq!(
+        of("run-build-script-build-script-build"),
+        vec![Some(Refusal::Precalculated)]
+    );
+    assert!(matches!(
+        of("lib-legacy")[..],
+        [Some(Refusal::BelowRefused(_))]
+    ));
+    assert!(matches!(
+        of("lib-uses")[..],
+        [Some(Refusal::BelowRefused(_))]
+    ));
+    assert_eq!(of("build-script-build-script-build"), vec![None]);
+    assert_eq!(of("lib-free"), vec![None]);
+}

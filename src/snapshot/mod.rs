@@ -5,11 +5,13 @@
 //! Built so far: the readers of cargo's records, tested against what cargo 1.95 writes
 //! (`units`: fingerprint directories and their layout; `dep_file`: a rustc unit's recorded
 //! inputs; `script_output`: what a build-script run declared; `fingerprint_json`: the
-//! units' dependency graph and what cargo checks for each). Recording them after a
+//! units' dependency graph and what cargo checks for each; `plan`: which records may be
+//! offered, and why the others may not). Recording them after a
 //! build and projecting them before one are not built yet: nothing here runs during a
 //! build.
 
 pub mod dep_file;
 pub mod fingerprint_json;
+pub mod plan;
 pub mod script_output;
 pub mod units;
