@@ -72,21 +72,9 @@ fn workspace(ws: &Path) {
 fn cargo(ws: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::new("cargo");
     cmd.args(args).current_dir(ws);
-    for v in [
-        "RUSTFLAGS",
-        "CARGO_ENCODED_RUSTFLAGS",
-        "CARGO_TARGET_DIR",
-        "CARGO_BUILD_TARGET_DIR",
-        "CARGO_BUILD_BUILD_DIR",
-        "RUSTC_WRAPPER",
-        "CARGO_BUILD_RUSTC_WRAPPER",
-        "RUSTUP_TOOLCHAIN",
-        "CARGO_MAKEFLAGS",
-        "MAKEFLAGS",
-        "UTIL_WHO",
-        "UTIL_GREETING",
-        "CARGO_LOG",
-    ] {
+    common::scrub(&mut cmd);
+    // The variables the test workspace reads: unset, as the assertions expect.
+    for v in ["UTIL_WHO", "UTIL_GREETING"] {
         cmd.env_remove(v);
     }
     cmd

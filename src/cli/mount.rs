@@ -25,8 +25,9 @@ pub fn cwd_below(dir: &Path) -> bool {
         return false;
     };
     cwd.starts_with(dir)
-        && crate::os::cwd_identity()
-            .is_some_and(|here| crate::os::path_identity(&cwd).is_some_and(|named| named != here))
+        && crate::os::cwd_identity().is_some_and(|here| {
+            crate::os::path_stat(&cwd, None).is_ok_and(|named| (named.dev, named.ino) != here)
+        })
 }
 
 /// The absolute path of a mount directory (default `./target`), created if `create` and

@@ -38,7 +38,7 @@ pub fn file_stat(meta: &std::fs::Metadata) -> FileStat {
 
 /// The device a directory handle is on.
 pub fn dir_device(dir: &DirHandle) -> Option<u64> {
-    rustix::fs::fstat(dir).ok().map(|s| s.st_dev)
+    dir_identity(dir).map(|(dev, _)| dev)
 }
 
 /// A directory's (device, inode).
@@ -49,12 +49,7 @@ pub fn dir_identity(dir: &DirHandle) -> Option<(u64, u64)> {
 /// The (device, inode) of the process's working directory: the directory it is in, which
 /// may be one that a later mount hides (its path then names the mount instead).
 pub fn cwd_identity() -> Option<(u64, u64)> {
-    path_identity(Path::new("."))
-}
-
-/// The (device, inode) of what `path` names now (symlinks followed).
-pub fn path_identity(path: &Path) -> Option<(u64, u64)> {
-    rustix::fs::stat(path).ok().map(|s| (s.st_dev, s.st_ino))
+    rustix::fs::stat(".").ok().map(|s| (s.st_dev, s.st_ino))
 }
 
 /// Whether an error means that the path (or a parent of it) does not exist.

@@ -69,11 +69,6 @@ pub fn cwd_identity() -> Option<(u64, u64)> {
     None
 }
 
-/// See the Unix version: always `None` here.
-pub fn path_identity(_path: &Path) -> Option<(u64, u64)> {
-    None
-}
-
 /// Whether an error means that the path (or a parent of it) does not exist.
 pub fn is_not_found(e: &io::Error) -> bool {
     // ERROR_FILE_NOT_FOUND, ERROR_PATH_NOT_FOUND

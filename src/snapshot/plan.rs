@@ -32,20 +32,6 @@ pub enum Refusal {
     BelowRefused(String),
 }
 
-impl Refusal {
-    /// The reason as `zcfs stats` would count it.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            Refusal::Unfinished => "unfinished unit",
-            Refusal::NotUnderstood(_) => "record not understood",
-            Refusal::NoJson => "record not understood",
-            Refusal::Precalculated => "untracked build script or doc unit",
-            Refusal::Checksums => "checksum freshness",
-            Refusal::BelowRefused(_) => "depends on a unit left to cargo",
-        }
-    }
-}
-
 /// One target record's verdict: `<unit dir>/<target>` and `None` if it may be offered.
 pub type Verdicts = Vec<(String, Option<Refusal>)>;
 

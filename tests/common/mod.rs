@@ -9,6 +9,14 @@ use std::time::{Duration, Instant};
 
 pub const ZCFS: &str = env!("CARGO_BIN_EXE_zcfs");
 
+/// Removes from `cmd` the variables of the outer `cargo test` that must not leak into a
+/// build under test (also for a plain build, without zcfs).
+pub fn scrub(cmd: &mut Command) {
+    for k in SCRUB {
+        cmd.env_remove(k);
+    }
+}
+
 /// Variables of the outer `cargo test` that must not leak into the builds under test.
 const SCRUB: &[&str] = &[
     "RUSTFLAGS",
@@ -159,9 +167,7 @@ impl Env {
     }
 
     fn apply(&self, cmd: &mut Command) {
-        for k in SCRUB {
-            cmd.env_remove(k);
-        }
+        scrub(cmd);
         cmd.env("ZCFS_DIR", &self.cache)
             .env("ZCFS_RUNTIME_DIR", &self.run)
             .env("ZCFS_LOG", "debug")
