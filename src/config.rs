@@ -44,6 +44,9 @@ pub struct Config {
     pub remote: RemoteConfig,
     /// What the daemon's directory watcher may answer (`ZCFS_WATCH`).
     pub watch: WatchMode,
+    /// `zcfs cargo` records cargo's unit records after a build and projects those whose
+    /// inputs verify before the next (`ZCFS_SNAPSHOT`, docs/snapshot.md).
+    pub snapshot: bool,
 }
 
 /// The TOML file's shape. Unknown keys are an error, so typos are caught.
@@ -57,6 +60,7 @@ struct FileConfig {
     disable: Option<bool>,
     recache: Option<bool>,
     project_misses: Option<bool>,
+    snapshot: Option<bool>,
     sloppiness: Option<ListValue>,
     log: Option<String>,
     client_timeout: Option<u64>,
@@ -276,6 +280,10 @@ impl Config {
             Some(v) => parse_bool(&v).context("invalid ZCFS_PROJECT_MISSES")?,
             None => file.project_misses.unwrap_or(true),
         };
+        let snapshot = match env.var("ZCFS_SNAPSHOT") {
+            Some(v) => parse_bool(&v).context("invalid ZCFS_SNAPSHOT")?,
+            None => file.snapshot.unwrap_or(true),
+        };
         let sloppiness = match env.var("ZCFS_SLOPPINESS") {
             Some(v) => Sloppiness::parse(&[v]).context("invalid ZCFS_SLOPPINESS")?,
             None => match file.sloppiness {
@@ -316,6 +324,7 @@ impl Config {
             client_timeout,
             config_file,
             watch,
+            snapshot,
         })
     }
 }

@@ -154,6 +154,59 @@ pub enum Request {
         perm: Option<u32>,
         mtime: Option<i128>,
     },
+    /// `zcfs cargo`, after cargo: record the units cargo left in a mounted build dir
+    /// (docs/snapshot.md). Units without `inputs` are only looked up; the reply lists
+    /// those that are new, whose inputs the client then sends.
+    SnapshotRecord {
+        at: SnapshotAt,
+        units: Vec<SnapUnit>,
+        /// Units the client found but does not offer, with the reason (counted in stats).
+        refused: Vec<(String, String)>,
+    },
+    /// `zcfs cargo`, before cargo: project the recorded units whose inputs verify.
+    SnapshotProject {
+        at: SnapshotAt,
+        /// cargo's environment (a record is chosen only if the variables it read match).
+        env: Vec<(Bytes, Bytes)>,
+    },
+}
+
+/// Which snapshot: a mounted build dir, for a workspace and a `CARGO_HOME` (absolute).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotAt {
+    pub build_dir: Bytes,
+    pub workspace: Bytes,
+    pub cargo_home: Bytes,
+    /// Tools the build runs whose contents cargo does not track (the default linker and C
+    /// compilers): name and the absolute path the client's `PATH` gives.
+    pub tools: Vec<(String, Bytes)>,
+}
+
+/// One unit of a build dir, as the client found it (paths relative to the build dir).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SnapUnit {
+    /// `<profile>/<package>-<16 hex>`.
+    pub key: String,
+    pub hashes: Vec<(String, u64)>,
+    pub files: Vec<String>,
+    pub dirs: Vec<String>,
+    /// Keys of the units it depends on.
+    pub deps: Vec<String>,
+    /// When cargo started the unit's job (its `invoked.timestamp`): an input newer than
+    /// this may have changed after the unit read it.
+    pub started: i128,
+    pub inputs: Option<Vec<SnapInput>>,
+    /// The variables the unit read or declared, with their values then (`None`: unset);
+    /// sent with `inputs`.
+    pub env: Vec<(Bytes, Option<Bytes>)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum SnapInput {
+    /// An absolute path outside the build dir.
+    Host(Bytes),
+    /// A path relative to the build dir.
+    Build(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

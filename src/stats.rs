@@ -128,8 +128,28 @@ pub struct StatsData {
     pub hit_deliver: Histogram,
     /// The remote tier.
     pub remote: RemoteStats,
+    /// Snapshots of cargo's unit records (docs/snapshot.md).
+    pub snapshot: SnapshotStats,
     /// Unix seconds of the last reset.
     pub since: u64,
+}
+
+/// Counters of snapshots (`zcfs stats`, "snapshot").
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct SnapshotStats {
+    /// Units whose records were projected before cargo ran (cargo found them Fresh unless
+    /// its own checks said otherwise), and their files.
+    pub projected: u64,
+    pub files_projected: u64,
+    /// Recorded units that were not projected and were left to cargo, by reason.
+    pub left: BTreeMap<String, u64>,
+    /// Units recorded after a build.
+    pub recorded: u64,
+    /// Units found after a build but not recorded, by reason.
+    pub unrecorded: BTreeMap<String, u64>,
+    /// Requests that failed (recorded in the log); the build went on without them.
+    pub errors: u64,
 }
 
 /// Counters of the remote tier (`zcfs stats`, "remote").
@@ -341,6 +361,7 @@ pub fn to_json(d: &StatsData, cache_size: u64, packs: u64, max_size: u64) -> ser
         },
         "cache": { "size": cache_size, "packs": packs, "max_size": max_size },
         "remote": d.remote.to_json(),
+        "snapshot": d.snapshot,
         "since": d.since,
     })
 }
@@ -408,6 +429,29 @@ pub fn to_text(v: &serde_json::Value) -> String {
             );
         }
     };
+    let snap = &v["snapshot"];
+    let sn = |k: &str| snap[k].as_u64().unwrap_or(0);
+    if sn("projected") + sn("recorded") + sn("errors") > 0
+        || snap["left"].as_object().is_some_and(|m| !m.is_empty())
+    {
+        let _ = writeln!(s, "Snapshot units projected {}", sn("projected"));
+        for (title, key) in [
+            ("  left to cargo", "left"),
+            ("  not recorded", "unrecorded"),
+        ] {
+            if let Some(map) = snap[key].as_object().filter(|m| !m.is_empty()) {
+                let total: u64 = map.values().filter_map(|x| x.as_u64()).sum();
+                let _ = writeln!(s, "{title:<21}{total}");
+                for (k, c) in map {
+                    let _ = writeln!(s, "    {k:<34}{}", c.as_u64().unwrap_or(0));
+                }
+            }
+        }
+        let _ = writeln!(s, "  recorded           {}", sn("recorded"));
+        if sn("errors") > 0 {
+            let _ = writeln!(s, "  errors             {}", sn("errors"));
+        }
+    }
     lat(&mut s, "Hit latency", "hit_latency");
     lat(&mut s, "Hit service time", "hit_service");
     let _ = writeln!(s, "Bytes stored         {}", human_size(n("bytes_stored")));

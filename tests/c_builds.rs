@@ -167,7 +167,7 @@ fn make_through_the_masquerade_links_of_zcfs_run() {
 
 #[test]
 fn c44_cc_rs_build_scripts_under_zcfs_cargo() {
-    let env = Env::mounted();
+    let env = Env::snapshots();
     let dir = env.tmp.path().join("ccrs");
     write(
         &dir,
@@ -222,7 +222,8 @@ fn c44_cc_rs_build_scripts_under_zcfs_cargo() {
         "only the probes are written as they are compiled"
     );
     cargo(&["clean"]);
-    cargo(&["build"]);
+    // The hits: without the snapshot, which would leave cargo nothing to build.
+    cargo(&["--no-snapshot", "build"]);
     let (h, m, _) = c_counts(&env);
     assert_eq!(
         (h, m),
@@ -236,6 +237,21 @@ fn c44_cc_rs_build_scripts_under_zcfs_cargo() {
     let t = cargo(&["build"]);
     assert!(!t.contains("Compiling"), "the next build is a no-op: {t}");
     assert_eq!(c_counts(&env).0, cold - racy);
+    // With the snapshot (recorded after the first build): from an empty target, the build
+    // script's run and its objects are projected with the rest, and no C compile runs.
+    cargo(&["clean"]);
+    let before = c_counts(&env);
+    let t = cargo(&["build"]);
+    assert!(!t.contains("Compiling"), "every unit Fresh: {t}");
+    assert_eq!(
+        c_counts(&env).0 + c_counts(&env).1,
+        before.0 + before.1,
+        "no C compile"
+    );
+    let out = std::process::Command::new(dir.join("target/debug/ccrs"))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "42");
 }
 
 /// An in-tree build in a mounted directory, whose sources include a header of the

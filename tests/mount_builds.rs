@@ -116,14 +116,16 @@ fn cargo_clean_empties_the_mount_and_reports_busy() {
 fn a_big_workspace_builds_under_the_common_open_file_limit() {
     const CRATES: usize = 300;
     const LIMIT: u64 = 1024;
-    let env = Env::mounted();
+    let env = Env::snapshots();
     let ws = common::many_crates(&env.tmp.path().join("big"), CRATES);
-    let build = || {
+    // Hits are what is measured here: no snapshot (its records are checked last).
+    let build_with = |args: &[&str]| {
         let mut cmd = env.command(common::ZCFS);
-        cmd.args(["cargo", "build", "-q"]).current_dir(&ws);
+        cmd.arg("cargo").args(args).current_dir(&ws);
         common::limit_open_files(&mut cmd, LIMIT);
         env.build_with(cmd)
     };
+    let build = || build_with(&["--no-snapshot", "build", "-q"]);
     let watch = |pid: u32, stop: std::sync::Arc<std::sync::atomic::AtomicBool>| {
         std::thread::spawn(move || {
             let mut peak = 0;
@@ -160,6 +162,34 @@ fn a_big_workspace_builds_under_the_common_open_file_limit() {
         .output()
         .unwrap();
     let expect: usize = (0..CRATES).sum();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        expect.to_string()
+    );
+    // With the snapshot: recorded after a build, then every unit projected from it, under
+    // the same limit and well below it.
+    build_with(&["build", "-q"]).assert_ok();
+    assert_eq!(
+        env.stats()["snapshot"]["recorded"].as_u64(),
+        Some(CRATES as u64 + 1),
+        "{}",
+        env.stats()
+    );
+    std::fs::remove_dir_all(ws.join("target/debug")).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = watch(pid, stop.clone());
+    let b = build_with(&["build", "-q"]);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let peak = watcher.join().unwrap();
+    b.assert_ok().assert_noop();
+    assert_eq!(
+        b.stats["snapshot"]["projected"].as_u64(),
+        Some(CRATES as u64 + 1)
+    );
+    assert!(peak < 512, "daemon peak fds {peak}");
+    let out = std::process::Command::new(ws.join("target/debug/top"))
+        .output()
+        .unwrap();
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
         expect.to_string()

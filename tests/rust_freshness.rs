@@ -37,7 +37,7 @@ fn ext(env: &Env, prefix: &str, ext: &str) -> PathBuf {
         .unwrap_or_else(|| panic!("{prefix}*.{ext}"))
 }
 
-scenarios! {
+scenarios_with_snapshots! {
     fn t4_touch_without_edit_reruns_as_hits(mounted: bool) {
         let env = Env::for_mode(mounted);
         env.cargo(&["build"]).assert_ok();
@@ -120,7 +120,8 @@ scenarios! {
         let b = env.cargo(&["check"]);
         b.assert_ok();
         assert_eq!(b.misses, 0, "{}", b.stderr);
-        assert!(b.hits >= 5);
+        // Hits, or units projected from the snapshot.
+        assert!(b.hits + b.projected >= 5);
         // Cargo sets check outputs to invoked.timestamp after the unit (C9); the hit's files
         // must accept that.
         let stamp = glob_one(

@@ -114,7 +114,7 @@ fn t30_two_target_dirs_without_a_mount() {
     env.cargo(&["build"]).assert_ok().assert_noop();
 }
 
-scenarios! {
+scenarios_with_snapshots! {
     fn t1_cold_build_then_noop(mounted: bool) {
         let env = Env::for_mode(mounted);
         let b = env.cargo(&["build"]);
@@ -135,7 +135,13 @@ scenarios! {
         env.clean();
         let b = env.cargo(&["build"]);
         b.assert_ok();
-        assert_eq!(b.hits, UNITS, "every unit is a hit:\n{}", b.stderr);
+        if env.snapshots_on() {
+            // Every unit projected from the snapshot instead: cargo runs none.
+            b.assert_noop();
+            assert!(b.projected >= UNITS, "{}", b.stats["snapshot"]);
+        } else {
+            assert_eq!(b.hits, UNITS, "every unit is a hit:\n{}", b.stderr);
+        }
         assert_eq!(b.misses, 0);
         assert_fingerprints_complete(&env);
         assert_outputs_complete(&env);
@@ -150,7 +156,12 @@ scenarios! {
             env.clean();
             let b = env.cargo(&["build"]);
             b.assert_ok();
-            assert_eq!(b.hits, UNITS, "round {round}: {}", b.stderr);
+            if env.snapshots_on() {
+                b.assert_noop();
+                assert!(b.projected >= UNITS, "round {round}: {}", b.stats["snapshot"]);
+            } else {
+                assert_eq!(b.hits, UNITS, "round {round}: {}", b.stderr);
+            }
             let again = env.cargo(&["build"]);
             again.assert_ok();
             assert!(

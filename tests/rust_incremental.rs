@@ -5,7 +5,7 @@ mod common;
 use common::{Env, ZCFS};
 use std::time::Duration;
 
-scenarios! {
+scenarios_with_snapshots! {
     fn t34_incremental_edit_revert_edit(mounted: bool) {
         let env = Env::for_mode(mounted);
         env.cargo(&["build"]).assert_ok();

@@ -18,7 +18,7 @@ fn touch(env: &Env, rel: &str) {
     f.set_modified(std::time::SystemTime::now()).unwrap();
 }
 
-scenarios! {
+scenarios_with_snapshots! {
     fn t5_t6_edit_misses_and_revert_hits_with_identical_outputs(mounted: bool) {
         let env = Env::for_mode(mounted);
         env.cargo(&["build"]).assert_ok();

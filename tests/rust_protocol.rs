@@ -17,7 +17,7 @@ fn rustc_path() -> String {
     )
 }
 
-scenarios! {
+scenarios_with_snapshots! {
     fn t27_probes_pass_through_byte_identical(mounted: bool) {
         let env = Env::for_mode(mounted);
         let rustc = rustc_path();
@@ -110,7 +110,10 @@ scenarios! {
         let b = env.cargo(&["clippy"]);
         b.assert_ok();
         assert!(b.stderr.contains("needless_return"));
-        assert!(b.hits >= 1, "the non-member path dependency can hit");
+        assert!(
+            b.hits + b.projected >= 1,
+            "the non-member path dependency can hit (or be projected)"
+        );
     }
 
     fn t29_argfile_keys_on_content_not_path(mounted: bool) {

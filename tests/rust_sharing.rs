@@ -112,7 +112,7 @@ fn build(env: &Env, dir: &Path, args: &[&str]) -> Build {
     b
 }
 
-scenarios! {
+scenarios_with_snapshots! {
     /// Another checkout, whose path length has the other parity: what reads its
     /// directories as values or holds them in its outputs misses; everything served is what
     /// cargo would have built there.

@@ -38,6 +38,7 @@ const PARTIAL_CLEAN: &[&str] = &[
 pub fn run(args: Vec<OsString>) -> Result<i32> {
     let config = Config::load()?;
     let paths = Paths::new(&config);
+    let (args, no_snapshot) = strip_no_snapshot(args);
     // `+toolchain` needs rustup's proxy on PATH; otherwise the cargo that runs us (an
     // alias, an xtask), if any.
     let toolchain = args.first().is_some_and(|a| a.as_bytes().starts_with(b"+"));
@@ -60,21 +61,25 @@ pub fn run(args: Vec<OsString>) -> Result<i32> {
         return Err(exec(Command::new(&cargo).args(&args)));
     }
 
-    let dir = match cached_build_dir(&paths, &cargo, &args) {
-        Ok(d) => Some(d),
+    let loc = match cached_location(&paths, &cargo, &args) {
+        Ok(l) => Some(l),
         Err(e) => {
             eprintln!("zcfs: cannot find the build dir ({e:#}); building without a mount");
             None
         }
     };
-    if let Some(dir) = &dir {
+    let mut mounted = None;
+    if let Some(loc) = &loc {
         if subcommand(&args).is_some_and(|s| s == "clean") && !is_partial_clean(&args) {
-            unmount_for_clean(&paths, dir)?;
-        } else if let Err(e) = ensure_mounted(&config, &paths, dir) {
-            eprintln!(
-                "zcfs: cannot mount {} ({e:#}); building without a mount",
-                dir.display()
-            );
+            unmount_for_clean(&paths, &loc.build_dir)?;
+        } else {
+            match ensure_mounted(&config, &paths, &loc.build_dir) {
+                Ok(d) => mounted = Some(d),
+                Err(e) => eprintln!(
+                    "zcfs: cannot mount {} ({e:#}); building without a mount",
+                    loc.build_dir.display()
+                ),
+            }
         }
     }
     let mut cmd = Command::new(&cargo);
@@ -83,7 +88,77 @@ pub fn run(args: Vec<OsString>) -> Result<i32> {
     if let Err(e) = super::route::apply(&mut cmd, &paths, &exe) {
         eprintln!("zcfs: C compiles will not be cached ({e:#})");
     }
-    Err(exec(&mut cmd))
+    let snapshot = match (&loc, mounted) {
+        (Some(loc), Some(dir))
+            if config.snapshot && !no_snapshot && subcommand(&args).is_some_and(builds) =>
+        {
+            super::snapshot::At::new(dir, loc.workspace.clone())
+        }
+        _ => None,
+    };
+    let Some(at) = snapshot else {
+        return Err(exec(&mut cmd));
+    };
+    if !config.recache {
+        super::snapshot::before(&config, &paths, &at);
+    }
+    let status = super::snapshot::run_child(&mut cmd)
+        .with_context(|| format!("cannot run {:?}", cmd.get_program()))?;
+    if status.success() {
+        super::snapshot::after(&config, &paths, &at, &cargo, &args);
+    }
+    Ok(exit_code(status))
+}
+
+/// Subcommands that build units (whose records a snapshot may hold).
+fn builds(sub: &OsStr) -> bool {
+    matches!(
+        sub.to_str(),
+        Some(
+            "build"
+                | "b"
+                | "check"
+                | "c"
+                | "test"
+                | "t"
+                | "run"
+                | "r"
+                | "clippy"
+                | "bench"
+                | "doc"
+                | "d"
+                | "rustc"
+                | "rustdoc"
+        )
+    )
+}
+
+/// The arguments without `--no-snapshot` (before a `--`), and whether it was there.
+fn strip_no_snapshot(args: Vec<OsString>) -> (Vec<OsString>, bool) {
+    let mut out = Vec::with_capacity(args.len());
+    let mut found = false;
+    let mut rest = false;
+    for a in args {
+        if !rest && a == "--no-snapshot" {
+            found = true;
+            continue;
+        }
+        rest |= a == "--";
+        out.push(a);
+    }
+    (out, found)
+}
+
+/// The exit code to give for a child's status (128 + the signal that killed it).
+fn exit_code(status: std::process::ExitStatus) -> i32 {
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        if let Some(sig) = status.signal() {
+            return 128 + sig;
+        }
+    }
+    status.code().unwrap_or(1)
 }
 
 /// Runs the command in place of this process; returns only on failure.
@@ -150,26 +225,41 @@ fn option_value(args: &[OsString], opt: &str) -> Option<OsString> {
     None
 }
 
-/// `build_dir`, remembered in the runtime dir under a key of everything that decides it:
-/// the cwd, the arguments and environment that name a location or a toolchain, and the
+/// Where cargo builds: the build dir and the workspace root.
+#[derive(Debug, Clone)]
+pub struct Location {
+    pub build_dir: PathBuf,
+    pub workspace: PathBuf,
+}
+
+/// The [`Location`], remembered in the runtime dir under a key of everything that decides
+/// it: the cwd, the arguments and environment that name a location or a toolchain, and the
 /// identity (size, mtime, inode) of every `Cargo.toml` and `.cargo/config[.toml]` from the
 /// cwd up and in `CARGO_HOME`. `cargo metadata` costs ~25 ms, most of a no-op build.
-fn cached_build_dir(paths: &Paths, cargo: &OsStr, args: &[OsString]) -> Result<PathBuf> {
+fn cached_location(paths: &Paths, cargo: &OsStr, args: &[OsString]) -> Result<Location> {
     let key = location_key(cargo, args)?;
     let file = paths
         .runtime_dir
         .join("cargo-dirs")
         .join(key.to_hex().to_string());
-    if let Ok(b) = std::fs::read(&file) {
-        return Ok(PathBuf::from(std::ffi::OsString::from_vec(b)));
+    if let Ok(b) = std::fs::read(&file)
+        && let Some(i) = b.iter().position(|&c| c == 0)
+    {
+        return Ok(Location {
+            build_dir: PathBuf::from(OsString::from_vec(b[..i].to_vec())),
+            workspace: PathBuf::from(OsString::from_vec(b[i + 1..].to_vec())),
+        });
     }
-    let dir = build_dir(cargo, args)?;
+    let loc = locate(cargo, args)?;
     if let Some(parent) = file.parent()
         && std::fs::create_dir_all(parent).is_ok()
     {
-        let _ = crate::fsutil::write_atomic(&file, dir.as_os_str().as_bytes());
+        let mut b = loc.build_dir.as_os_str().as_bytes().to_vec();
+        b.push(0);
+        b.extend_from_slice(loc.workspace.as_os_str().as_bytes());
+        let _ = crate::fsutil::write_atomic(&file, &b);
     }
-    Ok(dir)
+    Ok(loc)
 }
 
 fn location_key(cargo: &OsStr, args: &[OsString]) -> Result<blake3::Hash> {
@@ -224,21 +314,16 @@ fn location_key(cargo: &OsStr, args: &[OsString]) -> Result<blake3::Hash> {
     Ok(h.finalize())
 }
 
-/// The directory cargo writes intermediate artifacts to: `--target-dir`, else what
-/// `cargo metadata` says (build-dir when configured, else target-dir).
-fn build_dir(cargo: &OsStr, args: &[OsString]) -> Result<PathBuf> {
-    let cwd = std::env::current_dir()?;
+/// `cargo metadata` with the options of `args` that decide where cargo builds.
+pub fn metadata_command(cargo: &OsStr, args: &[OsString], no_deps: bool) -> Command {
     let mut meta = Command::new(cargo);
     if let Some(tc) = args.iter().find(|a| a.as_bytes().starts_with(b"+")) {
         meta.arg(tc);
     }
-    meta.args([
-        "metadata",
-        "--format-version",
-        "1",
-        "--no-deps",
-        "--offline",
-    ]);
+    meta.args(["metadata", "--format-version", "1", "--offline"]);
+    if no_deps {
+        meta.arg("--no-deps");
+    }
     for opt in LOCATION_OPTS {
         let mut rest = args;
         while let Some(i) = rest.iter().position(|a| a == opt) {
@@ -248,9 +333,14 @@ fn build_dir(cargo: &OsStr, args: &[OsString]) -> Result<PathBuf> {
             rest = &rest[(i + 1).min(rest.len())..];
         }
     }
-    let out = meta
-        .stdin(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
+    meta.stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    meta
+}
+
+/// Runs `cargo metadata` and parses its JSON.
+pub fn metadata(cargo: &OsStr, args: &[OsString], no_deps: bool) -> Result<serde_json::Value> {
+    let out = metadata_command(cargo, args, no_deps)
         .output()
         .context("running cargo metadata")?;
     if !out.status.success() {
@@ -259,25 +349,37 @@ fn build_dir(cargo: &OsStr, args: &[OsString]) -> Result<PathBuf> {
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
-    let v: serde_json::Value =
-        serde_json::from_slice(&out.stdout).context("parsing cargo metadata")?;
+    serde_json::from_slice(&out.stdout).context("parsing cargo metadata")
+}
+
+/// The directory cargo writes intermediate artifacts to (`--target-dir`, else what
+/// `cargo metadata` says: build-dir when configured, else target-dir), and the workspace
+/// root.
+fn locate(cargo: &OsStr, args: &[OsString]) -> Result<Location> {
+    let cwd = std::env::current_dir()?;
+    let v = metadata(cargo, args, true)?;
     let target = v["target_directory"]
         .as_str()
         .context("cargo metadata has no target_directory")?;
+    let workspace = PathBuf::from(
+        v["workspace_root"]
+            .as_str()
+            .context("cargo metadata has no workspace_root")?,
+    );
     let build = v["build_directory"].as_str().unwrap_or(target);
     // An explicit --target-dir moves both unless a build-dir is configured apart.
-    if let Some(t) = option_value(args, "--target-dir") {
-        let t = cwd.join(t);
-        return Ok(if build == target {
-            t
-        } else {
-            PathBuf::from(build)
-        });
-    }
-    Ok(PathBuf::from(build))
+    let build_dir = match option_value(args, "--target-dir") {
+        Some(t) if build == target => cwd.join(t),
+        _ => PathBuf::from(build),
+    };
+    Ok(Location {
+        build_dir,
+        workspace,
+    })
 }
 
-pub fn ensure_mounted(config: &Config, paths: &Paths, dir: &Path) -> Result<()> {
+/// Mounts `dir` unless it is mounted; returns the mount's directory (canonical).
+pub fn ensure_mounted(config: &Config, paths: &Paths, dir: &Path) -> Result<PathBuf> {
     // A dead mount (its daemon was killed) makes every access fail: remove it first.
     let channel = crate::platform::channel();
     if channel.is_stale(dir) && !channel.zcfs_mounts_at(dir).is_empty() {
@@ -301,7 +403,7 @@ pub fn ensure_mounted(config: &Config, paths: &Paths, dir: &Path) -> Result<()> 
             );
         }
     }
-    Ok(())
+    Ok(dir)
 }
 
 fn unmount_for_clean(paths: &Paths, dir: &Path) -> Result<()> {

@@ -5,6 +5,7 @@ pub mod cargo;
 pub mod mount;
 pub mod route;
 pub mod run;
+pub mod snapshot;
 
 use crate::os::OsStrExt;
 use std::path::PathBuf;

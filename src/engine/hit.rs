@@ -113,6 +113,9 @@ impl Engine {
                 self.stats.error(lang, "pack mismatch");
                 continue;
             };
+            if !serve.rebased && super::under_cargo(q.caller) {
+                self.note_produced(entry.pack, &entry.inputs, q.caller.cwd);
+            }
             let lookup = q.t_lookup.elapsed();
             let t_deliver = Instant::now();
             let result = self.deliver_placed(q.fs, &pack, serve.outputs, serve.mtime_floor);

@@ -159,6 +159,9 @@ impl Engine {
             pack: written.id,
             created: unix_now(),
         };
+        if let Some(cwd) = &p.cargo_cwd {
+            self.note_produced(written.id, &entry.inputs, cwd);
+        }
         self.send_to_publisher(job.key(), p.lang, temp, written, entry, convert)
     }
 

@@ -35,6 +35,7 @@ const PENDING_TTL: Duration = Duration::from_secs(6 * 3600);
 mod hit;
 mod miss;
 mod remote;
+mod snapshot;
 
 /// A miss in flight: the compiler runs, its wrapper reports back with the token.
 struct Pending {
@@ -45,6 +46,9 @@ struct Pending {
     /// A file zcfs asked the compiler to write (rustc's linker dependency file, a C
     /// compile's dependency file); removed when the compile is done.
     scratch: Option<PathBuf>,
+    /// The compile's working directory (its entry's relative paths are relative to it),
+    /// when cargo runs it (see `Engine::note_produced`).
+    cargo_cwd: Option<PathBuf>,
 }
 
 pub struct Engine {
@@ -66,6 +70,9 @@ pub struct Engine {
     remote: Option<remote::RemoteTier>,
     /// Why the configured remote is off (a URL that does not parse).
     remote_error: Option<String>,
+    /// What each pack served or stored in this daemon's life was checked against, for the
+    /// snapshot records of the units it belongs to (`snapshot::Produced`).
+    produced: Mutex<HashMap<crate::hash::Digest, Arc<snapshot::Produced>>>,
 }
 
 impl Engine {
@@ -100,6 +107,7 @@ impl Engine {
             pending: Mutex::new(HashMap::new()),
             publish_tx: Mutex::new(None),
             publishing: (Mutex::new(HashSet::new()), Condvar::new()),
+            produced: Mutex::new(HashMap::new()),
         });
         let (tx, rx) = mpsc::channel::<miss::PublishJob>();
         *engine.publish_tx.lock() = Some(tx);
@@ -176,6 +184,8 @@ impl Engine {
             Request::Clear => {
                 self.wait_published(Duration::from_secs(30));
                 let r = self.store.clear();
+                // Snapshot records name the packs just removed.
+                let _ = std::fs::remove_dir_all(self.paths.cache_dir.join("snapshots"));
                 Reply::Json(serde_json::to_string(&r).unwrap_or_default())
             }
             Request::Mount { dir, opts } => {
@@ -212,6 +222,24 @@ impl Engine {
                     Err(e) => Reply::Error(format!("{e:#}")),
                 }
             }
+            Request::SnapshotRecord { at, units, refused } => {
+                match self.snapshot_record(at, units, refused) {
+                    Ok(v) => Reply::Json(v.to_string()),
+                    Err(e) => {
+                        warn!("snapshot record: {e:#}");
+                        self.stats.update(|d| d.snapshot.errors += 1);
+                        Reply::Error(format!("{e:#}"))
+                    }
+                }
+            }
+            Request::SnapshotProject { at, env } => match self.snapshot_project(at, env) {
+                Ok(v) => Reply::Json(v.to_string()),
+                Err(e) => {
+                    warn!("snapshot projection: {e:#}");
+                    self.stats.update(|d| d.snapshot.errors += 1);
+                    Reply::Error(format!("{e:#}"))
+                }
+            },
             Request::RemoteStatus => Reply::Json(self.remote_status().to_string()),
             Request::RemotePush => Reply::Json(self.remote_push().to_string()),
             Request::RemoteFlush { timeout_secs } => Reply::Json(
@@ -411,6 +439,7 @@ impl Engine {
                 start,
                 created: Instant::now(),
                 scratch,
+                cargo_cwd: under_cargo(&caller).then(|| caller.cwd.to_path_buf()),
             },
         );
         self.stats.miss(lang);
@@ -630,6 +659,11 @@ impl Engine {
             queued + in_flight
         })
     }
+}
+
+/// Whether cargo runs the compile (it sets `CARGO` for rustc and for build scripts).
+pub(super) fn under_cargo(caller: &crate::compiler::Invocation<'_>) -> bool {
+    caller.env.contains_key(std::ffi::OsStr::new("CARGO"))
 }
 
 pub(super) fn store_error_kind(e: &std::io::Error) -> &'static str {

@@ -154,6 +154,11 @@ pub trait MountCore: Send + Sync {
     fn list_dir(&self, rel: &Path) -> io::Result<Vec<OsString>>;
     /// The bytes of the projection at `rel`, `None` if it is not projected.
     fn projected_bytes(&self, rel: &Path) -> Option<Vec<u8>>;
+    /// The projection at `rel` (pack entry and metadata), `None` if it is not projected or
+    /// the backend cannot tell (its bytes are then read like a real file's).
+    fn projection_at(&self, _rel: &Path) -> Option<crate::projection::Projection> {
+        None
+    }
     /// Packs that projections use.
     fn packs_in_use(&self) -> Vec<Digest>;
     /// Turns every projection of one pack into a real file; returns how many.

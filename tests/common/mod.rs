@@ -74,6 +74,8 @@ pub struct Build {
     pub misses: u64,
     pub uncacheable: u64,
     pub errors: u64,
+    /// Units projected from a snapshot before cargo ran (docs/snapshot.md).
+    pub projected: u64,
     pub stats: serde_json::Value,
 }
 
@@ -143,16 +145,42 @@ impl Env {
     }
 
     /// An environment whose builds run as `zcfs cargo`: the target dir is mounted by zcfs
-    /// and hits are projections.
+    /// and hits are projections. Snapshots are off: every unit cargo builds reaches the
+    /// wrapper, which is what this mode tests ([`Env::snapshots`] turns them on).
     pub fn mounted() -> Env {
         let mut env = Env::new();
         env.mounted = true;
+        env.var("ZCFS_SNAPSHOT", "0");
         env
+    }
+
+    /// [`Env::mounted`] with snapshots of cargo's unit records on (the default of
+    /// `zcfs cargo`, docs/snapshot.md): a build from an empty target may find its units
+    /// projected and Fresh, with no compile at all.
+    pub fn snapshots() -> Env {
+        let mut env = Env::mounted();
+        env.unset("ZCFS_SNAPSHOT");
+        env
+    }
+
+    /// Whether `zcfs cargo` may project snapshots here ([`Env::snapshots`]).
+    pub fn snapshots_on(&self) -> bool {
+        self.mounted
+            && !self
+                .vars
+                .iter()
+                .any(|(k, v)| k == "ZCFS_SNAPSHOT" && v == "0")
     }
 
     /// The mode's constructor, chosen by the scenario module (see `scenarios!`).
     pub fn for_mode(mounted: bool) -> Env {
-        if mounted { Env::mounted() } else { Env::new() }
+        if SNAPSHOT_MODE.with(|m| m.get()) {
+            Env::snapshots()
+        } else if mounted {
+            Env::mounted()
+        } else {
+            Env::new()
+        }
     }
 
     pub fn var(&mut self, k: &str, v: &str) -> &mut Self {
@@ -279,6 +307,8 @@ impl Env {
             misses: rust(&after, "misses") - rust(&before, "misses"),
             uncacheable: total_uncacheable(&after) - total_uncacheable(&before),
             errors: n(&after, "errors") - n(&before, "errors"),
+            projected: after["snapshot"]["projected"].as_u64().unwrap_or(0)
+                - before["snapshot"]["projected"].as_u64().unwrap_or(0),
             stats: after,
         }
     }
@@ -465,6 +495,29 @@ macro_rules! scenarios {
         }
         mod mounted {
             $( #[test] fn $name() { super::$name(true) } )*
+        }
+    };
+}
+
+thread_local! {
+    /// Set by a scenario module whose builds run with snapshots on (`Env::for_mode`).
+    pub static SNAPSHOT_MODE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Scenarios that also hold with snapshots on: each runs a third time (`snapshots::`), in a
+/// mount with `zcfs cargo`'s snapshots (docs/snapshot.md). Their bodies must then not count
+/// on hits: a unit may be projected Fresh instead.
+#[macro_export]
+macro_rules! scenarios_with_snapshots {
+    ($( $(#[$meta:meta])* fn $name:ident($mounted:ident: bool) $body:block )*) => {
+        $crate::scenarios! {
+            $( $(#[$meta])* fn $name($mounted: bool) $body )*
+        }
+        mod snapshots {
+            $( #[test] fn $name() {
+                super::common::SNAPSHOT_MODE.with(|m| m.set(true));
+                super::$name(true)
+            } )*
         }
     };
 }

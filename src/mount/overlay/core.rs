@@ -58,6 +58,10 @@ impl MountCore for Vfs {
         Vfs::projected_bytes(self, rel)
     }
 
+    fn projection_at(&self, rel: &Path) -> Option<crate::projection::Projection> {
+        Vfs::projection_at(self, rel)
+    }
+
     fn packs_in_use(&self) -> Vec<Digest> {
         Vfs::packs_in_use(self)
     }

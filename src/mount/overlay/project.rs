@@ -195,12 +195,17 @@ impl Vfs {
 
     /// The bytes of a projected file at `rel`, or `None` if it is not projected.
     pub fn projected_bytes(&self, rel: &Path) -> Option<Vec<u8>> {
+        self.projection_at(rel).map(|p| p.bytes().to_vec())
+    }
+
+    /// The projection at `rel` (its pack entry and metadata), `None` if it is not projected.
+    pub fn projection_at(&self, rel: &Path) -> Option<Projection> {
         let (parts, name) = Self::split(rel).ok()?;
         let mut t = self.table.lock();
         let parent = self.walk_dirs(&mut t, &parts, rel).ok()?;
         let ino = t.projected_child(parent, &name).ok()??;
         match &t.get(ino).ok()?.file().ok()?.content {
-            Content::Projected(p) => Some(p.bytes().to_vec()),
+            Content::Projected(p) => Some(p.clone()),
             Content::Real => None,
         }
     }
