@@ -195,6 +195,9 @@ pub struct SnapUnit {
     /// When cargo started the unit's job (its `invoked.timestamp`): an input newer than
     /// this may have changed after the unit read it.
     pub started: i128,
+    /// A digest of the unit's files' stats as the client saw them (path, size, inode,
+    /// mtime, ctime): the daemon reuses what it computed for the same stats.
+    pub stats_digest: crate::hash::Digest,
     pub inputs: Option<Vec<SnapInput>>,
     /// The variables the unit read or declared, with their values then (`None`: unset);
     /// sent with `inputs`.

@@ -17,8 +17,12 @@ scenarios_with_snapshots! {
         let b = env.cargo(&["test", "--no-run"]);
         b.assert_ok();
         assert_eq!(b.misses, 0, "test harnesses hit: {}", b.stderr);
-        // Hits, or units projected from the snapshot.
-        assert!(b.hits + b.projected >= 5);
+        if env.snapshots_on() {
+            // The build before projected the test units with the rest of the snapshot.
+            b.assert_noop();
+        } else {
+            assert!(b.hits >= 5);
+        }
         // The served files run.
         let t = env.cargo(&["test"]);
         t.assert_ok();
@@ -80,7 +84,8 @@ scenarios_with_snapshots! {
         );
         let b = env.cargo(&["build"]);
         b.assert_ok();
-        assert!(b.hits >= 1 && b.misses >= 2, "{}", b.stderr);
+        // mac served from the cache: a hit, or projected from the snapshot.
+        assert!(b.hits + b.projected >= 1 && b.misses >= 2, "{}", b.stderr);
         assert!(env.run_app().contains("mac=42"));
     }
 }

@@ -278,3 +278,92 @@ fn a_build_script_that_declares_nothing_is_left_to_cargo_with_what_depends_on_it
     assert_eq!(b.compiled, vec!["oldstyle"], "{}", b.stderr);
     assert_eq!(env.run_bin(&dir, "oldstyle").trim(), "1");
 }
+
+/// What the compile entries were checked against binds a record too: here a static
+/// library the linker read, outside the build dir, that no build script declares (cargo
+/// would find the binary Fresh; a plain build from an empty target links the new library).
+#[test]
+fn a_library_the_linker_read_binds_the_record_like_a_hit() {
+    let env = Env::snapshots();
+    let lib = env.tmp.path().join("native");
+    std::fs::create_dir_all(&lib).unwrap();
+    let make_lib = |v: i32| {
+        std::fs::write(
+            lib.join("v.c"),
+            format!("int native_value(void) {{ return {v}; }}\n"),
+        )
+        .unwrap();
+        let _ = std::fs::remove_file(lib.join("libnative.a"));
+        for cmd in [
+            vec!["cc", "-c", "-o", "v.o", "v.c"],
+            vec!["ar", "crs", "libnative.a", "v.o"],
+        ] {
+            let st = std::process::Command::new(cmd[0])
+                .args(&cmd[1..])
+                .current_dir(&lib)
+                .status()
+                .unwrap();
+            assert!(st.success());
+        }
+    };
+    make_lib(1);
+    let build_rs = format!(
+        "fn main() {{\n    println!(\"cargo::rerun-if-changed=build.rs\");\n    println!(\"cargo::rustc-link-search=native={}\");\n}}\n",
+        lib.display()
+    );
+    let dir = env.standalone(
+        "linked",
+        &[
+            ("build.rs", &build_rs),
+            (
+                "src/main.rs",
+                "#[link(name = \"native\", kind = \"static\")]\nextern \"C\" { fn native_value() -> i32; }\nfn main() { println!(\"{}\", unsafe { native_value() }); }\n",
+            ),
+        ],
+    );
+    env.cargo_in(&dir, &["build"]).assert_ok();
+    assert_eq!(env.run_bin(&dir, "linked").trim(), "1");
+    std::fs::remove_dir_all(dir.join("target/debug")).unwrap();
+    let b = env.cargo_in(&dir, &["build"]);
+    b.assert_ok().assert_noop();
+    assert!(b.projected >= 3, "{}", b.stats["snapshot"]);
+
+    make_lib(2);
+    std::fs::remove_dir_all(dir.join("target/debug")).unwrap();
+    let b = env.cargo_in(&dir, &["build"]);
+    b.assert_ok();
+    assert_eq!(b.compiled, vec!["linked"], "{}", b.stderr);
+    assert_eq!(
+        env.run_bin(&dir, "linked").trim(),
+        "2",
+        "the binary links the library as it is now"
+    );
+    assert!(
+        left(&b)["input changed"].as_u64() >= Some(1),
+        "{}",
+        b.stats["snapshot"]
+    );
+}
+
+/// `build.build-dir` (stable since cargo 1.91): unit state lives there, and that is what is
+/// mounted, recorded and projected; the uplifted binary still lands in the target dir.
+#[test]
+fn a_configured_build_dir_is_where_the_snapshot_lives() {
+    let env = Env::snapshots();
+    let dir = env.standalone(
+        "bdir",
+        &[
+            (".cargo/config.toml", "[build]\nbuild-dir = \"units\"\n"),
+            ("src/main.rs", "fn main() { println!(\"built\"); }\n"),
+        ],
+    );
+    env.cargo_in(&dir, &["build"]).assert_ok();
+    assert!(dir.join("units/debug/.fingerprint").is_dir());
+    assert!(common::is_mounted(&dir.join("units")));
+    std::fs::remove_dir_all(dir.join("units/debug")).unwrap();
+    std::fs::remove_dir_all(dir.join("target")).unwrap();
+    let b = env.cargo_in(&dir, &["build"]);
+    b.assert_ok().assert_noop();
+    assert!(b.projected >= 1, "{}", b.stats["snapshot"]);
+    assert_eq!(env.run_bin(&dir, "bdir").trim(), "built");
+}

@@ -128,7 +128,9 @@ pub fn before(config: &Config, paths: &Paths, at: &At) {
 /// Records the units of the build dir that the daemon does not know yet. Their inputs
 /// need the packages' roots, from `cargo metadata`, only asked when some unit is new.
 pub fn after(config: &Config, paths: &Paths, at: &At, cargo: &OsStr, args: &[OsString]) {
+    let t0 = std::time::Instant::now();
     let s = survey::survey(&at.build_dir);
+    let t_survey = t0.elapsed();
     let mut units: Vec<crate::proto::SnapUnit> = s.units.iter().map(|f| f.unit.clone()).collect();
     let req = Request::SnapshotRecord {
         at: at.proto.clone(),
@@ -147,6 +149,14 @@ pub fn after(config: &Config, paths: &Paths, at: &At, cargo: &OsStr, args: &[OsS
         .map(|a| a.iter().filter_map(|k| k.as_str()).collect())
         .unwrap_or_default();
     if need.is_empty() {
+        log(
+            paths,
+            &format!(
+                "snapshot: nothing new ({} units; survey {t_survey:?}, in all {:?})",
+                s.units.len(),
+                t0.elapsed()
+            ),
+        );
         return;
     }
     let roots = match super::cargo::metadata(cargo, args, false) {

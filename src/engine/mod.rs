@@ -73,6 +73,9 @@ pub struct Engine {
     /// What each pack served or stored in this daemon's life was checked against, for the
     /// snapshot records of the units it belongs to (`snapshot::Produced`).
     produced: Mutex<HashMap<crate::hash::Digest, Arc<snapshot::Produced>>>,
+    /// Per (snapshot index, unit): the stats digest the client last sent and the unit's
+    /// own identity computed from its files then.
+    snapshot_stats: Mutex<snapshot::StatsCache>,
 }
 
 impl Engine {
@@ -108,6 +111,7 @@ impl Engine {
             publish_tx: Mutex::new(None),
             publishing: (Mutex::new(HashSet::new()), Condvar::new()),
             produced: Mutex::new(HashMap::new()),
+            snapshot_stats: Mutex::new(HashMap::new()),
         });
         let (tx, rx) = mpsc::channel::<miss::PublishJob>();
         *engine.publish_tx.lock() = Some(tx);

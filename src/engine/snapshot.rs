@@ -55,6 +55,18 @@ type InputState = Result<(Digest, bool, NanoTime), &'static str>;
 /// A new record's inputs: outside the build dir, and inside it (relative path, digest).
 type RecordedInputs = (Vec<HostInput>, Vec<(String, Digest)>);
 
+/// Paths that must stay absent, by directory: (directory, names in it).
+type AbsentGroups = Vec<(Vec<u8>, Vec<Vec<u8>>)>;
+
+/// Directory listings read during one projection (`None`: the directory is not there).
+type Listings = HashMap<Vec<u8>, Option<crate::fsview::Listing>>;
+
+/// Per (index file, unit key): the client's stats digest and the unit's own identity.
+pub(super) type StatsCache = HashMap<(PathBuf, String), (Digest, Digest)>;
+
+/// Units whose stats digest the daemon remembers at most.
+const STATS_CACHE_MAX: usize = 100_000;
+
 /// Real files per snapshot pack (each is held open while the pack is written).
 const PACK_BATCH: usize = 128;
 
@@ -108,6 +120,7 @@ impl Engine {
     ) {
         use crate::os::OsStrExt;
         let abs = |p: &[u8]| cwd.join(os_path(p)).as_os_str().as_bytes().to_vec();
+        // By directory: a projection checks a directory's listing once.
         let mut absent: Vec<Vec<u8>> = inputs.absent.iter().map(|a| abs(a)).collect();
         for g in &inputs.absent_under {
             let dir = cwd.join(os_path(&g.dir));
@@ -168,23 +181,44 @@ impl Engine {
         units: Vec<SnapUnit>,
         refused: Vec<(String, String)>,
     ) -> Result<serde_json::Value> {
+        let t0 = std::time::Instant::now();
         // Outputs of misses become projections once stored: reference those, never copy.
         self.wait_published(Duration::from_secs(10));
         let (build_dir, m, inner) = self.snapshot_mount(&at)?;
         let core = &*m.core;
         let path = index_path(self, &at);
         let mut idx = Index::load(&path);
+        let t_load = t0.elapsed();
         let mut unrecorded: BTreeMap<String, u64> = BTreeMap::new();
         for (_, r) in &refused {
             *unrecorded.entry(r.clone()).or_default() += 1;
         }
 
         // Every unit's files and identity, new or not: dependents name their dependencies'.
+        // Files are read through the core only for units whose stats changed since the
+        // daemon last did (or that turn out to be new, below).
         let mut now: HashMap<String, (Digest, Vec<FileNow>)> = HashMap::new();
+        let mut seen_stats = StatsCache::new();
+        {
+            let cache = self.snapshot_stats.lock();
+            for u in &units {
+                if let Some(v) = cache.get(&(path.clone(), u.key.clone())) {
+                    seen_stats.insert((path.clone(), u.key.clone()), *v);
+                }
+            }
+        }
         for u in &units {
+            let cache_key = (path.clone(), u.key.clone());
+            if let Some((sd, own)) = seen_stats.get(&cache_key)
+                && *sd == u.stats_digest
+            {
+                now.insert(u.key.clone(), (*own, Vec::new()));
+                continue;
+            }
             match unit_files(core, &inner, u) {
                 Ok(files) => {
                     let id = identity(u, &files);
+                    seen_stats.insert(cache_key, (u.stats_digest, id));
                     now.insert(u.key.clone(), (id, files));
                 }
                 Err(e) => {
@@ -195,6 +229,8 @@ impl Engine {
                 }
             }
         }
+        let own_ids: HashMap<String, Digest> =
+            now.iter().map(|(k, (id, _))| (k.clone(), *id)).collect();
         // A unit's identity covers the identities of the units it was built against: the
         // same files built against other dependencies are another record.
         let by_key: HashMap<&str, &SnapUnit> = units.iter().map(|u| (u.key.as_str(), u)).collect();
@@ -211,6 +247,14 @@ impl Engine {
                 _ => {}
             }
         }
+        {
+            let mut cache = self.snapshot_stats.lock();
+            if cache.len() + seen_stats.len() > STATS_CACHE_MAX {
+                cache.clear();
+            }
+            cache.extend(seen_stats);
+        }
+        let t_ids = t0.elapsed();
         let tools = self.tools_digest(&at).map_err(anyhow::Error::msg)?;
         let produced = self.produced.lock().clone();
         let mut need = Vec::new();
@@ -218,9 +262,10 @@ impl Engine {
         let mut new: Vec<(&SnapUnit, UnitRecord)> = Vec::new();
         let fs = self.fs();
         for u in &units {
-            let Some((id, _)) = now.get(&u.key) else {
+            let Some(id) = now.get(&u.key).map(|(id, _)| *id) else {
                 continue;
             };
+            let id = &id;
             if idx.has(&u.key, id) {
                 known += 1;
                 continue;
@@ -240,6 +285,22 @@ impl Engine {
                     .or_default() += 1;
                 continue;
             };
+            if now[&u.key].1.is_empty() && !u.files.is_empty() {
+                // Known by its stats but new to this index: read its files now.
+                match unit_files(core, &inner, u) {
+                    Ok(files) if identity(u, &files) == own_ids[&u.key] => {
+                        if let Some(e) = now.get_mut(&u.key) {
+                            e.1 = files;
+                        }
+                    }
+                    _ => {
+                        *unrecorded
+                            .entry("changed while recorded".into())
+                            .or_default() += 1;
+                        continue;
+                    }
+                }
+            }
             let entries = match entry_inputs(&now[&u.key].1, &produced, &build_dir) {
                 Ok(e) => e,
                 Err(reason) => {
@@ -271,6 +332,12 @@ impl Engine {
                             .collect(),
                         recorded: crate::util::unix_now(),
                     };
+                    debug!(
+                        "snapshot: {} recorded with {} inputs, {} in the build dir",
+                        u.key,
+                        record.inputs.len(),
+                        record.build_inputs.len()
+                    );
                     new.push((u, record));
                 }
                 Err(reason) => {
@@ -327,6 +394,10 @@ impl Engine {
                 *d.snapshot.unrecorded.entry(r.clone()).or_default() += n;
             }
         });
+        debug!(
+            "snapshot record: index loaded at {t_load:?}, identities at {t_ids:?}, done at {:?}",
+            t0.elapsed()
+        );
         if recorded > 0 {
             info!(
                 "snapshot of {}: {recorded} units recorded, {known} known",
@@ -393,6 +464,7 @@ impl Engine {
         let core = &*m.core;
         // The stamp, before anything is looked at.
         let stamp = core.now()?;
+        let t0 = std::time::Instant::now();
         let idx = Index::load(&index_path(self, &at));
         let mut left: BTreeMap<&'static str, u64> = BTreeMap::new();
         if idx.units.is_empty() {
@@ -459,6 +531,7 @@ impl Engine {
             stamp,
             checked: HashMap::new(),
             packs: HashMap::new(),
+            listings: HashMap::new(),
             state: HashMap::new(),
             visiting: HashSet::new(),
         };
@@ -468,6 +541,8 @@ impl Engine {
             }
         }
         let packs = std::mem::take(&mut cx.packs);
+        let t_verify = t0.elapsed();
+        let checked_inputs = cx.checked.len();
         let mut chosen: HashMap<&str, (&UnitRecord, NanoTime)> = HashMap::new();
         for (k, st) in cx.state {
             match st {
@@ -521,7 +596,12 @@ impl Engine {
             }
         }
         if !need.is_empty() {
-            return Ok(serde_json::json!({ "projected": 0, "need_dirs": need }));
+            let rels: Vec<PathBuf> = need.iter().map(|d| inner.join(d)).collect();
+            if let Err(e) = core.make_dirs(&rels) {
+                // Made by the client through the mount instead, which then asks again.
+                debug!("snapshot: directories left to the client: {e}");
+                return Ok(serde_json::json!({ "projected": 0, "need_dirs": need }));
+            }
         }
 
         let mut items = Vec::new();
@@ -547,8 +627,14 @@ impl Engine {
                 });
             }
         }
+        let t1 = std::time::Instant::now();
         core.project(&items)
             .map_err(|e| anyhow::anyhow!("projecting the snapshot: {e}"))?;
+        debug!(
+            "snapshot: {checked_inputs} inputs verified in {t_verify:?}, {} files projected in {:?}",
+            items.len(),
+            t1.elapsed()
+        );
         for id in packs.keys() {
             self.store.touch(id);
         }
@@ -605,7 +691,14 @@ impl Engine {
                 why = "variable changed";
                 continue;
             }
-            let t = match self.verify_record(cx.fs, r, cx.stamp, &mut cx.checked, &mut cx.packs) {
+            let t = match self.verify_record(
+                cx.fs,
+                r,
+                cx.stamp,
+                &mut cx.checked,
+                &mut cx.packs,
+                &mut cx.listings,
+            ) {
                 Ok(t) => t,
                 Err(w) => {
                     why = w;
@@ -665,6 +758,7 @@ impl Engine {
         stamp: NanoTime,
         checked: &mut HashMap<Vec<u8>, InputState>,
         packs: &mut HashMap<Digest, Option<Arc<Pack>>>,
+        listings: &mut Listings,
     ) -> Result<NanoTime, &'static str> {
         let mut newest: NanoTime = 0;
         for i in &r.inputs {
@@ -681,8 +775,12 @@ impl Engine {
             }
             newest = newest.max(mtime);
         }
-        for a in &r.absent {
-            if !fs.absent(&os_path(a)) {
+        for (dir, names) in &r.absent {
+            if !absent_in(fs, &os_path(dir), names, listings) {
+                debug!(
+                    "snapshot: a name that must stay absent is in {}",
+                    os_path(dir).display()
+                );
                 return Err("a path that must stay absent exists");
             }
         }
@@ -716,6 +814,7 @@ struct Resolve<'a, 'f> {
     stamp: NanoTime,
     checked: HashMap<Vec<u8>, InputState>,
     packs: HashMap<Digest, Option<Arc<Pack>>>,
+    listings: Listings,
     /// Per unit: the record chosen and its newest input, or why none was.
     state: HashMap<&'a str, Result<(&'a UnitRecord, NanoTime), &'static str>>,
     visiting: HashSet<&'a str>,
@@ -728,7 +827,7 @@ fn entry_inputs(
     files: &[FileNow],
     produced: &HashMap<Digest, Arc<Produced>>,
     build_dir: &Path,
-) -> Result<(Vec<HostInput>, Vec<Vec<u8>>), &'static str> {
+) -> Result<(Vec<HostInput>, AbsentGroups), &'static str> {
     let inside = |p: &[u8]| Path::new(&*crate::os::os_str(p)).starts_with(build_dir);
     let mut host = Vec::new();
     let mut absent = Vec::new();
@@ -757,9 +856,7 @@ fn entry_inputs(
         }
         absent.extend(e.absent.iter().filter(|a| !inside(a)).cloned());
     }
-    absent.sort();
-    absent.dedup();
-    Ok((host, absent))
+    Ok((host, group_by_dir(absent)))
 }
 
 /// Whether a unit's file (relative to the build dir) is written by rustc: its files in
@@ -807,6 +904,50 @@ fn full_identity(
     visiting.remove(key);
     full.insert(key.to_string(), result);
     result
+}
+
+/// Absolute paths grouped by their directory.
+fn group_by_dir(paths: Vec<Vec<u8>>) -> AbsentGroups {
+    use crate::os::OsStrExt;
+    let mut by: BTreeMap<Vec<u8>, std::collections::BTreeSet<Vec<u8>>> = BTreeMap::new();
+    for p in paths {
+        let p = os_path(&p);
+        let (Some(dir), Some(name)) = (p.parent(), p.file_name()) else {
+            continue;
+        };
+        by.entry(dir.as_os_str().as_bytes().to_vec())
+            .or_default()
+            .insert(name.as_bytes().to_vec());
+    }
+    by.into_iter()
+        .map(|(d, n)| (d, n.into_iter().collect()))
+        .collect()
+}
+
+/// Whether none of `names` is in `dir`, known for sure: from the directory's listing, or
+/// because the directory is not there; otherwise (a listing the view will not give, such as
+/// a path through `..`) name by name. An error is no answer: this fails closed.
+fn absent_in(fs: &dyn FsView, dir: &Path, names: &[Vec<u8>], listings: &mut Listings) -> bool {
+    use crate::os::OsStrExt;
+    let key = dir.as_os_str().as_bytes().to_vec();
+    if !listings.contains_key(&key) {
+        let l = match fs.list_dir(dir) {
+            Ok(l) => Some(l),
+            Err(_) if fs.absent(dir) => None,
+            Err(_) => {
+                return names
+                    .iter()
+                    .all(|n| fs.absent(&dir.join(std::ffi::OsStr::from_bytes(n))));
+            }
+        };
+        listings.insert(key.clone(), l);
+    }
+    match &listings[&key] {
+        None => true,
+        Some(l) => names
+            .iter()
+            .all(|n| !l.contains(std::ffi::OsStr::from_bytes(n))),
+    }
 }
 
 /// The digest of a unit's identity: its fingerprint hashes and its files' contents.
@@ -983,6 +1124,47 @@ fn read_core_file(core: &dyn MountCore, p: &Path, max: u64) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn absent_names_are_checked_by_listing_and_fail_closed() {
+        use crate::os::OsStrExt;
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path().join("src");
+        std::fs::create_dir(&d).unwrap();
+        std::fs::write(d.join("lib.rs"), "").unwrap();
+        let hashes = crate::fsview::hashcache::HashCache::new();
+        let fs = crate::fsview::HostFs { hashes: &hashes };
+        let names = |v: &[&str]| v.iter().map(|n| n.as_bytes().to_vec()).collect::<Vec<_>>();
+        let mut l = Listings::new();
+        assert!(absent_in(&fs, &d, &names(&["foo.rs", "mod.rs"]), &mut l));
+        assert!(!absent_in(&fs, &d, &names(&["foo.rs", "lib.rs"]), &mut l));
+        // A directory that is not there holds nothing.
+        assert!(absent_in(&fs, &d.join("foo"), &names(&["mod.rs"]), &mut l));
+        // Through `..` (a path the kernel resolves through `foo`).
+        std::fs::create_dir(d.join("foo")).unwrap();
+        let up = d.join("foo/..");
+        assert!(!absent_in(
+            &fs,
+            &up,
+            &names(&["lib.rs"]),
+            &mut Listings::new()
+        ));
+        // A file where a directory is expected: nothing can be under it.
+        assert!(absent_in(
+            &fs,
+            &d.join("lib.rs"),
+            &names(&["x"]),
+            &mut Listings::new()
+        ));
+        // Grouping.
+        let g = group_by_dir(vec![
+            d.join("a.h").as_os_str().as_bytes().to_vec(),
+            d.join("b.h").as_os_str().as_bytes().to_vec(),
+            t.path().join("c.h").as_os_str().as_bytes().to_vec(),
+        ]);
+        assert_eq!(g.len(), 2);
+        assert_eq!(g.iter().map(|(_, n)| n.len()).sum::<usize>(), 3);
+    }
 
     #[test]
     fn compiler_outputs_are_told_from_cargos_own_files() {

@@ -128,6 +128,15 @@ pub trait MountCore: Send + Sync {
     /// Projects entries, replacing whatever was at their paths, and returns once every
     /// process can see them.
     fn project(&self, items: &[ProjectItem]) -> Result<(), ProjectError>;
+    /// Makes real directories (relative to the root, parents first), visible to every
+    /// process when it returns. A backend that cannot says so: the caller then has them
+    /// made through the mount.
+    fn make_dirs(&self, rels: &[PathBuf]) -> Result<(), ProjectError> {
+        Err(ProjectError::Io(
+            rels.first().cloned().unwrap_or_default(),
+            io::Error::new(io::ErrorKind::Unsupported, "not supported by this backend"),
+        ))
+    }
     /// Writes a real file at `rel` (replacing a file or projection there), visible to every
     /// process when it returns.
     fn put_real(

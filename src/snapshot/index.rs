@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::hash::Digest;
 
-const MAGIC: &[u8; 8] = b"ZCFSSNP2";
+const MAGIC: &[u8; 8] = b"ZCFSSNP3";
 /// The largest index file read.
 pub const MAX_BYTES: u64 = 256 << 20;
 /// Records kept per unit (newest first): a few branches' worth.
@@ -56,8 +56,9 @@ pub struct UnitRecord {
     /// Directories to create (relative to the build dir), parents first.
     pub dirs: Vec<String>,
     pub inputs: Vec<HostInput>,
-    /// Paths that must not exist (a compile's module or header alternatives).
-    pub absent: Vec<Vec<u8>>,
+    /// Paths that must not exist (a compile's module or header alternatives), by
+    /// directory: (absolute directory, names in it).
+    pub absent: Vec<(Vec<u8>, Vec<Vec<u8>>)>,
     /// The digest of the tools the build ran that cargo does not track by content (the
     /// default linker and C compilers).
     pub tools: Digest,
@@ -181,7 +182,7 @@ mod tests {
         let b = i.encode();
         assert_eq!(Index::decode(&b), Some(i));
         assert_eq!(Index::decode(&b[..b.len() - 1]), None);
-        assert_eq!(Index::decode(b"ZCFSSNP1"), None);
+        assert_eq!(Index::decode(b"ZCFSSNP2"), None);
         assert_eq!(Index::decode(b""), None);
         // No panic on any truncation or flipped byte.
         for n in 0..b.len() {

@@ -370,6 +370,7 @@ fn unit_spec(
     }
     files.sort();
     files.dedup();
+    let stats_digest = stats_digest(build_dir, &files)?;
     // Parents first (a parent is a prefix, so it sorts before its children).
     dirs.sort();
     dirs.dedup();
@@ -403,9 +404,26 @@ fn unit_spec(
         dirs,
         deps,
         started,
+        stats_digest,
         inputs: None,
         env: Vec::new(),
     })
+}
+
+/// A digest of the files' stats (not following links), in order.
+fn stats_digest(root: &Path, files: &[String]) -> Result<crate::hash::Digest, String> {
+    let mut h = crate::hash::KeyHasher::new("zcfs snapshot stats");
+    for rel in files {
+        let m = fs::symlink_metadata(root.join(rel)).map_err(|e| format!("{rel}: {e}"))?;
+        let st = crate::os::file_stat(&m);
+        h.field("file", rel.as_bytes());
+        h.field("size", &st.size.to_le_bytes());
+        h.field("ino", &st.ino.to_le_bytes());
+        h.field("dev", &st.dev.to_le_bytes());
+        h.field("mtime", &st.mtime.to_le_bytes());
+        h.field("ctime", &st.ctime.to_le_bytes());
+    }
+    Ok(h.finish())
 }
 
 /// The regular files and directories under `rel` (relative to `root`); anything else (a

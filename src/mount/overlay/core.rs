@@ -22,6 +22,10 @@ impl MountCore for Vfs {
         Vfs::project(self, items).map(|_| ())
     }
 
+    fn make_dirs(&self, rels: &[std::path::PathBuf]) -> Result<(), ProjectError> {
+        Vfs::make_dirs(self, rels)
+    }
+
     fn put_real(
         &self,
         rel: &Path,

@@ -210,6 +210,48 @@ impl Vfs {
         }
     }
 
+    /// Makes the real directories `rels` (parents first; each parent must exist or come
+    /// earlier in the list), as a process's `mkdir` through the mount would, and returns
+    /// once every process sees them. A directory already there is left as it is.
+    pub fn make_dirs(&self, rels: &[std::path::PathBuf]) -> Result<(), ProjectError> {
+        let mut invals = Vec::new();
+        let mut failed = None;
+        {
+            let mut t = self.table.lock();
+            for rel in rels {
+                let io = |e: Errno| ProjectError::Io(rel.clone(), e.into());
+                let r = (|| {
+                    let (parts, name) = Self::split(rel)?;
+                    let parent = self.walk_dirs(&mut t, &parts, rel)?;
+                    match Self::resolve(&t, parent, &name).map_err(io)? {
+                        Target::Real(st) if is_dir(&st) => return Ok(()),
+                        Target::Missing => {}
+                        _ => return Err(ProjectError::BadPath(rel.clone(), "not a directory")),
+                    }
+                    let fd = t.dir_fd(parent).map_err(io)?;
+                    match rustix::fs::mkdirat(&*fd, &name, Mode::from_raw_mode(0o755)) {
+                        Ok(()) | Err(Errno::EXIST) => {}
+                        Err(e) => return Err(io(e)),
+                    }
+                    // The kernel may hold a negative entry for the name, and the parent's
+                    // attributes (link count, times) changed.
+                    invals.push(Inval::Entry(parent, name));
+                    invals.push(Inval::Inode(parent));
+                    Ok(())
+                })();
+                if let Err(e) = r {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        let sent = self.send_invals(invals);
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        sent.map_err(ProjectError::Kernel)
+    }
+
     /// Projects entries, replacing whatever was at their paths, and returns once every
     /// process can see them (spec M9). All-or-nothing per item; items are applied in order.
     pub fn project(&self, items: &[ProjectItem]) -> Result<Vec<Ino>, ProjectError> {

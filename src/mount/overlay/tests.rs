@@ -890,3 +890,57 @@ fn the_daemons_own_path_lookups_climb_out_of_real_directories_only() {
         assert!(f.vfs.path_target(Path::new(bad)).is_err(), "{bad}");
     }
 }
+
+/// A kernel that records the invalidations it is sent.
+#[derive(Default)]
+struct RecordingKernel(parking_lot::Mutex<Vec<Inval>>);
+impl Notify for RecordingKernel {
+    fn invalidate(&self, v: Vec<Inval>) -> Result<(), String> {
+        self.0.lock().extend(v);
+        Ok(())
+    }
+    fn inval_inode_later(&self, _: Ino) {}
+}
+
+#[test]
+fn directories_made_for_the_daemon_are_real_and_the_kernel_forgets_their_absence() {
+    let f = Fixture::new();
+    // A lookup that failed: the kernel may keep that answer until told otherwise.
+    assert_eq!(f.ino("debug").err(), Some(Errno::NOENT));
+    let k = Arc::new(RecordingKernel::default());
+    f.vfs.set_notify(k.clone());
+    let rels: Vec<PathBuf> = [
+        "debug",
+        "debug/.fingerprint",
+        "debug/.fingerprint/u-1",
+        "deps",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .collect();
+    f.vfs.make_dirs(&rels).unwrap();
+    assert!(f.lower_path("debug/.fingerprint/u-1").is_dir());
+    let sent = k.0.lock();
+    assert!(
+        sent.iter()
+            .any(|i| matches!(i, Inval::Entry(p, n) if *p == ROOT && n == "debug")),
+        "{sent:?}"
+    );
+    assert!(
+        sent.iter()
+            .any(|i| matches!(i, Inval::Inode(p) if *p == ROOT))
+    );
+    // `deps` was there: nothing to say about it.
+    assert!(
+        !sent
+            .iter()
+            .any(|i| matches!(i, Inval::Entry(_, n) if n == "deps"))
+    );
+    drop(sent);
+    assert!(f.ino("debug/.fingerprint/u-1").is_ok());
+    // A file in the way, or a parent missing, is an error.
+    std::fs::write(f.lower_path("file"), b"x").unwrap();
+    assert!(f.vfs.make_dirs(&[PathBuf::from("file")]).is_err());
+    assert!(f.vfs.make_dirs(&[PathBuf::from("no/such")]).is_err());
+    assert!(f.vfs.make_dirs(&[PathBuf::from("../up")]).is_err());
+}
