@@ -293,7 +293,8 @@ impl Engine {
                             e.1 = files;
                         }
                     }
-                    _ => {
+                    r => {
+                        debug!("snapshot: {} changed while recorded ({:?})", u.key, r.err());
                         *unrecorded
                             .entry("changed while recorded".into())
                             .or_default() += 1;
@@ -381,7 +382,7 @@ impl Engine {
                         digest: f.digest,
                     });
                 }
-                if idx.add(&u.key, record) {
+                if idx.add(&u.key, record) && !is_extra(&u.key) {
                     recorded += 1;
                 }
             }
@@ -536,6 +537,13 @@ impl Engine {
             visiting: HashSet::new(),
         };
         for key in idx.units.keys() {
+            if is_extra(key) {
+                // Not a unit: projected only where cargo has none (it checks it itself).
+                let rel = inner.join(checked_rel(key).map_err(anyhow::Error::msg)?);
+                if core.path_target(&rel).is_ok() {
+                    continue;
+                }
+            }
             if !present.contains(key.as_str()) {
                 self.resolve(&mut cx, key);
             }
@@ -638,7 +646,7 @@ impl Engine {
         for id in packs.keys() {
             self.store.touch(id);
         }
-        let n = chosen.len() as u64;
+        let n = chosen.keys().filter(|k| !is_extra(k)).count() as u64;
         self.count_snapshot(n, items.len() as u64, &left);
         info!(
             "snapshot of {}: {n} units projected ({} files, {bytes} bytes) at {t}, stamp {stamp}",
@@ -948,6 +956,12 @@ fn absent_in(fs: &dyn FsView, dir: &Path, names: &[Vec<u8>], listings: &mut List
             .iter()
             .all(|n| !l.contains(std::ffi::OsStr::from_bytes(n))),
     }
+}
+
+/// Whether a key names a file of the build dir kept with the units rather than a unit
+/// (cargo's `.rustc_info.json`): not counted as a unit.
+fn is_extra(key: &str) -> bool {
+    key == crate::snapshot::survey::RUSTC_INFO
 }
 
 /// The digest of a unit's identity: its fingerprint hashes and its files' contents.

@@ -253,7 +253,38 @@ pub fn survey(build_dir: &Path) -> Survey {
             break;
         }
     }
+    if let Some(f) = rustc_info(build_dir) {
+        s.units.push(f);
+    }
     s
+}
+
+/// The key of cargo's cache of rustc's answers (`.rustc_info.json` at the build dir's root),
+/// recorded like a unit: cargo checks it itself (rustc's path, mtime and environment), and
+/// without it a build from an empty target probes rustc again (three runs).
+pub const RUSTC_INFO: &str = ".rustc_info.json";
+
+fn rustc_info(build_dir: &Path) -> Option<Found> {
+    let p = build_dir.join(RUSTC_INFO);
+    let m = fs::symlink_metadata(&p).ok().filter(|m| m.is_file())?;
+    let files = vec![RUSTC_INFO.to_string()];
+    Some(Found {
+        unit: SnapUnit {
+            key: RUSTC_INFO.to_string(),
+            hashes: Vec::new(),
+            stats_digest: stats_digest(build_dir, &files).ok()?,
+            files,
+            dirs: Vec::new(),
+            deps: Vec::new(),
+            started: crate::fsutil::mtime_ns(&m),
+            // Nothing outside it: recorded without asking `cargo metadata` (which may
+            // rewrite it).
+            inputs: Some(Vec::new()),
+            env: Vec::new(),
+        },
+        package: String::new(),
+        local: Vec::new(),
+    })
 }
 
 /// The crate names a unit's targets may compile under: from each hash file's name
