@@ -367,3 +367,42 @@ fn a_configured_build_dir_is_where_the_snapshot_lives() {
     assert!(b.projected >= 1, "{}", b.stats["snapshot"]);
     assert_eq!(env.run_bin(&dir, "bdir").trim(), "built");
 }
+
+/// A cargo already building in the profile (it holds `.cargo-lock`): nothing is projected
+/// under it; the build waits for the lock as cargo does, then builds through the wrapper.
+#[test]
+fn nothing_is_projected_while_another_cargo_holds_the_build_lock() {
+    let env = Env::snapshots();
+    env.cargo(&["build"]).assert_ok();
+    let base = env.run_app();
+    // Empty the profile but keep its lock file, held as a running cargo holds it.
+    for e in std::fs::read_dir(env.target().join("debug"))
+        .unwrap()
+        .flatten()
+    {
+        if e.file_name() == ".cargo-lock" {
+            continue;
+        }
+        if e.file_type().unwrap().is_dir() {
+            std::fs::remove_dir_all(e.path()).unwrap();
+        } else {
+            std::fs::remove_file(e.path()).unwrap();
+        }
+    }
+    let lock = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(env.target().join("debug/.cargo-lock"))
+        .unwrap();
+    lock.lock().unwrap();
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        drop(lock);
+    });
+    let b = env.cargo(&["build"]);
+    release.join().unwrap();
+    b.assert_ok();
+    assert_eq!(b.projected, 0, "{}", b.stats["snapshot"]);
+    assert!(b.hits >= 5, "built through the wrapper: {}", b.stderr);
+    assert_eq!(env.run_app(), base);
+}

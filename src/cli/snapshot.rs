@@ -94,6 +94,29 @@ fn json(config: &Config, paths: &Paths, req: &Request) -> Result<serde_json::Val
 /// Projects what verifies. Directories the mount lacks are made here, through the mount,
 /// and the daemon is asked once more.
 pub fn before(config: &Config, paths: &Paths, at: &At) {
+    // cargo holds `<profile>/.cargo-lock` while it builds there: no projection under a
+    // cargo at work (the locks are held until the projection is done).
+    let mut held = Vec::new();
+    for lock in cargo_locks(&at.build_dir) {
+        let Ok(f) = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&lock)
+        else {
+            continue;
+        };
+        let profile = lock.parent().unwrap_or(&at.build_dir).display();
+        match f.try_lock() {
+            Ok(()) => held.push(f),
+            Err(_) => {
+                log(
+                    paths,
+                    &format!("snapshot not projected: another cargo is building in {profile}"),
+                );
+                return;
+            }
+        }
+    }
     let req = Request::SnapshotProject {
         at: at.proto.clone(),
         env: std::env::vars_os()
@@ -123,6 +146,36 @@ pub fn before(config: &Config, paths: &Paths, at: &At) {
             }
         }
     }
+}
+
+/// cargo's lock files in a build dir: `<profile>/.cargo-lock` and
+/// `<triple>/<profile>/.cargo-lock`.
+fn cargo_locks(build_dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let dirs = |d: &Path| -> Vec<PathBuf> {
+        std::fs::read_dir(d)
+            .map(|rd| {
+                rd.flatten()
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                    .map(|e| e.path())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    for d in dirs(build_dir) {
+        let l = d.join(".cargo-lock");
+        if l.is_file() {
+            out.push(l);
+        } else {
+            out.extend(
+                dirs(&d)
+                    .into_iter()
+                    .map(|p| p.join(".cargo-lock"))
+                    .filter(|l| l.is_file()),
+            );
+        }
+    }
+    out
 }
 
 /// Records the units of the build dir that the daemon does not know yet. Their inputs
