@@ -406,3 +406,42 @@ fn nothing_is_projected_while_another_cargo_holds_the_build_lock() {
     assert!(b.hits >= 5, "built through the wrapper: {}", b.stderr);
     assert_eq!(env.run_app(), base);
 }
+
+/// Another feature set is another unit (cargo's unit names follow features): it is built,
+/// and each set's records are projected when asked for again.
+#[test]
+fn feature_sets_each_get_their_own_records() {
+    let env = Env::snapshots();
+    let dir = env.standalone(
+        "feat",
+        &[(
+            "src/main.rs",
+            "fn main() { if cfg!(feature = \"a\") { println!(\"a\") } else { println!(\"b\") } }\n",
+        )],
+    );
+    let toml = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
+    std::fs::write(
+        dir.join("Cargo.toml"),
+        format!("{toml}[features]\na = []\nb = []\n"),
+    )
+    .unwrap();
+    let build = |features: &str| {
+        std::fs::remove_dir_all(dir.join("target/debug")).ok();
+        let b = env.cargo_in(&dir, &["build", "--features", features]);
+        b.assert_ok();
+        (b, env.run_bin(&dir, "feat").trim().to_string())
+    };
+    let (b, out) = build("a");
+    assert_eq!((b.compiled.len(), out.as_str()), (1, "a"));
+    let (b, out) = build("b");
+    assert_eq!(
+        (b.compiled.clone(), out.as_str()),
+        (vec!["feat".to_string()], "b")
+    );
+    let (b, out) = build("a");
+    b.assert_noop();
+    assert_eq!(out, "a");
+    let (b, out) = build("b");
+    b.assert_noop();
+    assert_eq!(out, "b");
+}
