@@ -945,16 +945,14 @@ fn absent_in(fs: &dyn FsView, dir: &Path, names: &[Vec<u8>], listings: &mut List
             Err(_) => {
                 return names
                     .iter()
-                    .all(|n| fs.absent(&dir.join(std::ffi::OsStr::from_bytes(n))));
+                    .all(|n| fs.absent(&dir.join(&*crate::os::os_str(n))));
             }
         };
         listings.insert(key.clone(), l);
     }
     match &listings[&key] {
         None => true,
-        Some(l) => names
-            .iter()
-            .all(|n| !l.contains(std::ffi::OsStr::from_bytes(n))),
+        Some(l) => names.iter().all(|n| !l.contains(&*crate::os::os_str(n))),
     }
 }
 
