@@ -252,6 +252,36 @@ fn c44_cc_rs_build_scripts_under_zcfs_cargo() {
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "42");
+    // The registry crates (cc, shlex, ...) under another CARGO_HOME (the same registry,
+    // reached through a symlink): the records are bound to the CARGO_HOME they were made
+    // with, so cargo builds every unit again (as hits where the entries allow), and the
+    // result runs alike.
+    let home = env.tmp.path().join("other-cargo-home");
+    std::fs::create_dir_all(&home).unwrap();
+    let real_home = std::env::var_os("CARGO_HOME")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(&std::env::var_os("HOME").unwrap()).join(".cargo"));
+    std::os::unix::fs::symlink(real_home.join("registry"), home.join("registry")).unwrap();
+    cargo(&["clean"]);
+    let o = env
+        .command(ZCFS)
+        .args(["cargo", "build", "--offline"])
+        .current_dir(&dir)
+        .env_remove("CC")
+        .env_remove("CXX")
+        .env("CARGO_HOME", &home)
+        .output()
+        .unwrap();
+    ok(&o);
+    let t = text(&o);
+    assert!(
+        t.contains("Compiling cc "),
+        "the registry units are built again: {t}"
+    );
+    let out = std::process::Command::new(dir.join("target/debug/ccrs"))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "42");
 }
 
 /// An in-tree build in a mounted directory, whose sources include a header of the
