@@ -244,14 +244,37 @@ pub fn after(config: &Config, paths: &Paths, at: &At, cargo: &OsStr, args: &[OsS
 }
 
 /// Runs cargo and waits for it. Ctrl-C reaches cargo (same process group) and is ignored
-/// here, so that this process outlives cargo and reports its status.
+/// here, so that this process outlives cargo and reports its status; a SIGTERM or SIGHUP
+/// sent to this process alone (a CI job's timeout) is passed on to cargo.
 pub fn run_child(cmd: &mut Command) -> std::io::Result<ExitStatus> {
     let mut child = cmd.spawn()?;
     #[cfg(unix)]
-    // SAFETY: setting a signal's disposition to SIG_IGN has no handler to race with.
-    unsafe {
-        libc::signal(libc::SIGINT, libc::SIG_IGN);
-        libc::signal(libc::SIGQUIT, libc::SIG_IGN);
+    {
+        CHILD.store(child.id() as i32, std::sync::atomic::Ordering::SeqCst);
+        // SAFETY: SIG_IGN has no handler; `forward` only reads an atomic and calls
+        // `kill`, both async-signal-safe.
+        unsafe {
+            libc::signal(libc::SIGINT, libc::SIG_IGN);
+            libc::signal(libc::SIGQUIT, libc::SIG_IGN);
+            let handler = forward as extern "C" fn(libc::c_int) as libc::sighandler_t;
+            libc::signal(libc::SIGTERM, handler);
+            libc::signal(libc::SIGHUP, handler);
+        }
     }
     child.wait()
+}
+
+/// The pid of the cargo this process waits for (0: none).
+#[cfg(unix)]
+static CHILD: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+#[cfg(unix)]
+extern "C" fn forward(sig: libc::c_int) {
+    let pid = CHILD.load(std::sync::atomic::Ordering::SeqCst);
+    if pid > 0 {
+        // SAFETY: kill(2) is async-signal-safe.
+        unsafe {
+            libc::kill(pid, sig);
+        }
+    }
 }
