@@ -443,7 +443,7 @@ pub fn to_text(v: &serde_json::Value) -> String {
                 let total: u64 = map.values().filter_map(|x| x.as_u64()).sum();
                 let _ = writeln!(s, "{title:<21}{total}");
                 for (k, c) in map {
-                    let _ = writeln!(s, "    {k:<34}{}", c.as_u64().unwrap_or(0));
+                    let _ = writeln!(s, "    {k:<38} {}", c.as_u64().unwrap_or(0));
                 }
             }
         }
