@@ -386,6 +386,10 @@ impl Engine {
                     recorded += 1;
                 }
             }
+            let pruned = idx.prune(|p| self.store.has_pack(p));
+            if pruned > 0 {
+                debug!("snapshot: {pruned} records dropped, their packs are gone");
+            }
             idx.save(&path)
                 .with_context(|| format!("writing {}", path.display()))?;
         }

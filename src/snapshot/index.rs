@@ -149,6 +149,29 @@ impl Index {
     }
 }
 
+impl Index {
+    /// Drops the records that name a pack `have` says is gone (the store evicted it: the
+    /// record could not be projected any more), and units left with none. Returns how many
+    /// records went. This is what keeps an index from growing without bound as units come
+    /// and go (dependency upgrades, other branches): their packs age out of the store.
+    pub fn prune(&mut self, mut have: impl FnMut(&Digest) -> bool) -> usize {
+        let mut known: std::collections::HashMap<Digest, bool> = Default::default();
+        let mut dropped = 0;
+        self.units.retain(|_, records| {
+            records.retain(|r| {
+                let ok = r
+                    .files
+                    .iter()
+                    .all(|f| *known.entry(f.pack).or_insert_with(|| have(&f.pack)));
+                dropped += usize::from(!ok);
+                ok
+            });
+            !records.is_empty()
+        });
+        dropped
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -191,6 +214,20 @@ mod tests {
             c[n] ^= 0xff;
             let _ = Index::decode(&c);
         }
+    }
+
+    #[test]
+    fn records_whose_packs_are_gone_are_pruned() {
+        let mut i = Index::default();
+        i.add("a", record(1));
+        let mut gone = record(2);
+        gone.files[0].pack = Digest([7; 32]);
+        i.add("a", gone.clone());
+        i.add("b", gone);
+        assert_eq!(i.prune(|p| *p != Digest([7; 32])), 2);
+        assert_eq!(i.units.len(), 1);
+        assert_eq!(i.units["a"].len(), 1);
+        assert_eq!(i.units["a"][0].identity, Digest([1; 32]));
     }
 
     #[test]
