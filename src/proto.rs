@@ -162,6 +162,10 @@ pub enum Request {
         units: Vec<SnapUnit>,
         /// Units the client found but does not offer, with the reason (counted in stats).
         refused: Vec<(String, String)>,
+        /// The daemon's compile count the projection before the build reported: if no
+        /// compile reached the daemon since, cargo built no unit a snapshot could record,
+        /// and the reply says so at once (`unchanged`).
+        since: Option<u64>,
     },
     /// `zcfs cargo`, before cargo: project the recorded units whose inputs verify.
     SnapshotProject {

@@ -99,13 +99,15 @@ pub fn run(args: Vec<OsString>) -> Result<i32> {
     let Some(at) = snapshot else {
         return Err(exec(&mut cmd));
     };
-    if !config.recache {
-        super::snapshot::before(&config, &paths, &at);
-    }
+    let since = if config.recache {
+        None
+    } else {
+        super::snapshot::before(&config, &paths, &at)
+    };
     let status = super::snapshot::run_child(&mut cmd)
         .with_context(|| format!("cannot run {:?}", cmd.get_program()))?;
     if status.success() {
-        super::snapshot::after(&config, &paths, &at, &cargo, &args);
+        super::snapshot::after(&config, &paths, &at, since, &cargo, &args);
     }
     Ok(exit_code(status))
 }

@@ -92,8 +92,9 @@ fn json(config: &Config, paths: &Paths, req: &Request) -> Result<serde_json::Val
 }
 
 /// Projects what verifies. Directories the mount lacks are made here, through the mount,
-/// and the daemon is asked once more.
-pub fn before(config: &Config, paths: &Paths, at: &At) {
+/// and the daemon is asked once more. Returns the daemon's compile count then (see
+/// [`after`]).
+pub fn before(config: &Config, paths: &Paths, at: &At) -> Option<u64> {
     // cargo holds `<profile>/.cargo-lock` while it builds there: no projection under a
     // cargo at work (the locks are held until the projection is done).
     let mut held = Vec::new();
@@ -113,7 +114,7 @@ pub fn before(config: &Config, paths: &Paths, at: &At) {
                     paths,
                     &format!("snapshot not projected: another cargo is building in {profile}"),
                 );
-                return;
+                return None;
             }
         }
     }
@@ -128,7 +129,7 @@ pub fn before(config: &Config, paths: &Paths, at: &At) {
             Ok(v) => v,
             Err(e) => {
                 log(paths, &format!("snapshot not projected: {e}"));
-                return;
+                return None;
             }
         };
         let need: Vec<&str> = v["need_dirs"]
@@ -137,15 +138,16 @@ pub fn before(config: &Config, paths: &Paths, at: &At) {
             .unwrap_or_default();
         if need.is_empty() {
             log(paths, &format!("snapshot: {v}"));
-            return;
+            return v["compiles"].as_u64();
         }
         for d in need {
             if let Err(e) = std::fs::create_dir_all(at.build_dir.join(d)) {
                 log(paths, &format!("snapshot not projected: creating {d}: {e}"));
-                return;
+                return None;
             }
         }
     }
+    None
 }
 
 /// cargo's lock files in a build dir: `<profile>/.cargo-lock` and
@@ -180,8 +182,34 @@ fn cargo_locks(build_dir: &Path) -> Vec<PathBuf> {
 
 /// Records the units of the build dir that the daemon does not know yet. Their inputs
 /// need the packages' roots, from `cargo metadata`, only asked when some unit is new.
-pub fn after(config: &Config, paths: &Paths, at: &At, cargo: &OsStr, args: &[OsString]) {
+pub fn after(
+    config: &Config,
+    paths: &Paths,
+    at: &At,
+    since: Option<u64>,
+    cargo: &OsStr,
+    args: &[OsString],
+) {
     let t0 = std::time::Instant::now();
+    // No compile since the projection: cargo built nothing a snapshot could record (a unit
+    // cargo runs builds through the wrapper, or makes its dependents do so).
+    if since.is_some() {
+        let req = Request::SnapshotRecord {
+            at: at.proto.clone(),
+            units: Vec::new(),
+            refused: Vec::new(),
+            since,
+        };
+        if let Ok(v) = json(config, paths, &req)
+            && v["unchanged"] == true
+        {
+            log(
+                paths,
+                &format!("snapshot: nothing built ({:?})", t0.elapsed()),
+            );
+            return;
+        }
+    }
     let s = survey::survey(&at.build_dir);
     let t_survey = t0.elapsed();
     let mut units: Vec<crate::proto::SnapUnit> = s.units.iter().map(|f| f.unit.clone()).collect();
@@ -189,6 +217,7 @@ pub fn after(config: &Config, paths: &Paths, at: &At, cargo: &OsStr, args: &[OsS
         at: at.proto.clone(),
         units: units.clone(),
         refused: s.refused.clone(),
+        since: None,
     };
     let v = match json(config, paths, &req) {
         Ok(v) => v,
@@ -236,6 +265,7 @@ pub fn after(config: &Config, paths: &Paths, at: &At, cargo: &OsStr, args: &[OsS
         at: at.proto.clone(),
         units,
         refused,
+        since: None,
     };
     match json(config, paths, &req) {
         Ok(v) => log(paths, &format!("snapshot recorded: {v}")),

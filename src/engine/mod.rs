@@ -76,6 +76,10 @@ pub struct Engine {
     /// Per (snapshot index, unit): the stats digest the client last sent and the unit's
     /// own identity computed from its files then.
     snapshot_stats: Mutex<snapshot::StatsCache>,
+    /// Compile requests received (a snapshot's record is skipped when none came).
+    compiles: std::sync::atomic::AtomicU64,
+    /// Per snapshot index: the compile count when its build dir was last recorded in full.
+    snapshot_recorded_at: Mutex<HashMap<PathBuf, u64>>,
 }
 
 impl Engine {
@@ -112,6 +116,8 @@ impl Engine {
             publishing: (Mutex::new(HashSet::new()), Condvar::new()),
             produced: Mutex::new(HashMap::new()),
             snapshot_stats: Mutex::new(HashMap::new()),
+            compiles: std::sync::atomic::AtomicU64::new(0),
+            snapshot_recorded_at: Mutex::new(HashMap::new()),
         });
         let (tx, rx) = mpsc::channel::<miss::PublishJob>();
         *engine.publish_tx.lock() = Some(tx);
@@ -149,7 +155,11 @@ impl Engine {
             self.hashes.watch.sync();
         }
         match req {
-            Request::Compile(c) => self.compile(c, arrived),
+            Request::Compile(c) => {
+                self.compiles
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                self.compile(c, arrived)
+            }
             Request::CompileDone { token, outcome } => self.compile_done(token, outcome),
             Request::HitLatency { micros } => {
                 self.stats
@@ -226,7 +236,17 @@ impl Engine {
                     Err(e) => Reply::Error(format!("{e:#}")),
                 }
             }
-            Request::SnapshotRecord { at, units, refused } => {
+            Request::SnapshotRecord {
+                at,
+                units,
+                refused,
+                since,
+            } => {
+                if since.is_some() {
+                    // Only the question; the client surveys and asks again if it must.
+                    let unchanged = self.snapshot_unchanged(&at, since);
+                    return Reply::Json(serde_json::json!({ "unchanged": unchanged }).to_string());
+                }
                 match self.snapshot_record(at, units, refused) {
                     Ok(v) => Reply::Json(v.to_string()),
                     Err(e) => {
@@ -237,7 +257,13 @@ impl Engine {
                 }
             }
             Request::SnapshotProject { at, env } => match self.snapshot_project(at, env) {
-                Ok(v) => Reply::Json(v.to_string()),
+                Ok(mut v) => {
+                    v["compiles"] = self
+                        .compiles
+                        .load(std::sync::atomic::Ordering::SeqCst)
+                        .into();
+                    Reply::Json(v.to_string())
+                }
                 Err(e) => {
                     warn!("snapshot projection: {e:#}");
                     self.stats.update(|d| d.snapshot.errors += 1);

@@ -175,6 +175,15 @@ impl Engine {
         Ok((build_dir, m, inner))
     }
 
+    /// Whether no compile reached this daemon since `since` (the count the projection
+    /// before the build reported) nor since the build dir was last recorded in full: the
+    /// build dir then holds nothing a record lacks.
+    pub(super) fn snapshot_unchanged(&self, at: &SnapshotAt, since: Option<u64>) -> bool {
+        let now = self.compiles.load(std::sync::atomic::Ordering::SeqCst);
+        since == Some(now)
+            && self.snapshot_recorded_at.lock().get(&index_path(self, at)) == Some(&now)
+    }
+
     pub(super) fn snapshot_record(
         &self,
         at: SnapshotAt,
@@ -187,6 +196,7 @@ impl Engine {
         let (build_dir, m, inner) = self.snapshot_mount(&at)?;
         let core = &*m.core;
         let path = index_path(self, &at);
+        let compiles = self.compiles.load(std::sync::atomic::Ordering::SeqCst);
         let mut idx = Index::load(&path);
         let t_load = t0.elapsed();
         let mut unrecorded: BTreeMap<String, u64> = BTreeMap::new();
@@ -392,6 +402,13 @@ impl Engine {
             }
             idx.save(&path)
                 .with_context(|| format!("writing {}", path.display()))?;
+        }
+        if need.is_empty() {
+            // Everything found is recorded (or refused for good): the next build that
+            // compiles nothing need not look again.
+            self.snapshot_recorded_at
+                .lock()
+                .insert(path.clone(), compiles);
         }
         self.stats.update(|d| {
             d.snapshot.recorded += recorded;
