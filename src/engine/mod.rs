@@ -76,7 +76,7 @@ pub struct Engine {
     /// Per (snapshot index, unit): the stats digest the client last sent and the unit's
     /// own identity computed from its files then.
     snapshot_stats: Mutex<snapshot::StatsCache>,
-    /// Compile requests received (a snapshot's record is skipped when none came).
+    /// Hits and misses served (a snapshot's record is skipped when none came).
     compiles: std::sync::atomic::AtomicU64,
     /// Per snapshot index: the compile count when its build dir was last recorded in full.
     snapshot_recorded_at: Mutex<HashMap<PathBuf, u64>>,
@@ -156,9 +156,14 @@ impl Engine {
         }
         match req {
             Request::Compile(c) => {
-                self.compiles
-                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                self.compile(c, arrived)
+                let r = self.compile(c, arrived);
+                // Hits and misses build units; what passes through (rustc's probes, compiles
+                // zcfs does not cache) builds nothing a snapshot records.
+                if matches!(r, Reply::Hit { .. } | Reply::Miss { .. }) {
+                    self.compiles
+                        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+                r
             }
             Request::CompileDone { token, outcome } => self.compile_done(token, outcome),
             Request::HitLatency { micros } => {
