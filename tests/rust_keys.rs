@@ -350,7 +350,8 @@ fn toolchain_copy(env: &Env) -> PathBuf {
 /// rust-toolchain.toml).
 #[test]
 fn toolchain_switch_while_the_daemon_runs_misses() {
-    let env = Env::new();
+    // Hard-linking the toolchain raises its files' ctime: no other compile may run meanwhile.
+    let env = Env::alone();
     let dir = env.standalone(
         "switch",
         &[("src/main.rs", "fn main() { print!(\"hi\") }\n")],

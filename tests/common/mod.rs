@@ -55,6 +55,20 @@ pub struct Env {
     pub vars: Vec<(String, String)>,
     /// Builds run as `zcfs cargo`, with the target dir on a zcfs mount.
     pub mounted: bool,
+    /// Held for the test's life (see [`Env::alone`]).
+    _turn: Turn,
+}
+
+/// Tests of one binary share the machine's toolchain. A test that changes its files'
+/// metadata (hard links raise their ctime, which makes concurrent compiles look modified
+/// while they ran) runs alone: it holds this lock for writing, every other test for
+/// reading.
+static TURN: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+#[allow(dead_code)]
+enum Turn {
+    Shared(std::sync::RwLockReadGuard<'static, ()>),
+    Alone(std::sync::RwLockWriteGuard<'static, ()>),
 }
 
 /// What one cargo run did.
@@ -123,6 +137,10 @@ pub fn copy_dir(from: &Path, to: &Path) {
 
 impl Env {
     pub fn new() -> Env {
+        Env::new_with(Turn::Shared(TURN.read().unwrap_or_else(|e| e.into_inner())))
+    }
+
+    fn new_with(turn: Turn) -> Env {
         let tmp = tempfile::Builder::new()
             .prefix("zcfs-test-")
             .tempdir()
@@ -141,7 +159,17 @@ impl Env {
             run,
             vars: vec![],
             mounted: false,
+            _turn: turn,
         }
+    }
+
+    /// [`Env::new`] for a test that must run while no other test of its binary runs.
+    #[allow(dead_code)]
+    pub fn alone() -> Env {
+        let turn = Turn::Alone(TURN.write().unwrap_or_else(|e| e.into_inner()));
+        let mut env = Env::new_with(turn);
+        env.mounted = false;
+        env
     }
 
     /// An environment whose builds run as `zcfs cargo`: the target dir is mounted by zcfs
